@@ -1,0 +1,57 @@
+// Command volmaster serves the volplugin control-plane REST API.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/volmaster"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "volmaster",
+		Usage: "the volplugin control plane: REST API over policies and volumes in etcd",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
+			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
+			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it)"},
+			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
+			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
+			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` the local backend mounts under"},
+			&cli.StringFlag{Name: "prefix", Value: config.DefaultPrefix, Usage: "etcd key `PREFIX`"},
+			&cli.BoolFlag{Name: "debug", Usage: "debug logging (also switched live by the global config's Debug)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("volmaster takes no arguments, got %q", c.Args().Slice()), 2)
+			}
+			log := logrus.New()
+			if c.Bool("debug") {
+				log.SetLevel(logrus.DebugLevel)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return volmaster.Serve(ctx, volmaster.Options{
+				Listen: c.String("listen"), Etcd: c.StringSlice("etcd"),
+				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
+				DataDir: c.String("data-dir"), MountRoot: c.String("mount-root"), Prefix: c.String("prefix"),
+				Log: log,
+				Started: func(api string, etcd []string) {
+					fmt.Printf("volmaster API: %s\netcd client URL: %s\n", api, etcd[0])
+				},
+			})
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "volmaster:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,67 @@
+package config
+
+import "errors"
+
+// Sentinel errors shared by every layer. Check them with errors.Is; the
+// volmaster maps them to HTTP status codes and the client maps the codes back,
+// so an error keeps its kind across the REST boundary.
+var (
+	// ErrInvalid marks bad input: a malformed name, size, option or document.
+	ErrInvalid = errors.New("invalid input")
+	// ErrNotFound marks a missing policy, volume, revision or lock.
+	ErrNotFound = errors.New("not found")
+	// ErrExists marks a create of something that already exists.
+	ErrExists = errors.New("already exists")
+	// ErrInUse marks an object that is locked, mounted or busy with another
+	// operation.
+	ErrInUse = errors.New("in use")
+	// ErrUnavailable marks an unreachable dependency (etcd, a storage backend).
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Error codes carried in the "code" field of volmaster's JSON errors.
+const (
+	CodeInvalid     = "invalid"
+	CodeNotFound    = "not-found"
+	CodeExists      = "exists"
+	CodeInUse       = "in-use"
+	CodeUnavailable = "unavailable"
+	CodeInternal    = "internal"
+)
+
+// ErrorCode returns the wire code for err's kind.
+func ErrorCode(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return CodeInvalid
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound
+	case errors.Is(err, ErrExists):
+		return CodeExists
+	case errors.Is(err, ErrInUse):
+		return CodeInUse
+	case errors.Is(err, ErrUnavailable):
+		return CodeUnavailable
+	default:
+		return CodeInternal
+	}
+}
+
+// CodeError returns the sentinel for a wire code, or nil for an unknown or
+// internal code.
+func CodeError(code string) error {
+	switch code {
+	case CodeInvalid:
+		return ErrInvalid
+	case CodeNotFound:
+		return ErrNotFound
+	case CodeExists:
+		return ErrExists
+	case CodeInUse:
+		return ErrInUse
+	case CodeUnavailable:
+		return ErrUnavailable
+	default:
+		return nil
+	}
+}

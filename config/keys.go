@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// DefaultPrefix is the etcd key prefix when none is configured.
+const DefaultPrefix = "/volplugin"
+
+// SchemaVersion is the version of the key layout below.
+const SchemaVersion = 1
+
+// Keys is the etcd key layout, the only place that builds or parses keys.
+// Names never contain '/', so every segment below is one name.
+//
+//	<prefix>/schema                                 schema version ("1")
+//	<prefix>/global                                 Global (JSON)
+//	<prefix>/policies/<policy>                      Policy, current revision (JSON)
+//	<prefix>/policy-revisions/<policy>/<rev:%020d>  Policy, every upload (JSON); rev counts from 1
+//	<prefix>/volumes/<policy>/<volume>              Volume without runtime (JSON)
+//	<prefix>/runtime/<policy>/<volume>              RuntimeOptions (JSON)
+//	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
+//	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
+//
+// A volume's record and runtime are created and deleted together in one
+// transaction. Policy revisions survive the policy's deletion, so history
+// stays readable and numbering continues if the policy is uploaded again.
+type Keys struct {
+	Prefix string
+}
+
+// NewKeys returns the layout under prefix ("" means DefaultPrefix).
+func NewKeys(prefix string) (Keys, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(prefix, "/") || path.Clean(prefix) != prefix || prefix == "/" {
+		return Keys{}, fmt.Errorf("key prefix %q must be a clean absolute path like /volplugin: %w", prefix, ErrInvalid)
+	}
+	return Keys{Prefix: prefix}, nil
+}
+
+// All is the prefix holding every key of the suite.
+func (k Keys) All() string { return k.Prefix + "/" }
+
+// Schema holds the schema version.
+func (k Keys) Schema() string { return k.Prefix + "/schema" }
+
+// Global holds the global configuration.
+func (k Keys) Global() string { return k.Prefix + "/global" }
+
+// Policies is the prefix of all current policies.
+func (k Keys) Policies() string { return k.Prefix + "/policies/" }
+
+// Policy is the current revision of one policy.
+func (k Keys) Policy(name string) string { return k.Policies() + name }
+
+// PolicyRevisions is the prefix of one policy's revisions.
+func (k Keys) PolicyRevisions(name string) string {
+	return k.Prefix + "/policy-revisions/" + name + "/"
+}
+
+// PolicyRevision is one numbered revision of a policy.
+func (k Keys) PolicyRevision(name string, rev int64) string {
+	return fmt.Sprintf("%s%020d", k.PolicyRevisions(name), rev)
+}
+
+// ParsePolicyRevision returns the revision number of a PolicyRevision key.
+func (k Keys) ParsePolicyRevision(name, key string) (int64, bool) {
+	s, ok := strings.CutPrefix(key, k.PolicyRevisions(name))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// Volumes is the prefix of every volume record.
+func (k Keys) Volumes() string { return k.Prefix + "/volumes/" }
+
+// VolumesOf is the prefix of one policy's volume records.
+func (k Keys) VolumesOf(policy string) string { return k.Volumes() + policy + "/" }
+
+// Volume is one volume record.
+func (k Keys) Volume(r VolumeRef) string { return k.VolumesOf(r.Policy) + r.Name }
+
+// Runtimes is the prefix of every runtime record.
+func (k Keys) Runtimes() string { return k.Prefix + "/runtime/" }
+
+// RuntimesOf is the prefix of one policy's runtime records.
+func (k Keys) RuntimesOf(policy string) string { return k.Runtimes() + policy + "/" }
+
+// Runtime is one volume's runtime record.
+func (k Keys) Runtime(r VolumeRef) string { return k.RuntimesOf(r.Policy) + r.Name }
+
+// Uses is the prefix of every mount lock.
+func (k Keys) Uses() string { return k.Prefix + "/uses/" }
+
+// Use is one volume's mount lock.
+func (k Keys) Use(r VolumeRef) string { return k.Uses() + r.Policy + "/" + r.Name }
+
+// OpLocks is the prefix of every operation lock.
+func (k Keys) OpLocks() string { return k.Prefix + "/oplocks/" }
+
+// OpLock is one volume's operation lock.
+func (k Keys) OpLock(r VolumeRef) string { return k.OpLocks() + r.Policy + "/" + r.Name }
+
+// ParseRef returns the volume named by a key under one of the per-volume
+// prefixes (Volumes, Runtimes, Uses, OpLocks).
+func (k Keys) ParseRef(prefix, key string) (VolumeRef, bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return VolumeRef{}, false
+	}
+	p, n, ok := strings.Cut(rest, "/")
+	if !ok || p == "" || n == "" || strings.Contains(n, "/") {
+		return VolumeRef{}, false
+	}
+	return VolumeRef{Policy: p, Name: n}, true
+}

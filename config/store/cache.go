@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// Cache is an in-memory copy of every policy and volume, loaded in one read
+// and kept current by an etcd watch. It serves lists of thousands of volumes
+// without a per-item round trip. Writers call WaitRevision with the revision
+// of their write before answering, so a client always reads its own writes
+// from the same volmaster; other volmasters catch up within the watch delay.
+type Cache struct {
+	s *Store
+
+	mu       sync.RWMutex
+	synced   bool
+	rev      int64
+	changed  chan struct{} // closed and replaced whenever rev moves
+	volumes  map[config.VolumeRef]config.Volume
+	runtimes map[config.VolumeRef]config.RuntimeOptions
+	policies map[string]PolicyRecord
+}
+
+// NewCache returns an empty cache; Run fills it.
+func (s *Store) NewCache() *Cache {
+	return &Cache{s: s, changed: make(chan struct{})}
+}
+
+// healthEvery is how often Run confirms etcd answers, so a cache cut off from
+// etcd stops serving stale data within about this long.
+const healthEvery = 2 * time.Second
+
+// Run loads and watches until ctx ends, starting over after any failure.
+func (c *Cache) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := c.runOnce(ctx); err != nil {
+			c.setSynced(false)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cache) runOnce(ctx context.Context) error {
+	k := c.s.keys
+	resp, err := c.s.txn(ctx, "load cache", nil, []clientv3.Op{
+		clientv3.OpGet(k.Volumes(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.Runtimes(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.Policies(), clientv3.WithPrefix()),
+	}, nil)
+	if err != nil {
+		return err
+	}
+	vols := map[config.VolumeRef]config.Volume{}
+	rts := map[config.VolumeRef]config.RuntimeOptions{}
+	pols := map[string]PolicyRecord{}
+	for i := range 3 {
+		for _, kv := range rangeKvs(resp, i) {
+			c.apply(vols, rts, pols, mvccpb.PUT, kv)
+		}
+	}
+	c.mu.Lock()
+	c.volumes, c.runtimes, c.policies = vols, rts, pols
+	c.mu.Unlock()
+	c.advance(resp.Header.Revision, true)
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := c.s.cli.Watch(wctx, k.All(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	tick := time.NewTicker(healthEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if _, err := c.s.get(ctx, "cache health", k.Schema()); err != nil {
+				c.setSynced(false)
+				continue
+			}
+			c.setSynced(true)
+		case wr, ok := <-wch:
+			if !ok {
+				return fmt.Errorf("watch closed")
+			}
+			if err := wr.Err(); err != nil {
+				return err
+			}
+			c.mu.Lock()
+			for _, ev := range wr.Events {
+				c.apply(c.volumes, c.runtimes, c.policies, ev.Type, ev.Kv)
+			}
+			c.mu.Unlock()
+			c.advance(wr.Header.Revision, true)
+		}
+	}
+}
+
+// apply records one key's new value (or deletion) in the maps.
+func (c *Cache) apply(vols map[config.VolumeRef]config.Volume, rts map[config.VolumeRef]config.RuntimeOptions,
+	pols map[string]PolicyRecord, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+	k := c.s.keys
+	key := string(kv.Key)
+	del := typ == mvccpb.DELETE
+	switch {
+	case strings.HasPrefix(key, k.Volumes()):
+		ref, ok := k.ParseRef(k.Volumes(), key)
+		if !ok {
+			return
+		}
+		if del {
+			delete(vols, ref)
+			return
+		}
+		if v, err := DecodeVolume(kv.Value, nil); err == nil {
+			vols[ref] = v
+		}
+	case strings.HasPrefix(key, k.Runtimes()):
+		ref, ok := k.ParseRef(k.Runtimes(), key)
+		if !ok {
+			return
+		}
+		if del {
+			delete(rts, ref)
+			return
+		}
+		var rt config.RuntimeOptions
+		if json.Unmarshal(kv.Value, &rt) == nil {
+			rts[ref] = rt
+		}
+	case strings.HasPrefix(key, k.Policies()):
+		name, ok := c.s.policyName(key)
+		if !ok {
+			return
+		}
+		if del {
+			delete(pols, name)
+			return
+		}
+		if r, err := DecodePolicyRecord(kv.Value); err == nil {
+			pols[name] = r
+		}
+	}
+}
+
+func (c *Cache) advance(rev int64, synced bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.synced = synced
+	if rev > c.rev {
+		c.rev = rev
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+}
+
+func (c *Cache) setSynced(ok bool) {
+	c.mu.Lock()
+	c.synced = ok
+	c.mu.Unlock()
+}
+
+// WaitRevision blocks until the cache has seen etcd revision rev or ctx ends.
+func (c *Cache) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		c.mu.RLock()
+		cur, ch := c.rev, c.changed
+		c.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cache behind etcd revision %d: %w", rev, config.ErrUnavailable)
+		}
+	}
+}
+
+func (c *Cache) read() error {
+	if !c.synced {
+		return fmt.Errorf("volume cache is not in sync with etcd: %w", config.ErrUnavailable)
+	}
+	return nil
+}
+
+// Volume returns one volume with its runtime options.
+func (c *Cache) Volume(ref config.VolumeRef) (config.Volume, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.read(); err != nil {
+		return config.Volume{}, err
+	}
+	v, ok := c.volumes[ref]
+	if !ok {
+		return config.Volume{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+	}
+	v.Runtime = c.runtimes[ref]
+	return v, nil
+}
+
+// Volumes returns the volumes of one policy, or of all policies if policy is
+// empty, sorted by policy and name.
+func (c *Cache) Volumes(policy string) ([]config.Volume, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.read(); err != nil {
+		return nil, err
+	}
+	out := make([]config.Volume, 0, len(c.volumes))
+	for ref, v := range c.volumes {
+		if policy != "" && ref.Policy != policy {
+			continue
+		}
+		v.Runtime = c.runtimes[ref]
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b config.Volume) int {
+		if d := strings.Compare(a.Policy, b.Policy); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// Policy returns the current version of one policy.
+func (c *Cache) Policy(name string) (PolicyRecord, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.read(); err != nil {
+		return PolicyRecord{}, err
+	}
+	p, ok := c.policies[name]
+	if !ok {
+		return PolicyRecord{}, fmt.Errorf("policy %s: %w", name, config.ErrNotFound)
+	}
+	return p, nil
+}
+
+// Policies returns every current policy, sorted by name.
+func (c *Cache) Policies() ([]PolicyRecord, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.read(); err != nil {
+		return nil, err
+	}
+	out := make([]PolicyRecord, 0, len(c.policies))
+	for _, name := range slices.Sorted(maps.Keys(c.policies)) {
+		out = append(out, c.policies[name])
+	}
+	return out, nil
+}

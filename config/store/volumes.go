@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// OpLock records which operation holds a volume's operation lock. It lives
+// on its holder's lease, so a crashed holder's lock expires.
+type OpLock struct {
+	Op    string    `json:"op"`
+	Owner string    `json:"owner"`
+	Since time.Time `json:"since"`
+}
+
+// Holder identifies who takes operation locks: a lease (kept alive by the
+// holder) and a human-readable owner name.
+type Holder struct {
+	Lease clientv3.LeaseID
+	Owner string
+}
+
+func (s *Store) encodeVolume(v config.Volume) (rec, rt string, err error) {
+	runtime := v.Runtime
+	v.Runtime = config.RuntimeOptions{}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", "", err
+	}
+	r, err := json.Marshal(runtime)
+	if err != nil {
+		return "", "", err
+	}
+	return string(b), string(r), nil
+}
+
+// DecodeVolume parses a stored volume record and, if rt is not nil, its
+// runtime record.
+func DecodeVolume(rec, rt []byte) (config.Volume, error) {
+	var v config.Volume
+	if err := json.Unmarshal(rec, &v); err != nil {
+		return config.Volume{}, fmt.Errorf("stored volume is corrupt: %w", err)
+	}
+	if rt != nil {
+		if err := json.Unmarshal(rt, &v.Runtime); err != nil {
+			return config.Volume{}, fmt.Errorf("stored runtime of %s is corrupt: %w", v.Ref(), err)
+		}
+	}
+	return v, nil
+}
+
+func (s *Store) opLockPut(ref config.VolumeRef, op string, h Holder) (clientv3.Op, error) {
+	b, err := json.Marshal(OpLock{Op: op, Owner: h.Owner, Since: time.Now().UTC()})
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	return clientv3.OpPut(s.keys.OpLock(ref), string(b), clientv3.WithLease(h.Lease)), nil
+}
+
+// CreateVolume writes the record and runtime of a new volume and takes its
+// operation lock, all only if the volume does not exist (ErrExists). The
+// caller creates the image next and then calls ReleaseOp, or RollbackCreate
+// if that fails.
+func (s *Store) CreateVolume(ctx context.Context, v config.Volume, h Holder) (int64, error) {
+	ref := v.Ref()
+	rec, rt, err := s.encodeVolume(v)
+	if err != nil {
+		return 0, err
+	}
+	lockPut, err := s.opLockPut(ref, "create", h)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.txn(ctx, "create volume "+ref.String(),
+		[]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+		},
+		[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt), lockPut},
+		nil)
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
+	}
+	return resp.Header.Revision, nil
+}
+
+// ReleaseOp drops the operation lock if h still holds it.
+func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (int64, error) {
+	key := s.keys.OpLock(ref)
+	resp, err := s.txn(ctx, "release lock of "+ref.String(),
+		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
+		[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Header.Revision, nil
+}
+
+// RollbackCreate deletes the record, runtime and lock written by CreateVolume,
+// provided h still holds the lock.
+func (s *Store) RollbackCreate(ctx context.Context, ref config.VolumeRef, h Holder) error {
+	return s.deleteUnderLock(ctx, "roll back create of "+ref.String(), ref, h)
+}
+
+func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.VolumeRef, h Holder) error {
+	key := s.keys.OpLock(ref)
+	resp, err := s.txn(ctx, op,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
+		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(key)},
+		nil)
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: operation lock lost (lease expired?): %w", op, config.ErrInUse)
+	}
+	return nil
+}
+
+// GetVolume returns a volume with its runtime options.
+func (s *Store) GetVolume(ctx context.Context, ref config.VolumeRef) (config.Volume, error) {
+	resp, err := s.txn(ctx, "get volume "+ref.String(), nil,
+		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))}, nil)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	vol := resp.Responses[0].GetResponseRange().Kvs
+	if len(vol) == 0 {
+		return config.Volume{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+	}
+	var rt []byte
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
+		rt = kvs[0].Value
+	}
+	return DecodeVolume(vol[0].Value, rt)
+}
+
+// BeginRemove takes the operation lock of a volume that exists, is not
+// mounted anywhere and is not busy; it returns the volume. The caller destroys
+// the image and then calls FinishRemove, or ReleaseOp if that fails.
+func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder) (config.Volume, error) {
+	lockPut, err := s.opLockPut(ref, "remove", h)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	resp, err := s.txn(ctx, "remove volume "+ref.String(),
+		[]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Use(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+		},
+		[]clientv3.Op{lockPut, clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))},
+		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if !resp.Succeeded {
+		return config.Volume{}, whyBusy(ref, rangeKvs(resp, 0), rangeKvs(resp, 1), rangeKvs(resp, 2))
+	}
+	var rt []byte
+	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) == 1 {
+		rt = kvs[0].Value
+	}
+	return DecodeVolume(resp.Responses[1].GetResponseRange().Kvs[0].Value, rt)
+}
+
+// whyBusy explains a failed conditional change from the volume's record,
+// mount lock and operation lock as read in the same transaction.
+func whyBusy(ref config.VolumeRef, vol, use, oplock []*mvccpb.KeyValue) error {
+	if len(vol) == 0 {
+		return fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+	}
+	if len(use) == 1 {
+		var u config.Use
+		_ = json.Unmarshal(use[0].Value, &u)
+		return fmt.Errorf("volume %s is mounted on host %q: %w", ref, u.Hostname, config.ErrInUse)
+	}
+	if len(oplock) == 1 {
+		var l OpLock
+		_ = json.Unmarshal(oplock[0].Value, &l)
+		return fmt.Errorf("volume %s is busy (%s by %s since %s): %w", ref, l.Op, l.Owner, l.Since.Format(time.RFC3339), config.ErrInUse)
+	}
+	return fmt.Errorf("volume %s changed during the request, try again: %w", ref, config.ErrInUse)
+}
+
+func rangeKvs(resp *clientv3.TxnResponse, i int) []*mvccpb.KeyValue {
+	return resp.Responses[i].GetResponseRange().Kvs
+}
+
+// FinishRemove deletes the record, runtime and lock of a volume whose image
+// is gone, provided h still holds the lock.
+func (s *Store) FinishRemove(ctx context.Context, ref config.VolumeRef, h Holder) error {
+	return s.deleteUnderLock(ctx, "remove volume "+ref.String(), ref, h)
+}
+
+// ForceRemove deletes only the record and runtime of a volume, leaving any
+// image in the backend; refused while an operation holds the volume.
+func (s *Store) ForceRemove(ctx context.Context, ref config.VolumeRef) (int64, error) {
+	resp, err := s.txn(ctx, "force-remove volume "+ref.String(),
+		[]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+		},
+		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref))},
+		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		// A mount lock does not stop a forced removal; report the other causes.
+		return 0, whyBusy(ref, rangeKvs(resp, 0), nil, rangeKvs(resp, 2))
+	}
+	return resp.Header.Revision, nil
+}
+
+// PutRuntime replaces the runtime options of an existing volume.
+func (s *Store) PutRuntime(ctx context.Context, ref config.VolumeRef, rt config.RuntimeOptions) (int64, error) {
+	if err := rt.Validate(); err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(rt)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.txn(ctx, "put runtime of "+ref.String(),
+		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0)},
+		[]clientv3.Op{clientv3.OpPut(s.keys.Runtime(ref), string(b))}, nil)
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+	}
+	return resp.Header.Revision, nil
+}

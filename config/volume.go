@@ -1,0 +1,179 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Volume is the full record of one volume: its name, the copy of its policy
+// taken at creation (backends, driver, create options, filesystems, flags) and
+// its runtime options, which are stored under their own key so that they can
+// change while the volume is mounted.
+type Volume struct {
+	Policy         string               `json:"policy"`
+	Name           string               `json:"name"`
+	PolicyRevision int64                `json:"policy-revision,omitzero"`
+	CreatedAt      time.Time            `json:"created-at,omitzero"`
+	Backends       Backends             `json:"backends"`
+	Driver         Driver               `json:"driver"`
+	Create         CreateOptions        `json:"create"`
+	Runtime        RuntimeOptions       `json:"runtime,omitzero"`
+	Unlocked       bool                 `json:"unlocked,omitempty"`
+	Ephemeral      bool                 `json:"ephemeral,omitempty"`
+	Reclaim        Reclaim              `json:"reclaim,omitzero"`
+	FileSystems    map[string]FSCommand `json:"filesystems,omitempty"`
+}
+
+// Ref returns the volume's policy/name reference.
+func (v *Volume) Ref() VolumeRef { return VolumeRef{Policy: v.Policy, Name: v.Name} }
+
+// SizeBytes returns the parsed create size, 0 for backends without one.
+func (v *Volume) SizeBytes() (int64, error) {
+	if v.Create.Size == "" {
+		return 0, nil
+	}
+	return ParseSize(v.Create.Size)
+}
+
+// MkfsCommand returns the command that formats this volume's filesystem.
+func (v *Volume) MkfsCommand() (FSCommand, error) {
+	cmd, ok := v.FileSystems[v.Create.Filesystem]
+	if !ok {
+		return nil, fmt.Errorf("volume %s: filesystem %q has no command: %w", v.Ref(), v.Create.Filesystem, ErrInvalid)
+	}
+	return cmd, nil
+}
+
+// VolumeRequest is the body of POST /v1/volumes.
+type VolumeRequest struct {
+	Policy  string            `json:"policy"`
+	Name    string            `json:"name"`
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// Volume options accepted at creation (docker volume create -o key=value,
+// volcli volume create --opt key=value). Each overrides the policy's value
+// for the new volume only.
+const (
+	OptSize              = "size"
+	OptFilesystem        = "filesystem"
+	OptSnapshots         = "snapshots"
+	OptSnapshotFrequency = "snapshot.frequency"
+	OptSnapshotKeep      = "snapshot.keep"
+	OptReadBPS           = "rate-limit.read-bps"
+	OptWriteBPS          = "rate-limit.write-bps"
+	OptReadIOPS          = "rate-limit.read-iops"
+	OptWriteIOPS         = "rate-limit.write-iops"
+	OptEphemeral         = "ephemeral"
+)
+
+// VolumeOptions lists every option key accepted at creation.
+func VolumeOptions() []string {
+	return []string{OptSize, OptFilesystem, OptSnapshots, OptSnapshotFrequency, OptSnapshotKeep,
+		OptReadBPS, OptWriteBPS, OptReadIOPS, OptWriteIOPS, OptEphemeral}
+}
+
+// NewVolume builds a volume record from a policy (taken at revision rev) and
+// the creation options, validating everything before any work starts.
+func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now time.Time) (Volume, error) {
+	if err := ref.Validate(); err != nil {
+		return Volume{}, err
+	}
+	v := Volume{
+		Policy:         ref.Policy,
+		Name:           ref.Name,
+		PolicyRevision: rev,
+		CreatedAt:      now.UTC(),
+		Backends:       p.Backends,
+		Driver:         Driver{Pool: p.Driver.Pool, Options: maps.Clone(p.Driver.Options)},
+		Create:         p.Create,
+		Runtime:        p.Runtime,
+		Unlocked:       p.Unlocked,
+		Ephemeral:      p.Ephemeral,
+		Reclaim:        p.Reclaim,
+		FileSystems:    p.AllFilesystems(),
+	}
+	if p.Backends.CRUD == "" {
+		v.FileSystems = nil
+	}
+	if err := v.applyOptions(opts); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	if err := v.Create.validate(v.FileSystems); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	if err := v.Runtime.Validate(); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	return v, nil
+}
+
+func (v *Volume) applyOptions(opts map[string]string) error {
+	// Sorted so that the first bad option reported is the same every time.
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		val := opts[k]
+		var err error
+		switch k {
+		case OptSize:
+			if v.Backends.CRUD == "" {
+				return fmt.Errorf("option size: backend %s has no size: %w", v.Backends.Mount, ErrInvalid)
+			}
+			if _, err = ParseSize(val); err == nil {
+				v.Create.Size = val
+			}
+		case OptFilesystem:
+			if _, ok := v.FileSystems[val]; !ok {
+				err = fmt.Errorf("filesystem %q is not defined by the policy: %w", val, ErrInvalid)
+			}
+			v.Create.Filesystem = val
+		case OptSnapshots:
+			v.Runtime.Snapshots, err = parseBool(val)
+		case OptSnapshotFrequency:
+			v.Runtime.Snapshot.Frequency, err = ParseDuration(val)
+		case OptSnapshotKeep:
+			var n uint64
+			n, err = parseUint(val)
+			v.Runtime.Snapshot.Keep = uint(n)
+		case OptReadBPS, OptWriteBPS:
+			var n int64
+			if n, err = ParseSize(val); err == nil {
+				if k == OptReadBPS {
+					v.Runtime.RateLimit.ReadBPS = ByteRate(n)
+				} else {
+					v.Runtime.RateLimit.WriteBPS = ByteRate(n)
+				}
+			}
+		case OptReadIOPS:
+			v.Runtime.RateLimit.ReadIOPS, err = parseUint(val)
+		case OptWriteIOPS:
+			v.Runtime.RateLimit.WriteIOPS, err = parseUint(val)
+		case OptEphemeral:
+			v.Ephemeral, err = parseBool(val)
+		default:
+			return fmt.Errorf("unknown option %q (known: %v): %w", k, VolumeOptions(), ErrInvalid)
+		}
+		if err != nil {
+			return fmt.Errorf("option %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false: %w", s, ErrInvalid)
+	}
+	return b, nil
+}
+
+func parseUint(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a whole non-negative number: %w", s, ErrInvalid)
+	}
+	return n, nil
+}

@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// Health checks that volmaster answers and reaches etcd.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, nil)
+}
+
+// Policies lists policy names.
+func (c *Client) Policies(ctx context.Context) ([]string, error) {
+	var out []string
+	return out, c.do(ctx, http.MethodGet, "/v1/policies", nil, nil, &out)
+}
+
+// Policy returns the current version of a policy.
+func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error) {
+	var out config.Policy
+	return out, c.do(ctx, http.MethodGet, "/v1/policies/"+url.PathEscape(name), nil, nil, &out)
+}
+
+// PutPolicy uploads a policy document (JSON) under name; volmaster validates
+// it and stores it as a new revision. It returns the stored policy.
+func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, error) {
+	var out config.Policy
+	return out, c.do(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out)
+}
+
+// DeletePolicy removes a policy; its volumes and history stay.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/policies/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// PolicyRevisions lists a policy's revisions, oldest first.
+func (c *Client) PolicyRevisions(ctx context.Context, name string) ([]config.PolicyRevision, error) {
+	var out []config.PolicyRevision
+	return out, c.do(ctx, http.MethodGet, "/v1/policies/"+url.PathEscape(name)+"/revisions", nil, nil, &out)
+}
+
+// PolicyRevision returns one revision of a policy.
+func (c *Client) PolicyRevision(ctx context.Context, name string, rev int64) (config.Policy, error) {
+	var out config.Policy
+	path := "/v1/policies/" + url.PathEscape(name) + "/revisions/" + strconv.FormatInt(rev, 10)
+	return out, c.do(ctx, http.MethodGet, path, nil, nil, &out)
+}
+
+func volumesPath(policy string) string {
+	if policy == "" {
+		return "/v1/volumes"
+	}
+	return "/v1/volumes/" + url.PathEscape(policy)
+}
+
+// Volumes lists the volumes of a policy, or of all policies if policy is "".
+func (c *Client) Volumes(ctx context.Context, policy string) ([]config.VolumeRef, error) {
+	var out []config.VolumeRef
+	return out, c.do(ctx, http.MethodGet, volumesPath(policy), nil, nil, &out)
+}
+
+// VolumesDetail is Volumes with every full record.
+func (c *Client) VolumesDetail(ctx context.Context, policy string) ([]config.Volume, error) {
+	var out []config.Volume
+	return out, c.do(ctx, http.MethodGet, volumesPath(policy), url.Values{"detail": {"true"}}, nil, &out)
+}
+
+// Volume returns a volume's full record.
+func (c *Client) Volume(ctx context.Context, ref config.VolumeRef) (config.Volume, error) {
+	var out config.Volume
+	return out, c.do(ctx, http.MethodGet, "/v1/volumes/"+refPath(ref), nil, nil, &out)
+}
+
+// CreateVolume creates a volume from its policy and options. It is not
+// retried: a second attempt would answer "exists".
+func (c *Client) CreateVolume(ctx context.Context, req config.VolumeRequest) (config.Volume, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	var out config.Volume
+	return out, c.do(ctx, http.MethodPost, "/v1/volumes", nil, body, &out)
+}
+
+// RemoveVolume destroys a volume's image and record; with force only the
+// record is removed.
+func (c *Client) RemoveVolume(ctx context.Context, ref config.VolumeRef, force bool) error {
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/volumes/"+refPath(ref), q, nil, nil)
+}
+
+// Runtime returns a volume's runtime options.
+func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.RuntimeOptions, error) {
+	var out config.RuntimeOptions
+	return out, c.do(ctx, http.MethodGet, "/v1/volumes/"+refPath(ref)+"/runtime", nil, nil, &out)
+}
+
+// PutRuntime replaces a volume's runtime options with a JSON document.
+func (c *Client) PutRuntime(ctx context.Context, ref config.VolumeRef, doc []byte) (config.RuntimeOptions, error) {
+	var out config.RuntimeOptions
+	return out, c.do(ctx, http.MethodPut, "/v1/volumes/"+refPath(ref)+"/runtime", nil, doc, &out)
+}
+
+// Global returns the global configuration.
+func (c *Client) Global(ctx context.Context) (config.Global, error) {
+	var out config.Global
+	return out, c.do(ctx, http.MethodGet, "/v1/global", nil, nil, &out)
+}
+
+// PutGlobal replaces the global configuration with a JSON document.
+func (c *Client) PutGlobal(ctx context.Context, doc []byte) (config.Global, error) {
+	var out config.Global
+	return out, c.do(ctx, http.MethodPut, "/v1/global", nil, doc, &out)
+}
+
+// Uses lists every mount lock.
+func (c *Client) Uses(ctx context.Context) ([]config.Use, error) {
+	var out []config.Use
+	return out, c.do(ctx, http.MethodGet, "/v1/uses", nil, nil, &out)
+}
+
+// Use returns one volume's mount lock.
+func (c *Client) Use(ctx context.Context, ref config.VolumeRef) (config.Use, error) {
+	var out config.Use
+	return out, c.do(ctx, http.MethodGet, "/v1/uses/"+refPath(ref), nil, nil, &out)
+}
+
+// RemoveUse breaks one volume's mount lock.
+func (c *Client) RemoveUse(ctx context.Context, ref config.VolumeRef) error {
+	return c.do(ctx, http.MethodDelete, "/v1/uses/"+refPath(ref), nil, nil, nil)
+}

@@ -1,0 +1,156 @@
+// Package client is the one Go client of the volmaster REST API, used by
+// volcli, volplugin and volsupervisor. Errors carry the server's kind:
+// errors.Is(err, config.ErrNotFound) and friends work across the wire, and a
+// volmaster that cannot be reached is config.ErrUnavailable.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// DefaultURL is volmaster's default listen address.
+const DefaultURL = "http://127.0.0.1:9005"
+
+// Client talks to one volmaster.
+type Client struct {
+	base    *url.URL
+	hc      *http.Client
+	retries int
+	backoff time.Duration
+}
+
+// Option adjusts a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client (for TLS settings, say).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithRetries sets how often an idempotent call is retried after a
+// connection failure or a 503, and the first backoff (doubled each time).
+func WithRetries(n int, backoff time.Duration) Option {
+	return func(c *Client) { c.retries, c.backoff = n, backoff }
+}
+
+// New returns a client for the volmaster at baseURL ("" = DefaultURL).
+func New(baseURL string, opts ...Option) (*Client, error) {
+	if baseURL == "" {
+		baseURL = DefaultURL
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("volmaster URL %q must look like http://host:port: %w", baseURL, config.ErrInvalid)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	c := &Client{
+		base:    u,
+		hc:      &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}},
+		retries: 3,
+		backoff: 200 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Error is a failed API call. Unwrap yields the config sentinel for its code.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the sentinel matching the error code, if any.
+func (e *Error) Unwrap() error {
+	if e.Status == http.StatusServiceUnavailable && e.Code == "" {
+		return config.ErrUnavailable
+	}
+	return config.CodeError(e.Code)
+}
+
+// do sends one request and decodes a JSON answer into out (if not nil).
+// Idempotent methods are retried on connection failures and 503s; the body is
+// a byte slice, so every attempt sends it whole.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	idempotent := method != http.MethodPost
+	wait := c.backoff
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = c.once(ctx, method, u.String(), body, out)
+		if err == nil || !idempotent || attempt >= c.retries || !errors.Is(err, config.ErrUnavailable) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, u string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("volmaster at %s: %w", c.base.Host, ctx.Err())
+		}
+		return fmt.Errorf("volmaster at %s is unreachable: %v: %w", c.base.Host, err, config.ErrUnavailable)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read answer of volmaster at %s: %v: %w", c.base.Host, err, config.ErrUnavailable)
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		var eb struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			e.Code, e.Message = eb.Code, eb.Error
+		} else {
+			e.Message = fmt.Sprintf("volmaster answered %s", resp.Status)
+		}
+		return e
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, u, err)
+	}
+	return nil
+}
+
+func refPath(ref config.VolumeRef) string {
+	return url.PathEscape(ref.Policy) + "/" + url.PathEscape(ref.Name)
+}

@@ -1,0 +1,85 @@
+// Package etcdserver runs a single-node etcd inside the process: volmaster's
+// zero-configuration default and the etcd of every test.
+package etcdserver
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config sets up an embedded etcd.
+type Config struct {
+	// Dir holds etcd's data; it survives restarts.
+	Dir string
+	// ClientURL and PeerURL are where etcd listens; a port of 0 picks a free
+	// one (the chosen client URL is in Server.Endpoints).
+	ClientURL string
+	PeerURL   string
+	// Fast shortens raft ticks, for tests.
+	Fast bool
+	// LogLevel is etcd's own log level (default "error").
+	LogLevel string
+}
+
+// Server is a running embedded etcd.
+type Server struct {
+	etcd *embed.Etcd
+	// Endpoints are the client URLs to dial.
+	Endpoints []string
+}
+
+// Start starts etcd and waits until it serves or ctx ends.
+func Start(ctx context.Context, c Config) (*Server, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = c.Dir
+	cfg.Name = "volmaster"
+	cfg.LogLevel = c.LogLevel
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	if c.Fast {
+		cfg.TickMs, cfg.ElectionMs = 10, 50
+	}
+	cu, err := url.Parse(c.ClientURL)
+	if err != nil || cu.Host == "" {
+		return nil, fmt.Errorf("etcd client URL %q: must look like http://127.0.0.1:9379", c.ClientURL)
+	}
+	pu, err := url.Parse(c.PeerURL)
+	if err != nil || pu.Host == "" {
+		return nil, fmt.Errorf("etcd peer URL %q: must look like http://127.0.0.1:9380", c.PeerURL)
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", c.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd did not become ready: %w", ctx.Err())
+	case <-time.After(time.Minute):
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd did not become ready within a minute")
+	}
+	s := &Server{etcd: e}
+	for _, l := range e.Clients {
+		s.Endpoints = append(s.Endpoints, cu.Scheme+"://"+l.Addr().String())
+	}
+	return s, nil
+}
+
+// Err reports a fatal etcd error after start.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops etcd.
+func (s *Server) Close() { s.etcd.Close() }

@@ -1,0 +1,183 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage"
+)
+
+func TestNew(t *testing.T) {
+	b, err := New(Config{DataDir: "/var/lib/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.mountRoot != DefaultMountRoot || b.timeout != DefaultTimeout {
+		t.Errorf("defaults: %q %s", b.mountRoot, b.timeout)
+	}
+	for _, cfg := range []Config{
+		{},
+		{DataDir: "rel"},
+		{DataDir: "/x", MountRoot: "rel"},
+		{DataDir: "/x", Timeout: -time.Second},
+	} {
+		if _, err := New(cfg); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("New(%+v) = %v, want ErrInvalid", cfg, err)
+		}
+	}
+}
+
+func TestCreateExistsList(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t)
+	if ids, err := b.List(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("List on empty = %v, %v", ids, err)
+	}
+	vols := []storage.Volume{
+		{Policy: "p2", Name: "z", Size: mib},
+		{Policy: "p1", Name: "a-b", Size: mib},
+		{Policy: "p1", Name: "a", Size: mib},
+	}
+	for _, v := range vols {
+		mustCreate(t, b, v)
+	}
+	if err := b.Create(ctx, vols[0]); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("second Create = %v, want ErrExists", err)
+	}
+	ok, err := b.Exists(ctx, vols[0])
+	if err != nil || !ok {
+		t.Errorf("Exists = %v, %v", ok, err)
+	}
+	if ok, err := b.Exists(ctx, storage.Volume{Policy: "p2", Name: "nope"}); err != nil || ok {
+		t.Errorf("Exists(absent) = %v, %v", ok, err)
+	}
+	ids, err := b.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storage.ID{{Policy: "p1", Name: "a"}, {Policy: "p1", Name: "a-b"}, {Policy: "p2", Name: "z"}}
+	if !slices.Equal(ids, want) {
+		t.Errorf("List = %v, want %v", ids, want)
+	}
+	p, _ := b.paths("p1", "a")
+	fi, err := os.Stat(p.image)
+	if err != nil || fi.Size() != mib {
+		t.Fatalf("image %v, %v", fi, err)
+	}
+	if err := b.Create(ctx, storage.Volume{Policy: "p", Name: "zero"}); !errors.Is(err, config.ErrInvalid) {
+		t.Errorf("Create size 0 = %v, want ErrInvalid", err)
+	}
+}
+
+func TestInvalidNames(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t)
+	good := storage.Volume{Policy: "pol", Name: "vol", Size: mib, Filesystem: "ext4", Mkfs: []string{"false"}}
+	for _, bad := range []string{"../x", "a/b", "", ".", "..", "/abs", "x\n"} {
+		vols := []storage.Volume{good, good}
+		vols[0].Policy = bad
+		vols[1].Name = bad
+		for _, v := range vols {
+			check := func(op string, err error) {
+				t.Helper()
+				if !errors.Is(err, config.ErrInvalid) {
+					t.Errorf("%s(%q/%q) = %v, want ErrInvalid", op, v.Policy, v.Name, err)
+				}
+			}
+			check("Create", b.Create(ctx, v))
+			check("Destroy", b.Destroy(ctx, v))
+			_, err := b.Exists(ctx, v)
+			check("Exists", err)
+			check("Resize", b.Resize(ctx, v, 2*mib))
+			_, err = b.Mount(ctx, v)
+			check("Mount", err)
+			check("Unmount", b.Unmount(ctx, v))
+			check("CreateSnapshot", b.CreateSnapshot(ctx, v, "s"))
+			check("RemoveSnapshot", b.RemoveSnapshot(ctx, v, "s"))
+			_, err = b.ListSnapshots(ctx, v)
+			check("ListSnapshots", err)
+			check("CopySnapshot to", b.CopySnapshot(ctx, good, "s", v))
+			if p := b.MountPath(v); p != "" {
+				t.Errorf("MountPath(%q/%q) = %q", v.Policy, v.Name, p)
+			}
+		}
+		for _, op := range []struct {
+			name string
+			err  error
+		}{
+			{"CreateSnapshot", b.CreateSnapshot(ctx, good, bad)},
+			{"RemoveSnapshot", b.RemoveSnapshot(ctx, good, bad)},
+			{"CopySnapshot", b.CopySnapshot(ctx, good, bad, good)},
+		} {
+			if !errors.Is(op.err, config.ErrInvalid) {
+				t.Errorf("%s(snapshot %q) = %v, want ErrInvalid", op.name, bad, op.err)
+			}
+		}
+	}
+	for _, dir := range []string{b.dataDir, b.mountRoot} {
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("%s not empty: %v", dir, entries)
+		}
+	}
+}
+
+func TestUnder(t *testing.T) {
+	for _, elems := range [][]string{{".."}, {"a", "../.."}, {"."}, {}} {
+		if _, err := under("/root", elems...); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("under(%q) = %v", elems, err)
+		}
+	}
+	if p, err := under("/root", "a", "b.img"); err != nil || p != "/root/a/b.img" {
+		t.Errorf("under = %q, %v", p, err)
+	}
+}
+
+func TestDestroy(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	b := newBackend(t)
+	v := ext4Vol("vol", 64*mib)
+	if err := b.Destroy(ctx, v); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Destroy(absent) = %v, want ErrNotFound", err)
+	}
+	mustCreate(t, b, v)
+	if err := b.Create(ctx, v); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("Create twice = %v, want ErrExists", err)
+	}
+	mustMount(t, b, v)
+	if err := b.Destroy(ctx, v); !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("Destroy(mounted) = %v, want ErrInUse", err)
+	}
+	p, _ := b.paths(v.Policy, v.Name)
+	if _, err := os.Stat(p.image); err != nil {
+		t.Fatalf("image gone after refused Destroy: %v", err)
+	}
+	mustUnmount(t, b, v)
+
+	// Attached but not mounted (say, by hand) is in use too.
+	dev, err := b.attach(ctx, p.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Destroy(ctx, v); !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("Destroy(attached %s) = %v, want ErrInUse", dev, err)
+	}
+	if err := b.detach(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Destroy(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.Exists(ctx, v); ok {
+		t.Fatal("image exists after Destroy")
+	}
+	if _, err := os.Stat(filepath.Dir(p.image)); !os.IsNotExist(err) {
+		t.Errorf("empty policy dir left: %v", err)
+	}
+}

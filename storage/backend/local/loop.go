@@ -1,0 +1,110 @@
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/volplugin/volplugin/internal/sysexec"
+)
+
+// loops returns the loop devices backed by image. losetup matches the backing
+// file by device and inode, so a symlinked data directory still matches.
+func (b *Backend) loops(ctx context.Context, image string) ([]string, error) {
+	out, err := sysexec.Run(ctx, b.timeout, "losetup", "--list", "--noheadings", "--output", "NAME", "--associated", image)
+	if err != nil {
+		return nil, fmt.Errorf("find loop devices: %w", err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// attach attaches image to a free loop device and returns the device.
+func (b *Backend) attach(ctx context.Context, image string) (string, error) {
+	out, err := sysexec.Run(ctx, b.timeout, "losetup", "--find", "--show", image)
+	if err != nil {
+		return "", fmt.Errorf("attach loop device: %w", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(dev, "/dev/") {
+		return "", fmt.Errorf("attach loop device: losetup printed %q, not a device", dev)
+	}
+	return dev, nil
+}
+
+func (b *Backend) detach(ctx context.Context, dev string) error {
+	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--detach", dev); err != nil {
+		return fmt.Errorf("detach loop device: %w", err)
+	}
+	return nil
+}
+
+// detachAll detaches every loop device backed by image.
+func (b *Backend) detachAll(ctx context.Context, image string) error {
+	devs, err := b.loops(ctx, image)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range devs {
+		errs = append(errs, b.detach(ctx, d))
+	}
+	return errors.Join(errs...)
+}
+
+// refresh makes a loop device pick up its backing file's new size.
+func (b *Backend) refresh(ctx context.Context, dev string) error {
+	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--set-capacity", dev); err != nil {
+		return fmt.Errorf("refresh loop device size: %w", err)
+	}
+	return nil
+}
+
+// content is what blkid found on a device or image file.
+type content struct {
+	blank  bool
+	fsType string // TYPE, e.g. ext4; empty if not a filesystem
+	ptType string // PTTYPE, set for a partition table
+}
+
+func (c content) String() string {
+	switch {
+	case c.blank:
+		return "nothing"
+	case c.fsType != "":
+		return c.fsType
+	case c.ptType != "":
+		return "a " + c.ptType + " partition table"
+	default:
+		return "unrecognised content"
+	}
+}
+
+// blkidNothingFound is blkid's exit status when it recognises nothing.
+const blkidNothingFound = 2
+
+// probe reads the device itself (-p, bypassing blkid's cache, which could be
+// stale for a reused loop device).
+func (b *Backend) probe(ctx context.Context, dev string) (content, error) {
+	out, err := sysexec.Run(ctx, b.timeout, "blkid", "--probe", "--output", "export", dev)
+	if sysexec.ExitCode(err) == blkidNothingFound {
+		return content{blank: true}, nil
+	}
+	if err != nil {
+		return content{}, fmt.Errorf("probe %s: %w", dev, err)
+	}
+	var c content
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, val, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "TYPE":
+			c.fsType = val
+		case "PTTYPE":
+			c.ptType = val
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,119 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// Resize grows v's image to size bytes, then its filesystem: online when
+// mounted (resize2fs for ext2/3/4, xfs_growfs for xfs), offline on the image
+// file for an unmounted ext2/3/4. An unmounted xfs cannot be grown; calling
+// Resize again with the same size while it is mounted grows it, as it does
+// after any failed filesystem grow. Shrinking is storage.ErrUnsupported.
+func (b *Backend) Resize(ctx context.Context, v storage.Volume, size int64) error {
+	p, err := b.paths(v.Policy, v.Name)
+	if err != nil {
+		return fmt.Errorf("resize: %w", err)
+	}
+	if size <= 0 || size > config.MaxSize {
+		return volErr("resize", v, fmt.Errorf("size %d out of range: %w", size, config.ErrInvalid))
+	}
+	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	if err != nil {
+		return volErr("resize", v, err)
+	}
+	defer unlock()
+	if err := b.resize(ctx, p, size); err != nil {
+		return volErr("resize", v, err)
+	}
+	return nil
+}
+
+func (b *Backend) resize(ctx context.Context, p paths, size int64) error {
+	fi, err := os.Stat(p.image)
+	if err != nil {
+		return statImage(p.image)
+	}
+	if size < fi.Size() {
+		return fmt.Errorf("shrink from %d to %d bytes: %w", fi.Size(), size, storage.ErrUnsupported)
+	}
+	m, err := mountAt(p.mount)
+	if err != nil {
+		return err
+	}
+	devs, err := b.loops(ctx, p.image)
+	if err != nil {
+		return err
+	}
+	if m == nil && len(devs) > 0 {
+		// Mounted somewhere other than its mount point: neither an offline
+		// resize nor an online one through a path we know is safe.
+		elsewhere, err := mountedFrom(devs)
+		if err != nil {
+			return err
+		}
+		if elsewhere != "" {
+			return fmt.Errorf("mounted on %s: %w", elsewhere, storage.ErrInUse)
+		}
+	}
+	if size > fi.Size() {
+		if err := os.Truncate(p.image, size); err != nil {
+			return err
+		}
+	}
+	for _, d := range devs {
+		if err := b.refresh(ctx, d); err != nil {
+			return err
+		}
+	}
+	if m != nil {
+		return b.growOnline(ctx, m.FSType, m.Source, p.mount)
+	}
+	return b.growOffline(ctx, p.image)
+}
+
+func (b *Backend) growOnline(ctx context.Context, fsType, dev, mountPath string) error {
+	var argv []string
+	switch fsType {
+	case "ext2", "ext3", "ext4":
+		argv = []string{"resize2fs", dev}
+	case "xfs":
+		argv = []string{"xfs_growfs", mountPath}
+	default:
+		return fmt.Errorf("grow %s filesystem: %w", fsType, storage.ErrUnsupported)
+	}
+	if _, err := sysexec.Run(ctx, b.timeout, argv...); err != nil {
+		return fmt.Errorf("grow filesystem: %w", err)
+	}
+	return nil
+}
+
+// e2fsck -p exit statuses that mean the filesystem is now clean.
+var e2fsckClean = []int{0, 1}
+
+func (b *Backend) growOffline(ctx context.Context, image string) error {
+	c, err := b.probe(ctx, image)
+	if err != nil {
+		return err
+	}
+	switch c.fsType {
+	case "ext2", "ext3", "ext4":
+	default:
+		// Blank images are formatted at their full size on first mount.
+		return nil
+	}
+	// resize2fs refuses an unmounted filesystem not freshly checked.
+	if _, err := sysexec.Run(ctx, b.timeout, "e2fsck", "-f", "-p", image); err != nil && !slices.Contains(e2fsckClean, sysexec.ExitCode(err)) {
+		return fmt.Errorf("check filesystem: %w", err)
+	}
+	if _, err := sysexec.Run(ctx, b.timeout, "resize2fs", image); err != nil {
+		return fmt.Errorf("grow filesystem: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// copyChunk bounds one kernel copy so that a cancelled ctx is noticed.
+const copyChunk = 64 << 20
+
+func (b *Backend) snapPath(p paths, snap string) (string, error) {
+	if err := config.ValidateName("snapshot", snap); err != nil {
+		return "", err
+	}
+	return under(p.snapDir, snap+imageExt)
+}
+
+// CreateSnapshot copies v's image to snapshot snap, keeping holes. A mounted
+// volume is frozen for the copy so the snapshot is consistent.
+func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap string) error {
+	p, err := b.paths(v.Policy, v.Name)
+	if err != nil {
+		return fmt.Errorf("create snapshot: %w", err)
+	}
+	sp, err := b.snapPath(p, snap)
+	if err != nil {
+		return volErr("create snapshot", v, err)
+	}
+	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	if err != nil {
+		return volErr("create snapshot", v, err)
+	}
+	defer unlock()
+	if err := b.createSnapshot(ctx, p, sp); err != nil {
+		return volErr("create snapshot "+snap+" of", v, err)
+	}
+	return nil
+}
+
+func (b *Backend) createSnapshot(ctx context.Context, p paths, sp string) (err error) {
+	if err := statImage(p.image); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(sp); err == nil {
+		return fmt.Errorf("snapshot %s: %w", sp, storage.ErrExists)
+	}
+	if err := os.MkdirAll(p.snapDir, 0o700); err != nil {
+		return err
+	}
+	m, err := mountAt(p.mount)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		if _, err := sysexec.Run(ctx, b.timeout, "fsfreeze", "--freeze", p.mount); err != nil {
+			return fmt.Errorf("freeze: %w", err)
+		}
+		defer func() {
+			// A filesystem left frozen blocks every writer; thaw even if
+			// ctx is cancelled.
+			_, uerr := sysexec.Run(context.WithoutCancel(ctx), b.timeout, "fsfreeze", "--unfreeze", p.mount)
+			if uerr != nil {
+				err = errors.Join(err, fmt.Errorf("unfreeze: %w", uerr))
+			}
+		}()
+	}
+	return sparseCopy(ctx, p.image, sp)
+}
+
+// RemoveSnapshot removes snapshot snap of v.
+func (b *Backend) RemoveSnapshot(ctx context.Context, v storage.Volume, snap string) error {
+	p, err := b.paths(v.Policy, v.Name)
+	if err != nil {
+		return fmt.Errorf("remove snapshot: %w", err)
+	}
+	sp, err := b.snapPath(p, snap)
+	if err != nil {
+		return volErr("remove snapshot", v, err)
+	}
+	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	if err != nil {
+		return volErr("remove snapshot", v, err)
+	}
+	defer unlock()
+	if err := os.Remove(sp); errors.Is(err, fs.ErrNotExist) {
+		return volErr("remove snapshot", v, fmt.Errorf("snapshot %s: %w", snap, storage.ErrNotFound))
+	} else if err != nil {
+		return volErr("remove snapshot", v, err)
+	}
+	removeEmpty(p.snapDir, filepath.Dir(p.snapDir))
+	return nil
+}
+
+// ListSnapshots returns the names of v's snapshots, sorted;
+// storage.ErrNotFound if v's image does not exist.
+func (b *Backend) ListSnapshots(ctx context.Context, v storage.Volume) ([]string, error) {
+	p, err := b.paths(v.Policy, v.Name)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	names, err := readNames(p.snapDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := statImage(p.image); err != nil {
+			return nil, volErr("list snapshots", v, err)
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, volErr("list snapshots", v, err)
+	}
+	return names, nil
+}
+
+// CopySnapshot creates image to as a sparse copy of snapshot snap of v; the
+// new image has the snapshot's size whatever to.Size says.
+func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap string, to storage.Volume) error {
+	p, err := b.paths(v.Policy, v.Name)
+	if err != nil {
+		return fmt.Errorf("copy snapshot: %w", err)
+	}
+	sp, err := b.snapPath(p, snap)
+	if err != nil {
+		return volErr("copy snapshot", v, err)
+	}
+	tp, err := b.paths(to.Policy, to.Name)
+	if err != nil {
+		return volErr("copy snapshot", v, err)
+	}
+	unlock, err := b.locks.lockPair(ctx, id(v), id(to))
+	if err != nil {
+		return volErr("copy snapshot", v, err)
+	}
+	defer unlock()
+	op := fmt.Sprintf("copy snapshot %s/%s@%s to", v.Policy, v.Name, snap)
+	if _, err := os.Stat(sp); errors.Is(err, fs.ErrNotExist) {
+		return volErr(op, to, fmt.Errorf("snapshot %s: %w", snap, storage.ErrNotFound))
+	}
+	if err := os.MkdirAll(filepath.Dir(tp.image), 0o700); err != nil {
+		return volErr(op, to, err)
+	}
+	if err := sparseCopy(ctx, sp, tp.image); err != nil {
+		return volErr(op, to, err)
+	}
+	return nil
+}
+
+// sparseCopy copies src to the new file dst (storage.ErrExists if it is
+// there), skipping src's holes so that dst is as sparse as src. Within data
+// the kernel copies (copy_file_range), sharing extents where the filesystem
+// can. A partial dst is removed.
+func sparseCopy(ctx context.Context, src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s: %w", dst, storage.ErrExists)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(dst)
+		}
+	}()
+	size := fi.Size()
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := in.Seek(off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := in.Seek(data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		n := min(hole-data, copyChunk)
+		if _, err := in.Seek(data, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := out.Seek(data, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(out, in, n); err != nil {
+			return err
+		}
+		off = data + n
+	}
+	// A trailing hole is not copied; the size makes it.
+	return out.Truncate(size)
+}

@@ -1,0 +1,102 @@
+// Package storage defines the interfaces volplugin's daemons use to create,
+// mount and snapshot volumes, split by concern so that a backend provides only
+// what it can (NFS mounts but cannot create). Backends live in
+// storage/backend/*; they know nothing of etcd, HTTP or Docker.
+//
+// Every method takes a context and must return when it is done; backends run
+// external tools with a timeout, so a hung tool is an error, not a hang.
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// Sentinel errors returned by backends; check them with errors.Is.
+var (
+	// ErrNotFound: the image, snapshot or mount does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the image or snapshot already exists.
+	ErrExists = errors.New("already exists")
+	// ErrInUse: the image is mounted, mapped or locked and cannot be changed.
+	ErrInUse = errors.New("in use")
+	// ErrWrongFilesystem: the device holds a filesystem other than the one
+	// asked for; it is never reformatted.
+	ErrWrongFilesystem = errors.New("device holds a different filesystem")
+	// ErrUnsupported: the backend cannot do this (e.g. shrink, or snapshot on NFS).
+	ErrUnsupported = errors.New("not supported by this backend")
+)
+
+// Volume is what a backend needs to know about one volume.
+type Volume struct {
+	Policy string
+	Name   string
+	// Size in bytes; 0 for backends without a size.
+	Size int64
+	// Pool is the Ceph pool, empty elsewhere.
+	Pool string
+	// Options are backend options from the policy's driver section.
+	Options map[string]string
+	// Filesystem is the filesystem the volume should hold (ext4, xfs...).
+	Filesystem string
+	// Mkfs is the argv that formats a blank device; "%" is the device.
+	Mkfs []string
+}
+
+// ID names an image a backend holds.
+type ID struct {
+	Policy string
+	Name   string
+}
+
+// Mount describes a mounted volume.
+type Mount struct {
+	Volume ID
+	// Device is the block device backing the mount (e.g. /dev/loop3).
+	Device string
+	// Path is the mount point.
+	Path string
+}
+
+// CRUD creates and destroys images.
+type CRUD interface {
+	// Create makes a new image of v.Size bytes; ErrExists if it is there.
+	Create(ctx context.Context, v Volume) error
+	// Destroy removes the image and its snapshots; ErrNotFound if absent,
+	// ErrInUse while it is mounted or mapped.
+	Destroy(ctx context.Context, v Volume) error
+	// Exists reports whether the image exists.
+	Exists(ctx context.Context, v Volume) (bool, error)
+	// List returns every image the backend holds.
+	List(ctx context.Context) ([]ID, error)
+	// Resize grows the image to size bytes (and a mounted filesystem with
+	// it); shrinking is ErrUnsupported.
+	Resize(ctx context.Context, v Volume, size int64) error
+}
+
+// Mounter makes images usable on this host.
+type Mounter interface {
+	// Mount maps the image, formats it if (and only if) it is blank and
+	// mounts it under the mount root. Mounting a mounted volume returns the
+	// existing mount.
+	Mount(ctx context.Context, v Volume) (Mount, error)
+	// Unmount unmounts and unmaps; unmounting a volume that is not mounted
+	// is not an error.
+	Unmount(ctx context.Context, v Volume) error
+	// Mounted lists the volumes this backend has mounted on this host.
+	Mounted(ctx context.Context) ([]Mount, error)
+	// MountPath is where v is (or would be) mounted.
+	MountPath(v Volume) string
+}
+
+// Snapshotter keeps point-in-time copies of images.
+type Snapshotter interface {
+	// CreateSnapshot takes snapshot snap of v; ErrExists if taken already.
+	CreateSnapshot(ctx context.Context, v Volume, snap string) error
+	// RemoveSnapshot removes snap; ErrNotFound if absent.
+	RemoveSnapshot(ctx context.Context, v Volume, snap string) error
+	// ListSnapshots returns v's snapshot names, sorted.
+	ListSnapshots(ctx context.Context, v Volume) ([]string, error)
+	// CopySnapshot creates the new image to from snapshot snap of v.
+	CopySnapshot(ctx context.Context, v Volume, snap string, to Volume) error
+}

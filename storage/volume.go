@@ -1,0 +1,29 @@
+package storage
+
+import (
+	"github.com/volplugin/volplugin/config"
+)
+
+// FromConfig derives the backend's view of a volume record.
+func FromConfig(v *config.Volume) (Volume, error) {
+	size, err := v.SizeBytes()
+	if err != nil {
+		return Volume{}, err
+	}
+	out := Volume{
+		Policy:     v.Policy,
+		Name:       v.Name,
+		Size:       size,
+		Pool:       v.Driver.Pool,
+		Options:    v.Driver.Options,
+		Filesystem: v.Create.Filesystem,
+	}
+	if v.Create.Filesystem != "" {
+		cmd, err := v.MkfsCommand()
+		if err != nil {
+			return Volume{}, err
+		}
+		out.Mkfs = cmd
+	}
+	return out, nil
+}

@@ -1,0 +1,116 @@
+package volmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/etcdserver"
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/local"
+)
+
+// Options are volmaster's command-line settings.
+type Options struct {
+	// Listen is the API address (host:port).
+	Listen string
+	// Etcd lists external etcd endpoints; empty starts an embedded etcd.
+	Etcd []string
+	// EtcdListen and EtcdPeerListen are the embedded etcd's URLs.
+	EtcdListen     string
+	EtcdPeerListen string
+	// DataDir holds the embedded etcd's data and the local backend's images.
+	DataDir string
+	// MountRoot is where the local backend mounts (used by volplugin).
+	MountRoot string
+	Prefix    string
+	Log       *logrus.Logger
+	// Started, if set, is called once the API is listening.
+	Started func(apiURL string, etcdEndpoints []string)
+}
+
+// Serve runs volmaster until ctx ends.
+func Serve(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	keys, err := config.NewKeys(o.Prefix)
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(o.DataDir) {
+		return fmt.Errorf("--data-dir %q must be an absolute path: %w", o.DataDir, config.ErrInvalid)
+	}
+	endpoints := o.Etcd
+	if len(endpoints) == 0 {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		srv, err := etcdserver.Start(sctx, etcdserver.Config{
+			Dir: filepath.Join(o.DataDir, "etcd"), ClientURL: o.EtcdListen, PeerURL: o.EtcdPeerListen,
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		endpoints = srv.Endpoints
+		o.Log.WithField("endpoints", endpoints).Info("embedded etcd started")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: ctx})
+	if err != nil {
+		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	defer cli.Close()
+
+	lb, err := local.New(local.Config{DataDir: filepath.Join(o.DataDir, "local"), MountRoot: o.MountRoot})
+	if err != nil {
+		return err
+	}
+	s, err := New(Config{
+		Client: cli, Keys: keys, Log: o.Log,
+		Backends: map[string]storage.CRUD{config.BackendLocal: lb},
+	})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := s.Run(rctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	apiURL := "http://" + ln.Addr().String()
+	o.Log.WithFields(logrus.Fields{"url": apiURL, "etcd": endpoints, "prefix": keys.Prefix}).Info("volmaster listening")
+	if o.Started != nil {
+		o.Started(apiURL, endpoints)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package volmaster
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+	Etcd   string `json:"etcd"`
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.GetGlobal(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, Health{Status: "unavailable", Etcd: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, Health{Status: "ok", Etcd: "ok"})
+}
+
+func (s *Server) getGlobal(w http.ResponseWriter, r *http.Request) {
+	g, err := s.store.GetGlobal(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) putGlobal(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	g, err := config.DecodeGlobal(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := s.store.PutGlobal(r.Context(), g); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) listUses(w http.ResponseWriter, r *http.Request) {
+	uses, err := s.store.ListUses(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, uses)
+}
+
+func (s *Server) getUse(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	u, err := s.store.GetUse(r.Context(), ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (s *Server) deleteUse(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := s.store.DeleteUse(r.Context(), ref); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.log.WithField("volume", ref.String()).Warn("mount lock force-removed")
+	w.WriteHeader(http.StatusNoContent)
+}

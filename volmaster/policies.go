@@ -1,0 +1,129 @@
+package volmaster
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gorilla/mux"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// PolicyRevisionHeader carries the revision number of a returned policy.
+const PolicyRevisionHeader = "X-Policy-Revision"
+
+func wantDetail(r *http.Request) bool {
+	d, _ := strconv.ParseBool(r.URL.Query().Get("detail"))
+	return d
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.cache.Policies()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if wantDetail(r) {
+		out := make([]config.Policy, len(recs))
+		for i, rec := range recs {
+			out[i] = rec.Policy
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	names := make([]string, len(recs))
+	for i, rec := range recs {
+		names[i] = rec.Policy.Name
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, err := s.cache.Policy(name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	writeJSON(w, http.StatusOK, rec.Policy)
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	p, err := config.DecodePolicy(name, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, rev, err := s.store.PutPolicy(r.Context(), p, s.now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.settle(r.Context(), rev)
+	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	writeJSON(w, http.StatusOK, rec.Policy)
+}
+
+func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rev, err := s.store.DeletePolicy(r.Context(), name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.settle(r.Context(), rev)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) {
+	name, err := policyVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	revs, err := s.store.PolicyRevisions(r.Context(), name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, revs)
+}
+
+func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) {
+	name, err := policyVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rev, err := strconv.ParseInt(mux.Vars(r)["rev"], 10, 64)
+	if err != nil || rev < 1 {
+		writeError(w, errInvalidf("revision %q must be a positive whole number", mux.Vars(r)["rev"]))
+		return
+	}
+	rec, err := s.store.PolicyRevision(r.Context(), name, rev)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	writeJSON(w, http.StatusOK, rec.Policy)
+}

@@ -1,0 +1,165 @@
+// Package volmaster is the control plane's REST API: the only writer of
+// policies and volume records in etcd. It is stateless beside etcd and its
+// in-memory read cache, so several may run behind one address.
+package volmaster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// Config wires a volmaster.
+type Config struct {
+	Client *clientv3.Client
+	Keys   config.Keys
+	// Backends maps a backend name (config.BackendLocal, ...) to its CRUD
+	// implementation. A policy whose backend is missing here cannot create
+	// volumes on this volmaster.
+	Backends map[string]storage.CRUD
+	Log      *logrus.Logger
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// Server serves the volmaster API.
+type Server struct {
+	store    *store.Store
+	cache    *store.Cache
+	backends map[string]storage.CRUD
+	log      *logrus.Logger
+	now      func() time.Time
+	owner    string
+	global   atomic.Pointer[config.Global]
+
+	runCtx  context.Context
+	sessMu  sync.Mutex
+	session *concurrency.Session
+}
+
+// New prepares a server; call Run to start its background work.
+func New(cfg Config) (*Server, error) {
+	if cfg.Client == nil {
+		return nil, fmt.Errorf("volmaster: no etcd client")
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	host, _ := os.Hostname()
+	s := &Server{
+		store:    store.New(cfg.Client, cfg.Keys, 0),
+		backends: cfg.Backends,
+		log:      cfg.Log,
+		now:      cfg.Now,
+		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
+	}
+	s.cache = s.store.NewCache()
+	g := config.DefaultGlobal()
+	s.global.Store(&g)
+	return s, nil
+}
+
+// Store exposes the etcd store (for tests and tools).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Run initialises the schema, then keeps the read cache and the global
+// configuration current until ctx ends. It returns once the cache is loaded;
+// the background work stops with ctx.
+func (s *Server) Run(ctx context.Context) error {
+	s.runCtx = ctx
+	if err := s.store.Init(ctx); err != nil {
+		return err
+	}
+	go s.cache.Run(ctx)
+	go s.watchGlobal(ctx)
+	wctx, cancel := context.WithTimeout(ctx, store.DefaultTimeout)
+	defer cancel()
+	if err := s.cache.WaitRevision(wctx, 1); err != nil {
+		return fmt.Errorf("load volume cache: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		s.sessMu.Lock()
+		defer s.sessMu.Unlock()
+		if s.session != nil {
+			_ = s.session.Close()
+		}
+	}()
+	return nil
+}
+
+func (s *Server) watchGlobal(ctx context.Context) {
+	for g := range s.store.WatchGlobal(ctx) {
+		g := g
+		s.global.Store(&g)
+		level := logrus.InfoLevel
+		if g.Debug {
+			level = logrus.DebugLevel
+		}
+		if s.log.GetLevel() != level {
+			s.log.SetLevel(level)
+		}
+	}
+}
+
+// timeout is the current per-operation backend timeout from global config.
+func (s *Server) timeout() time.Duration { return s.global.Load().TimeoutDuration() }
+
+// holder returns the lease-backed identity for operation locks, opening a new
+// session if the previous lease was lost.
+func (s *Server) holder(ctx context.Context) (store.Holder, error) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.session != nil {
+		select {
+		case <-s.session.Done():
+			s.session = nil
+		default:
+		}
+	}
+	if s.session == nil {
+		gctx, cancel := context.WithTimeout(ctx, store.DefaultTimeout)
+		defer cancel()
+		lease, err := s.store.Client().Grant(gctx, s.global.Load().TTL)
+		if err != nil {
+			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+		}
+		// The session's keep-alive lives as long as the server, not the request.
+		sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithLease(lease.ID), concurrency.WithContext(s.runCtx))
+		if err != nil {
+			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+		}
+		s.session = sess
+	}
+	return store.Holder{Lease: s.session.Lease(), Owner: s.owner}, nil
+}
+
+// Handler returns the API with its middleware chain around every route.
+func (s *Server) Handler() http.Handler {
+	return requestID(accessLog(s.log)(s.router()))
+}
+
+// settle waits (briefly) until the cache has seen a write, so the caller's
+// next read observes it.
+func (s *Server) settle(ctx context.Context, rev int64) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.cache.WaitRevision(ctx, rev); err != nil {
+		s.log.WithError(err).Warn("read cache is lagging behind etcd")
+	}
+}

@@ -1,0 +1,262 @@
+package volmaster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// cleanupTimeout bounds a rollback, which runs even if the request was
+// cancelled.
+const cleanupTimeout = time.Minute
+
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
+	policy := ""
+	if _, ok := mux.Vars(r)["policy"]; ok {
+		var err error
+		if policy, err = policyVar(r); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	vols, err := s.cache.Volumes(policy)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if wantDetail(r) {
+		writeJSON(w, http.StatusOK, vols)
+		return
+	}
+	refs := make([]config.VolumeRef, len(vols))
+	for i := range vols {
+		refs[i] = vols[i].Ref()
+	}
+	writeJSON(w, http.StatusOK, refs)
+}
+
+func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	v, err := s.cache.Volume(ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// crud returns the backend that creates and destroys v's image, nil for a
+// mount-only volume.
+func (s *Server) crud(v *config.Volume) (storage.CRUD, error) {
+	if v.Backends.CRUD == "" {
+		return nil, nil
+	}
+	b, ok := s.backends[v.Backends.CRUD]
+	if !ok {
+		return nil, fmt.Errorf("backend %s is not configured on this volmaster: %w", v.Backends.CRUD, config.ErrUnavailable)
+	}
+	return b, nil
+}
+
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req config.VolumeRequest
+	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+		writeError(w, fmt.Errorf("volume request: %w", err))
+		return
+	}
+	v, err := s.CreateVolume(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// CreateVolume validates the request, writes the record and creates the
+// image; if the image cannot be made the record is rolled back, so there is
+// never a record without an image or an image without a record.
+func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (config.Volume, error) {
+	ref := config.VolumeRef{Policy: req.Policy, Name: req.Name}
+	if err := ref.Validate(); err != nil {
+		return config.Volume{}, err
+	}
+	pol, err := s.store.GetPolicy(ctx, ref.Policy)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	v, err := config.NewVolume(ref, pol.Policy, pol.Revision, req.Options, s.now())
+	if err != nil {
+		return config.Volume{}, err
+	}
+	backend, err := s.crud(&v)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	sv, err := storage.FromConfig(&v)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	h, err := s.holder(ctx)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if _, err := s.store.CreateVolume(ctx, v, h); err != nil {
+		return config.Volume{}, err
+	}
+	if backend != nil {
+		bctx, cancel := context.WithTimeout(ctx, s.timeout())
+		err = backend.Create(bctx, sv)
+		cancel()
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if rerr := s.store.RollbackCreate(cctx, ref, h); rerr != nil {
+				s.log.WithError(rerr).WithField("volume", ref.String()).Error("rolling back a failed create")
+				return config.Volume{}, errors.Join(backendErr(err), rerr)
+			}
+			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, backendErr(err))
+		}
+	}
+	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), ref, h)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	s.settle(ctx, rev)
+	s.log.WithField("volume", ref.String()).Info("volume created")
+	return v, nil
+}
+
+func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	force := false
+	if f := r.URL.Query().Get("force"); f != "" {
+		if force, err = strconv.ParseBool(f); err != nil {
+			writeError(w, errInvalidf("force=%q must be true or false", f))
+			return
+		}
+	}
+	if force {
+		rev, err := s.store.ForceRemove(r.Context(), ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		s.settle(r.Context(), rev)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err := s.RemoveVolume(r.Context(), ref); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RemoveVolume destroys the image and then the record of a volume that is not
+// mounted anywhere. If the image cannot be destroyed the record stays.
+func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
+	h, err := s.holder(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := s.store.BeginRemove(ctx, ref, h)
+	if err != nil {
+		return err
+	}
+	release := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if _, err := s.store.ReleaseOp(cctx, ref, h); err != nil {
+			s.log.WithError(err).WithField("volume", ref.String()).Error("releasing operation lock")
+		}
+	}
+	backend, err := s.crud(&v)
+	if err != nil {
+		release()
+		return err
+	}
+	if backend != nil {
+		sv, err := storage.FromConfig(&v)
+		if err != nil {
+			release()
+			return err
+		}
+		bctx, cancel := context.WithTimeout(ctx, s.timeout())
+		err = backend.Destroy(bctx, sv)
+		cancel()
+		// An image already gone is what we wanted.
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			release()
+			return fmt.Errorf("remove volume %s: %w", ref, backendErr(err))
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := s.store.FinishRemove(cctx, ref, h); err != nil {
+		return err
+	}
+	s.log.WithField("volume", ref.String()).Info("volume removed")
+	return nil
+}
+
+func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	v, err := s.cache.Volume(ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v.Runtime)
+}
+
+func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rt, err := config.DecodeRuntime(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rev, err := s.store.PutRuntime(r.Context(), ref, rt)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.settle(r.Context(), rev)
+	writeJSON(w, http.StatusOK, rt)
+}
+
