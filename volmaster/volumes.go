@@ -259,4 +259,3 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 	s.settle(r.Context(), rev)
 	writeJSON(w, http.StatusOK, rt)
 }
-
