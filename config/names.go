@@ -30,7 +30,7 @@ func ValidateName(kind, name string) error {
 		return fmt.Errorf("%s name %.20q... is longer than %d characters: %w", kind, name, MaxNameLength, ErrInvalid)
 	}
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%s name %q does not match %s: %w", kind, name, NamePattern, ErrInvalid)
+		return fmt.Errorf("%s name %q is not a valid name (a letter or digit, then letters, digits, '_', '.' or '-'; at most 64 characters): %w", kind, name, ErrInvalid)
 	}
 	return nil
 }

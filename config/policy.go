@@ -86,8 +86,11 @@ type FSCommand []string
 
 // UnmarshalJSON accepts an array of strings or a whitespace-separated string.
 func (c *FSCommand) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		var s string
+		if err := json.Unmarshal(t, &s); err != nil {
+			return fmt.Errorf("filesystem command: %w", ErrInvalid)
+		}
 		*c = strings.Fields(s)
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -153,7 +154,7 @@ func (v *Volume) applyOptions(opts map[string]string) error {
 		case OptEphemeral:
 			v.Ephemeral, err = parseBool(val)
 		default:
-			return fmt.Errorf("unknown option %q (known: %v): %w", k, VolumeOptions(), ErrInvalid)
+			return fmt.Errorf("unknown option %q (known: %s): %w", k, strings.Join(VolumeOptions(), ", "), ErrInvalid)
 		}
 		if err != nil {
 			return fmt.Errorf("option %s: %w", k, err)

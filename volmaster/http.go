@@ -134,7 +134,7 @@ func requestID(next http.Handler) http.Handler {
 }
 
 // accessLog logs one line per request and turns a panic into a 500.
-func accessLog(log logrus.FieldLogger) mux.MiddlewareFunc {
+func accessLog(log *logrus.Logger) mux.MiddlewareFunc {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -144,15 +144,18 @@ func accessLog(log logrus.FieldLogger) mux.MiddlewareFunc {
 					log.WithField("panic", p).Error("handler panicked")
 					writeError(rec, fmt.Errorf("internal error"))
 				}
-				entry := log.WithFields(logrus.Fields{
+				level := logrus.InfoLevel
+				if r.Method == http.MethodGet && rec.status < 400 {
+					level = logrus.DebugLevel
+				}
+				// Building the entry costs more than serving a cached GET.
+				if !log.IsLevelEnabled(level) {
+					return
+				}
+				log.WithFields(logrus.Fields{
 					"method": r.Method, "path": r.URL.Path, "status": rec.status,
 					"duration": time.Since(start).String(), "request": r.Context().Value(requestIDKey),
-				})
-				if r.Method == http.MethodGet && rec.status < 400 {
-					entry.Debug("request")
-				} else {
-					entry.Info("request")
-				}
+				}).Log(level, "request")
 			}()
 			next.ServeHTTP(rec, r)
 		})

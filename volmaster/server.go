@@ -30,6 +30,8 @@ type Config struct {
 	// volumes on this volmaster.
 	Backends map[string]storage.CRUD
 	Log      *logrus.Logger
+	// EtcdTimeout bounds each etcd call (store.DefaultTimeout if zero).
+	EtcdTimeout time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
@@ -62,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	host, _ := os.Hostname()
 	s := &Server{
-		store:    store.New(cfg.Client, cfg.Keys, 0),
+		store:    store.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout),
 		backends: cfg.Backends,
 		log:      cfg.Log,
 		now:      cfg.Now,

@@ -18,8 +18,11 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/etcdserver"
 	"github.com/volplugin/volplugin/internal/etcdtest"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
@@ -419,5 +422,60 @@ func TestListDetail(t *testing.T) {
 	body := h.must(t, 200, "GET", "/v1/volumes/a/x", "")
 	if !bytes.Contains([]byte(body), []byte(`"filesystems"`)) {
 		t.Errorf("full record lacks the filesystems copy: %s", body)
+	}
+}
+
+func TestEtcdDownIs503(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srvEtcd, err := etcdserver.Start(ctx, etcdserver.Config{Dir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true, LogLevel: "panic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			srvEtcd.Close()
+		}
+	})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srvEtcd.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	keys, _ := config.NewKeys("")
+	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), EtcdTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	h := &harness{srv: srv, url: ts.URL}
+	h.must(t, 200, "GET", "/v1/volumes", "")
+	srvEtcd.Close()
+	stopped = true
+	// Reads stop being served from the cache once it cannot confirm etcd.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _ := h.do(t, "GET", "/v1/volumes", "")
+		if code == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/volumes with etcd down = %d, want 503", code)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"PUT", "/v1/policies/p", localPolicy},
+		{"POST", "/v1/volumes", `{"policy":"p","name":"v"}`},
+		{"GET", "/healthz", ""},
+	} {
+		if code, body := h.do(t, c.method, c.path, c.body); code != 503 {
+			t.Errorf("%s %s with etcd down = %d %s, want 503", c.method, c.path, code, body)
+		}
 	}
 }

@@ -50,12 +50,13 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	v, err := s.cache.Volume(ref)
+	b, err := s.cache.VolumeJSON(ref)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 // crud returns the backend that creates and destroys v's image, nil for a

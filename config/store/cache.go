@@ -31,6 +31,9 @@ type Cache struct {
 	volumes  map[config.VolumeRef]config.Volume
 	runtimes map[config.VolumeRef]config.RuntimeOptions
 	policies map[string]PolicyRecord
+	// encoded holds volumes already rendered as JSON for GET; an entry is
+	// dropped whenever its volume or runtime changes.
+	encoded map[config.VolumeRef][]byte
 }
 
 // NewCache returns an empty cache; Run fills it.
@@ -75,6 +78,7 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.volumes, c.runtimes, c.policies = vols, rts, pols
+	c.encoded = map[config.VolumeRef][]byte{}
 	c.mu.Unlock()
 	c.advance(resp.Header.Revision, true)
 
@@ -88,7 +92,10 @@ func (c *Cache) runOnce(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if _, err := c.s.get(ctx, "cache health", k.Schema()); err != nil {
+			hctx, cancel := context.WithTimeout(ctx, healthEvery)
+			_, err := c.s.get(hctx, "cache health", k.Schema())
+			cancel()
+			if err != nil {
 				c.setSynced(false)
 				continue
 			}
@@ -102,7 +109,9 @@ func (c *Cache) runOnce(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			for _, ev := range wr.Events {
-				c.apply(c.volumes, c.runtimes, c.policies, ev.Type, ev.Kv)
+				if ref, ok := c.apply(c.volumes, c.runtimes, c.policies, ev.Type, ev.Kv); ok {
+					delete(c.encoded, ref)
+				}
 			}
 			c.mu.Unlock()
 			c.advance(wr.Header.Revision, true)
@@ -110,9 +119,10 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	}
 }
 
-// apply records one key's new value (or deletion) in the maps.
+// apply records one key's new value (or deletion) in the maps and returns
+// the volume it touched, if any.
 func (c *Cache) apply(vols map[config.VolumeRef]config.Volume, rts map[config.VolumeRef]config.RuntimeOptions,
-	pols map[string]PolicyRecord, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+	pols map[string]PolicyRecord, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) (config.VolumeRef, bool) {
 	k := c.s.keys
 	key := string(kv.Key)
 	del := typ == mvccpb.DELETE
@@ -120,41 +130,38 @@ func (c *Cache) apply(vols map[config.VolumeRef]config.Volume, rts map[config.Vo
 	case strings.HasPrefix(key, k.Volumes()):
 		ref, ok := k.ParseRef(k.Volumes(), key)
 		if !ok {
-			return
+			return ref, false
 		}
 		if del {
 			delete(vols, ref)
-			return
-		}
-		if v, err := DecodeVolume(kv.Value, nil); err == nil {
+		} else if v, err := DecodeVolume(kv.Value, nil); err == nil {
 			vols[ref] = v
 		}
+		return ref, true
 	case strings.HasPrefix(key, k.Runtimes()):
 		ref, ok := k.ParseRef(k.Runtimes(), key)
 		if !ok {
-			return
-		}
-		if del {
-			delete(rts, ref)
-			return
+			return ref, false
 		}
 		var rt config.RuntimeOptions
-		if json.Unmarshal(kv.Value, &rt) == nil {
+		if del {
+			delete(rts, ref)
+		} else if json.Unmarshal(kv.Value, &rt) == nil {
 			rts[ref] = rt
 		}
+		return ref, true
 	case strings.HasPrefix(key, k.Policies()):
 		name, ok := c.s.policyName(key)
 		if !ok {
-			return
+			break
 		}
 		if del {
 			delete(pols, name)
-			return
-		}
-		if r, err := DecodePolicyRecord(kv.Value); err == nil {
+		} else if r, err := DecodePolicyRecord(kv.Value); err == nil {
 			pols[name] = r
 		}
 	}
+	return config.VolumeRef{}, false
 }
 
 func (c *Cache) advance(rev int64, synced bool) {
@@ -211,6 +218,33 @@ func (c *Cache) Volume(ref config.VolumeRef) (config.Volume, error) {
 	}
 	v.Runtime = c.runtimes[ref]
 	return v, nil
+}
+
+// VolumeJSON returns one volume with its runtime options as JSON, rendered
+// once per change rather than once per request.
+func (c *Cache) VolumeJSON(ref config.VolumeRef) ([]byte, error) {
+	c.mu.RLock()
+	if b, ok := c.encoded[ref]; ok && c.synced {
+		c.mu.RUnlock()
+		return b, nil
+	}
+	rev := c.rev
+	c.mu.RUnlock()
+	v, err := c.Volume(ref)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	// Store only if nothing changed meanwhile, or a stale rendering could stay.
+	if c.rev == rev && c.encoded != nil {
+		c.encoded[ref] = b
+	}
+	c.mu.Unlock()
+	return b, nil
 }
 
 // Volumes returns the volumes of one policy, or of all policies if policy is

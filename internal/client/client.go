@@ -122,7 +122,7 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, out an
 		if ctx.Err() != nil {
 			return fmt.Errorf("volmaster at %s: %w", c.base.Host, ctx.Err())
 		}
-		return fmt.Errorf("volmaster at %s is unreachable: %v: %w", c.base.Host, err, config.ErrUnavailable)
+		return fmt.Errorf("volmaster at %s is unreachable: %w: %w", c.base.Host, err, config.ErrUnavailable)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)

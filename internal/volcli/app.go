@@ -1,0 +1,280 @@
+// Package volcli is the command-line front end of the volmaster API: policies,
+// volumes, runtime options, the global configuration and mount locks. Every
+// call goes through internal/client; volcli never talks to etcd.
+package volcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+)
+
+// Exit codes of volcli, as documented in its help.
+const (
+	ExitOK       = 0 // success
+	ExitError    = 1 // any other failure, e.g. volmaster unreachable
+	ExitUsage    = 2 // bad usage or invalid input
+	ExitNotFound = 3 // the policy, volume, revision or lock does not exist
+	ExitConflict = 4 // already exists, locked, mounted or busy
+)
+
+const exitCodesHelp = `EXIT CODES:
+   0  success
+   1  error (volmaster unreachable, timeout, internal error)
+   2  usage error or invalid input (arguments, names, sizes, options, JSON)
+   3  not found (policy, volume, revision or mount lock)
+   4  conflict (already exists, in use, locked or busy)
+`
+
+// Global flag names.
+const (
+	flagVolmaster = "volmaster"
+	flagJSON      = "json"
+	flagTimeout   = "timeout"
+)
+
+// DefaultTimeout bounds every volmaster call unless --timeout says otherwise.
+const DefaultTimeout = 2 * time.Minute
+
+// App builds the volcli application. It never calls os.Exit; use Run for the
+// exit code.
+func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	e := &env{stdin: stdin, stdout: stdout}
+	app := &cli.App{
+		Name:        "volcli",
+		Usage:       "manage volplugin policies, volumes and mount locks through volmaster",
+		UsageText:   "volcli [global options] command [command options] [arguments...]",
+		HideVersion: true,
+		// --opt values are never split on commas.
+		DisableSliceFlagSeparator: true,
+		HideHelpCommand:           true,
+		Reader:                    stdin,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
+			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
+			&cli.DurationFlag{Name: flagTimeout, Usage: "bound every volmaster call by this `DURATION`", Value: DefaultTimeout},
+		},
+		Commands: []*cli.Command{
+			policyCommand(e),
+			volumeCommand(e),
+			globalCommand(e),
+			useCommand(e),
+		},
+		Action:                groupAction,
+		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		// Errors are printed and turned into exit codes by Run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+	}
+	walk(app.Commands, func(c *cli.Command) {
+		c.HideHelpCommand = true
+		c.OnUsageError = onUsageError
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = groupAction
+		}
+	})
+	return app
+}
+
+// Run runs volcli with args (args[0] is the program name) and returns the exit
+// code; errors are printed on stderr as one "volcli: ..." line.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := App(stdin, stdout, stderr)
+	err := app.Run(reorderArgs(app, args))
+	if err == nil {
+		return ExitOK
+	}
+	code, msg := describe(err)
+	fmt.Fprintf(stderr, "volcli: %s\n", msg)
+	return code
+}
+
+func walk(cmds []*cli.Command, f func(*cli.Command)) {
+	for _, c := range cmds {
+		f(c)
+		walk(c.Subcommands, f)
+	}
+}
+
+// exitError is an error with its exit code, as returned by every action.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: ExitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageErrorf("%v (see '%s --help')", err, helpName(c))
+}
+
+func helpName(c *cli.Context) string {
+	if c.Command != nil && c.Command.HelpName != "" {
+		return c.Command.HelpName
+	}
+	return c.App.Name
+}
+
+// groupAction runs for the app or a command group when no subcommand
+// matched: help without arguments, a usage error for an unknown command.
+func groupAction(c *cli.Context) error {
+	if c.Args().Present() {
+		return usageErrorf("unknown command %q for '%s' (see '%s --help')", c.Args().First(), helpName(c), helpName(c))
+	}
+	if c.Command == nil || c.Command.Name == "" {
+		return cli.ShowAppHelp(c)
+	}
+	return cli.ShowSubcommandHelp(c)
+}
+
+// describe returns the exit code and the one-line message for err.
+func describe(err error) (int, string) {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code, ee.msg
+	}
+	// Anything else comes from urfave/cli itself: a flag or command it could
+	// not parse (help for an unknown topic, say).
+	return ExitUsage, strings.TrimSpace(err.Error())
+}
+
+// exitCode maps an API error to an exit code by its config sentinel.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, config.ErrInvalid):
+		return ExitUsage
+	case errors.Is(err, config.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, config.ErrExists), errors.Is(err, config.ErrInUse):
+		return ExitConflict
+	default:
+		return ExitError
+	}
+}
+
+// env is what every action needs: the I/O streams and, from the global
+// flags, a client, a timeout and the output mode.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+}
+
+// call is one action's connection to volmaster.
+type call struct {
+	*env
+	c       *cli.Context
+	api     *client.Client
+	url     string
+	json    bool
+	timeout time.Duration
+}
+
+// connect reads the global flags and returns a client for the action.
+func (e *env) connect(c *cli.Context) (*call, error) {
+	timeout := c.Duration(flagTimeout)
+	if timeout <= 0 {
+		return nil, usageErrorf("--timeout %s must be positive", timeout)
+	}
+	url := c.String(flagVolmaster)
+	api, err := client.New(url)
+	if err != nil {
+		return nil, &exitError{code: exitCode(err), msg: err.Error()}
+	}
+	return &call{env: e, c: c, api: api, url: url, json: c.Bool(flagJSON), timeout: timeout}, nil
+}
+
+// ctx returns the context of one volmaster call.
+func (k *call) ctx() (context.Context, context.CancelFunc) {
+	parent := k.c.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	return context.WithTimeout(parent, k.timeout)
+}
+
+// fail turns an API error into a one-line message and exit code. notFound,
+// if not empty, is the message for a missing object ("volume p/n not found");
+// otherwise the server's message is cleaned up.
+func (k *call) fail(err error, notFound string) error {
+	if err == nil {
+		return nil
+	}
+	var ae *client.Error
+	isAPI := errors.As(err, &ae)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &exitError{code: ExitError, msg: fmt.Sprintf("volmaster at %s did not answer within %s", k.url, k.timeout)}
+	case errors.Is(err, context.Canceled):
+		return &exitError{code: ExitError, msg: "interrupted"}
+	case !isAPI && errors.Is(err, config.ErrUnavailable):
+		return &exitError{code: ExitError, msg: fmt.Sprintf("cannot reach volmaster at %s: %s", k.url, unreachableCause(err))}
+	case errors.Is(err, config.ErrNotFound) && notFound != "":
+		return &exitError{code: ExitNotFound, msg: notFound}
+	}
+	return &exitError{code: exitCode(err), msg: cleanMessage(err)}
+}
+
+// cleanMessage drops the trailing sentinel text that the server's wrapping
+// leaves ("volume p/n: already exists" stays readable, "...: invalid input"
+// loses its tail).
+func cleanMessage(err error) string {
+	msg := strings.TrimSpace(err.Error())
+	for _, s := range []struct {
+		err  error
+		keep bool // keep the words, without the colon
+	}{
+		{config.ErrNotFound, true}, {config.ErrExists, true},
+		{config.ErrInvalid, false}, {config.ErrInUse, false}, {config.ErrUnavailable, false},
+	} {
+		if !errors.Is(err, s.err) {
+			continue
+		}
+		if m, ok := strings.CutSuffix(msg, ": "+s.err.Error()); ok && m != "" {
+			if s.keep {
+				m += " " + s.err.Error()
+			}
+			msg = m
+		}
+		break
+	}
+	return msg
+}
+
+// unreachableCause shortens a connection failure to its last, human part
+// ("connection refused", "no such host").
+func unreachableCause(err error) string {
+	msg := strings.TrimSuffix(err.Error(), ": "+config.ErrUnavailable.Error())
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
+}
+
+// action wraps a command body: it checks the argument count and connects
+// before calling fn.
+func (e *env) action(nargs int, fn func(k *call) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := wantArgs(c, nargs); err != nil {
+			return err
+		}
+		k, err := e.connect(c)
+		if err != nil {
+			return err
+		}
+		return fn(k)
+	}
+}

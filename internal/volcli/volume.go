@@ -1,0 +1,201 @@
+package volcli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+func volumeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "volume",
+		Usage: "manage volumes",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a volume from its policy",
+				ArgsUsage: "POLICY/NAME",
+				Description: "Each --opt KEY=VALUE overrides the policy for the new volume. Keys: " +
+					strings.Join(config.VolumeOptions(), ", ") + ".",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "volume option `KEY=VALUE` (repeatable)"},
+				},
+				Action: e.action(1, volumeCreate),
+			},
+			{
+				Name:      "get",
+				Usage:     "print a volume's record",
+				ArgsUsage: "POLICY/NAME",
+				Action:    e.action(1, volumeGet),
+			},
+			{
+				Name:      "list",
+				Usage:     "list the volumes of one policy (one name a line)",
+				ArgsUsage: "POLICY",
+				Action:    e.action(1, volumeList),
+			},
+			{
+				Name:   "list-all",
+				Usage:  "list every volume (one POLICY/NAME a line)",
+				Action: e.action(0, volumeListAll),
+			},
+			{
+				Name:      "remove",
+				Usage:     "destroy a volume and its record",
+				ArgsUsage: "POLICY/NAME",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "force", Usage: "remove only the record, leave the storage alone"},
+				},
+				Action: e.action(1, volumeRemove),
+			},
+			{
+				Name:  "runtime",
+				Usage: "inspect or change a volume's runtime options",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "get",
+						Usage:     "print a volume's runtime options",
+						ArgsUsage: "POLICY/NAME",
+						Action:    e.action(1, runtimeGet),
+					},
+					{
+						Name:      "upload",
+						Usage:     "replace a volume's runtime options (JSON from stdin or --file)",
+						ArgsUsage: "POLICY/NAME",
+						Flags:     []cli.Flag{fileFlag()},
+						Action:    e.action(1, runtimeUpload),
+					},
+				},
+			},
+		},
+	}
+}
+
+func volumeNotFound(ref config.VolumeRef) string { return fmt.Sprintf("volume %s not found", ref) }
+
+// parseOpts turns repeated KEY=VALUE options into a map.
+func parseOpts(opts []string) (map[string]string, error) {
+	if len(opts) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(opts))
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, usageErrorf("option %q must be KEY=VALUE", o)
+		}
+		if _, dup := out[k]; dup {
+			return nil, usageErrorf("option %s is given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func volumeCreate(k *call) error {
+	ref, err := refArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	opts, err := parseOpts(k.c.StringSlice("opt"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	v, err := k.api.CreateVolume(ctx, config.VolumeRequest{Policy: ref.Policy, Name: ref.Name, Options: opts})
+	if err != nil {
+		// The volume cannot be missing; its policy can.
+		return k.fail(err, policyNotFound(ref.Policy))
+	}
+	return k.done(v, "volume %s created", ref)
+}
+
+func volumeGet(k *call) error {
+	ref, err := refArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	v, err := k.api.Volume(ctx, ref)
+	if err != nil {
+		return k.fail(err, volumeNotFound(ref))
+	}
+	return k.printJSON(v)
+}
+
+func volumeList(k *call) error {
+	policy, err := policyArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	refs, err := k.api.Volumes(ctx, policy)
+	if err != nil {
+		return k.fail(err, policyNotFound(policy))
+	}
+	return printList(k, refs, func(r config.VolumeRef) string { return r.Name })
+}
+
+func volumeListAll(k *call) error {
+	ctx, cancel := k.ctx()
+	defer cancel()
+	refs, err := k.api.Volumes(ctx, "")
+	if err != nil {
+		return k.fail(err, "")
+	}
+	return printList(k, refs, config.VolumeRef.String)
+}
+
+func volumeRemove(k *call) error {
+	ref, err := refArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	force := k.c.Bool("force")
+	ctx, cancel := k.ctx()
+	defer cancel()
+	if err := k.api.RemoveVolume(ctx, ref, force); err != nil {
+		return k.fail(err, volumeNotFound(ref))
+	}
+	return k.done(map[string]any{"policy": ref.Policy, "name": ref.Name, "removed": true, "force": force},
+		"volume %s removed", ref)
+}
+
+func runtimeGet(k *call) error {
+	ref, err := refArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	rt, err := k.api.Runtime(ctx, ref)
+	if err != nil {
+		return k.fail(err, volumeNotFound(ref))
+	}
+	return k.printJSON(rt)
+}
+
+func runtimeUpload(k *call) error {
+	ref, err := refArg(k.c, 0)
+	if err != nil {
+		return err
+	}
+	doc, err := k.readDoc(k.c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	rt, err := k.api.PutRuntime(ctx, ref, doc)
+	if err != nil {
+		return k.fail(err, volumeNotFound(ref))
+	}
+	return k.done(rt, "runtime options of volume %s uploaded", ref)
+}

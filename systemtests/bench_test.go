@@ -1,0 +1,202 @@
+package systemtests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+)
+
+// benchVolumes is how many volumes the list benchmarks run against.
+const benchVolumes = 10000
+
+var (
+	benchOnce sync.Once
+	benchURL  string
+	benchErr  error
+)
+
+// benchVolmaster returns the volmaster the benchmarks use: the one named by
+// $VOLMASTER (a live deployment) or a volmaster process started here with its
+// embedded etcd. Either way it ends up with at least 10,000 volumes in policy
+// "bench", created through the API.
+func benchVolmaster(b *testing.B) string {
+	b.Helper()
+	benchOnce.Do(func() {
+		benchURL = os.Getenv("VOLMASTER")
+		if benchURL == "" {
+			dir, err := os.MkdirTemp("", "volplugin-bench-")
+			if err != nil {
+				benchErr = err
+				return
+			}
+			// The process outlives this benchmark, not the test binary: its
+			// cleanup is registered on the first benchmark only, so the data
+			// dir stays for the others and is removed at exit by TestMain's
+			// temp dir policy below.
+			vm := startVolmaster(&benchTB{B: b}, dir)
+			benchURL = vm.URL
+		}
+		benchErr = populate(benchURL)
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchURL
+}
+
+// benchTB keeps a volmaster started for benchmarks alive until the process
+// exits (sub-benchmark cleanups would stop it too early).
+type benchTB struct{ *testing.B }
+
+func (benchTB) Cleanup(func()) {}
+
+func populate(url string) error {
+	ctx := context.Background()
+	c, err := client.New(url)
+	if err != nil {
+		return err
+	}
+	if _, err := c.PutPolicy(ctx, "bench", []byte(`{"backend":"local","create":{"size":"10MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"1h","keep":24}}}`)); err != nil {
+		return err
+	}
+	have, err := c.Volumes(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	if len(have) >= benchVolumes {
+		return nil
+	}
+	names := make(chan string)
+	errc := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range names {
+				_, err := c.CreateVolume(ctx, config.VolumeRequest{Policy: "bench", Name: n})
+				if err != nil && !errors.Is(err, config.ErrExists) {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range benchVolumes {
+		select {
+		case names <- fmt.Sprintf("vol%05d", i):
+		case err := <-errc:
+			close(names)
+			wg.Wait()
+			return err
+		}
+	}
+	close(names)
+	wg.Wait()
+	fmt.Fprintf(os.Stderr, "created %d volumes in %s\n", benchVolumes, time.Since(start).Round(time.Millisecond))
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// BenchmarkVolcliListAll runs `volcli volume list-all` end to end: process
+// start, HTTP call, decoding and printing every line.
+func BenchmarkVolcliListAll(b *testing.B) {
+	url := benchVolmaster(b)
+	b.ResetTimer()
+	bin := filepath.Join(binDir, "volcli")
+	for b.Loop() {
+		out, err := exec.Command(bin, "--volmaster", url, "volume", "list-all").Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := strings.Count(string(out), "\n"); n < benchVolumes {
+			b.Fatalf("list-all printed %d lines, want at least %d", n, benchVolumes)
+		}
+	}
+}
+
+// BenchmarkRESTListAll is GET /v1/volumes with the client decoding the answer.
+func BenchmarkRESTListAll(b *testing.B) {
+	url := benchVolmaster(b)
+	b.ResetTimer()
+	c, _ := client.New(url)
+	ctx := context.Background()
+	for b.Loop() {
+		refs, err := c.Volumes(ctx, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(refs) < benchVolumes {
+			b.Fatalf("listed %d volumes", len(refs))
+		}
+	}
+}
+
+// BenchmarkRESTGetVolume is GET /v1/volumes/{policy}/{name} from parallel
+// keep-alive HTTP clients that read the whole answer, as a load generator
+// does; it reports requests per second.
+func BenchmarkRESTGetVolume(b *testing.B) {
+	url := benchVolmaster(b)
+	b.ResetTimer()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.SetParallelism(4)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			resp, err := hc.Get(fmt.Sprintf("%s/v1/volumes/bench/vol%05d", url, i%benchVolumes))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("GET answered %s", resp.Status)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkClientGetVolume is the same through the Go client, which also
+// decodes every record.
+func BenchmarkClientGetVolume(b *testing.B) {
+	url := benchVolmaster(b)
+	b.ResetTimer()
+	c, _ := client.New(url)
+	ctx := context.Background()
+	b.SetParallelism(4)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			ref := config.VolumeRef{Policy: "bench", Name: fmt.Sprintf("vol%05d", i%benchVolumes)}
+			if _, err := c.Volume(ctx, ref); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
