@@ -24,6 +24,7 @@ const SchemaVersion = 1
 //	<prefix>/runtime/<policy>/<volume>              RuntimeOptions (JSON)
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
 //	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
+//	<prefix>/hosts/<host>                           HostLease of a volplugin host, on that lease
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
@@ -107,6 +108,12 @@ func (k Keys) OpLocks() string { return k.Prefix + "/oplocks/" }
 
 // OpLock is one volume's operation lock.
 func (k Keys) OpLock(r VolumeRef) string { return k.OpLocks() + r.Policy + "/" + r.Name }
+
+// Hosts is the prefix of every host's lease record.
+func (k Keys) Hosts() string { return k.Prefix + "/hosts/" }
+
+// Host is one host's lease record.
+func (k Keys) Host(name string) string { return k.Hosts() + name }
 
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).

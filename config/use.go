@@ -12,3 +12,19 @@ type Use struct {
 	MountIDs []string  `json:"mount-ids,omitempty"`
 	Since    time.Time `json:"since,omitzero"`
 }
+
+// HostLease is a volplugin host's etcd lease: every mount lock of the host
+// hangs on it, so keep-alive traffic is per host, not per volume.
+type HostLease struct {
+	Host  string    `json:"host"`
+	ID    int64     `json:"id"`
+	TTL   int64     `json:"ttl"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// MountRequest asks for (or releases) one Docker mount of a volume by a host.
+type MountRequest struct {
+	Hostname string `json:"hostname"`
+	Lease    int64  `json:"lease"`
+	MountID  string `json:"mount-id"`
+}

@@ -39,6 +39,11 @@ func Routes() []Route {
 		{"GET", "/v1/uses", (*Server).listUses},
 		{"GET", "/v1/uses/{policy}/{name}", (*Server).getUse},
 		{"DELETE", "/v1/uses/{policy}/{name}", (*Server).deleteUse},
+		{"PUT", "/v1/uses/{policy}/{name}", (*Server).acquireUse},
+		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", (*Server).releaseUse},
+		{"POST", "/v1/leases", (*Server).grantLease},
+		{"PUT", "/v1/leases/{id}", (*Server).keepAlive},
+		{"DELETE", "/v1/leases/{id}", (*Server).revokeLease},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -39,6 +40,7 @@ type Config struct {
 // Server serves the volmaster API.
 type Server struct {
 	store    *store.Store
+	locks    *lock.Manager
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -71,6 +73,7 @@ func New(cfg Config) (*Server, error) {
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 	}
 	s.cache = s.store.NewCache()
+	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
 	g := config.DefaultGlobal()
 	s.global.Store(&g)
 	return s, nil

@@ -1,0 +1,55 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// GrantLease gets a new host lease for host; its TTL comes from the global
+// configuration. Not retried: a retry could grant a second lease.
+func (c *Client) GrantLease(ctx context.Context, host string) (config.HostLease, error) {
+	body, err := json.Marshal(map[string]string{"host": host})
+	if err != nil {
+		return config.HostLease{}, err
+	}
+	var out config.HostLease
+	return out, c.do(ctx, http.MethodPost, "/v1/leases", nil, body, &out)
+}
+
+// KeepAlive renews a host lease; config.ErrNotFound once it has expired.
+func (c *Client) KeepAlive(ctx context.Context, id int64) (config.HostLease, error) {
+	var out config.HostLease
+	return out, c.do(ctx, http.MethodPut, "/v1/leases/"+strconv.FormatInt(id, 10), nil, []byte("{}"), &out)
+}
+
+// RevokeLease ends a host lease and with it every lock on it.
+func (c *Client) RevokeLease(ctx context.Context, id int64) error {
+	return c.do(ctx, http.MethodDelete, "/v1/leases/"+strconv.FormatInt(id, 10), nil, nil, nil)
+}
+
+// AcquireUse takes (or extends) the host's mount lock on a volume for one
+// Docker mount ID.
+func (c *Client) AcquireUse(ctx context.Context, ref config.VolumeRef, req config.MountRequest) (config.Use, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return config.Use{}, err
+	}
+	var out config.Use
+	return out, c.do(ctx, http.MethodPut, "/v1/uses/"+refPath(ref), nil, body, &out)
+}
+
+// ReleaseUse drops one mount ID from the host's lock and returns the IDs
+// still held; the lock goes with the last one.
+func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, host, mountID string) ([]string, error) {
+	var out struct {
+		MountIDs []string `json:"mount-ids"`
+	}
+	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(mountID)
+	err := c.do(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out)
+	return out.MountIDs, err
+}

@@ -1,0 +1,241 @@
+// Package lock keeps volplugin's host leases and mount locks in etcd.
+//
+// Each volplugin host holds ONE etcd lease; every mount lock it takes hangs on
+// that lease, so a dead host's locks vanish together when its lease expires,
+// and keep-alive traffic is one renewal per host per TTL/3 whatever the number
+// of mounts. Like every lease-based lock this prefers liveness to safety: a
+// host that cannot renew in time loses its locks while it may still be
+// writing, which is why the Ceph backend also fences at the storage layer.
+package lock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// DefaultTimeout bounds each etcd call when none is given.
+const DefaultTimeout = 10 * time.Second
+
+// maxTxnRetries bounds the read-modify-write loops on one lock.
+const maxTxnRetries = 20
+
+// Manager grants host leases and takes and releases mount locks.
+type Manager struct {
+	cli     *clientv3.Client
+	keys    config.Keys
+	timeout time.Duration
+}
+
+// New returns a Manager; each etcd call is bounded by timeout.
+func New(cli *clientv3.Client, keys config.Keys, timeout time.Duration) *Manager {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Manager{cli: cli, keys: keys, timeout: timeout}
+}
+
+func etcdErr(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: etcd: %v: %w", op, err, config.ErrUnavailable)
+}
+
+// Grant gives host a new lease of ttl seconds and records it under the
+// host's key (on the lease itself, so the record goes when the lease does).
+func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.HostLease, error) {
+	if err := config.ValidateName("host", host); err != nil {
+		return config.HostLease{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	g, err := m.cli.Grant(ctx, ttl)
+	if err != nil {
+		return config.HostLease{}, etcdErr("grant lease to "+host, err)
+	}
+	hl := config.HostLease{Host: host, ID: int64(g.ID), TTL: g.TTL, Since: time.Now().UTC()}
+	b, err := json.Marshal(hl)
+	if err != nil {
+		return config.HostLease{}, err
+	}
+	if _, err := m.cli.Put(ctx, m.keys.Host(host), string(b), clientv3.WithLease(g.ID)); err != nil {
+		_, _ = m.cli.Revoke(ctx, g.ID)
+		return config.HostLease{}, etcdErr("record lease of "+host, err)
+	}
+	return hl, nil
+}
+
+// KeepAlive renews a lease once and returns its new TTL; ErrNotFound if the
+// lease has expired (its locks are gone).
+func (m *Manager) KeepAlive(ctx context.Context, id int64) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	resp, err := m.cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return 0, fmt.Errorf("lease %x has expired: %w", id, config.ErrNotFound)
+	}
+	if err != nil {
+		return 0, etcdErr(fmt.Sprintf("renew lease %x", id), err)
+	}
+	return resp.TTL, nil
+}
+
+// Revoke ends a lease at once, dropping every lock on it. Revoking an
+// expired lease is not an error.
+func (m *Manager) Revoke(ctx context.Context, id int64) error {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	_, err := m.cli.Revoke(ctx, clientv3.LeaseID(id))
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return etcdErr(fmt.Sprintf("revoke lease %x", id), err)
+	}
+	return nil
+}
+
+func validate(ref config.VolumeRef, req config.MountRequest) error {
+	if err := ref.Validate(); err != nil {
+		return err
+	}
+	if err := config.ValidateName("host", req.Hostname); err != nil {
+		return err
+	}
+	if req.MountID == "" || len(req.MountID) > 256 {
+		return fmt.Errorf("mount ID must be 1..256 characters: %w", config.ErrInvalid)
+	}
+	return nil
+}
+
+// Acquire records one Docker mount of ref by a host under the host's lease.
+// The lock is created if absent; a host that already holds it adds the mount
+// ID (and moves the lock onto its current lease). Another host's lock is
+// ErrInUse naming the holder; a missing volume or one being removed is
+// ErrNotFound / ErrInUse. Acquiring the same mount ID twice is a no-op.
+func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.MountRequest) (config.Use, error) {
+	if err := validate(ref, req); err != nil {
+		return config.Use{}, err
+	}
+	if req.Lease == 0 {
+		return config.Use{}, fmt.Errorf("mount of %s needs the host's lease: %w", ref, config.ErrInvalid)
+	}
+	key := m.keys.Use(ref)
+	for range maxTxnRetries {
+		cur, modRev, err := m.get(ctx, key)
+		if err != nil {
+			return config.Use{}, err
+		}
+		if cur != nil && cur.Hostname != req.Hostname {
+			return config.Use{}, fmt.Errorf("volume %s is mounted on host %q (since %s): %w",
+				ref, cur.Hostname, cur.Since.Format(time.RFC3339), config.ErrInUse)
+		}
+		u := config.Use{Volume: ref, Hostname: req.Hostname, Lease: req.Lease, Since: time.Now().UTC()}
+		if cur != nil {
+			u.Since, u.MountIDs = cur.Since, cur.MountIDs
+		}
+		if !slices.Contains(u.MountIDs, req.MountID) {
+			u.MountIDs = append(slices.Clone(u.MountIDs), req.MountID)
+		}
+		b, err := json.Marshal(u)
+		if err != nil {
+			return config.Use{}, err
+		}
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
+			clientv3.Compare(clientv3.CreateRevision(m.keys.Volume(ref)), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0),
+		}
+		tctx, cancel := context.WithTimeout(ctx, m.timeout)
+		resp, err := m.cli.Txn(tctx).If(cmps...).
+			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(clientv3.LeaseID(req.Lease)))).
+			Else(clientv3.OpGet(m.keys.Volume(ref)), clientv3.OpGet(m.keys.OpLock(ref))).Commit()
+		cancel()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return config.Use{}, fmt.Errorf("lease %x of host %s has expired: %w", req.Lease, req.Hostname, config.ErrNotFound)
+		}
+		if err != nil {
+			return config.Use{}, etcdErr("lock "+ref.String(), err)
+		}
+		if resp.Succeeded {
+			return u, nil
+		}
+		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return config.Use{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+		}
+		if len(resp.Responses[1].GetResponseRange().Kvs) == 1 {
+			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot): %w", ref, config.ErrInUse)
+		}
+		// The lock changed between read and write; read it again.
+	}
+	return config.Use{}, fmt.Errorf("lock %s: too much contention: %w", ref, config.ErrInUse)
+}
+
+// Release drops one mount ID of the host's lock and deletes the lock when no
+// ID is left. It returns the IDs still held. Releasing an ID that is not held
+// (or a lock that is gone) is not an error; another host's lock is ErrInUse.
+func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.MountRequest) ([]string, error) {
+	if err := validate(ref, req); err != nil {
+		return nil, err
+	}
+	key := m.keys.Use(ref)
+	for range maxTxnRetries {
+		cur, modRev, err := m.get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			return nil, nil
+		}
+		if cur.Hostname != req.Hostname {
+			return nil, fmt.Errorf("volume %s is locked by host %q, not %q: %w", ref, cur.Hostname, req.Hostname, config.ErrInUse)
+		}
+		rest := slices.DeleteFunc(slices.Clone(cur.MountIDs), func(id string) bool { return id == req.MountID })
+		var op clientv3.Op
+		if len(rest) == 0 {
+			op = clientv3.OpDelete(key)
+		} else {
+			u := *cur
+			u.MountIDs = rest
+			b, err := json.Marshal(u)
+			if err != nil {
+				return nil, err
+			}
+			op = clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease())
+		}
+		tctx, cancel := context.WithTimeout(ctx, m.timeout)
+		resp, err := m.cli.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(op).Commit()
+		cancel()
+		if err != nil {
+			return nil, etcdErr("unlock "+ref.String(), err)
+		}
+		if resp.Succeeded {
+			return rest, nil
+		}
+	}
+	return nil, fmt.Errorf("unlock %s: too much contention: %w", ref, config.ErrInUse)
+}
+
+// get reads a lock and its mod revision (0 and nil if absent).
+func (m *Manager) get(ctx context.Context, key string) (*config.Use, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	resp, err := m.cli.Get(ctx, key)
+	if err != nil {
+		return nil, 0, etcdErr("read lock", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, nil
+	}
+	var u config.Use
+	if err := json.Unmarshal(resp.Kvs[0].Value, &u); err != nil {
+		return nil, 0, fmt.Errorf("lock %s is corrupt: %w", key, err)
+	}
+	return &u, resp.Kvs[0].ModRevision, nil
+}
