@@ -1,0 +1,55 @@
+// Command volplugin is the Docker volume plugin of the volplugin suite.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/volplugin"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	app := &cli.App{
+		Name:  "volplugin",
+		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
+			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
+			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
+			&cli.StringFlag{Name: "host-label", Value: host, Usage: "this host's `NAME` in locks and leases"},
+			&cli.StringFlag{Name: "mount-root", Usage: "`DIR` to mount volumes under (default: the global config's MountPath, /mnt/volplugin)"},
+			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
+			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
+			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("volplugin takes no arguments, got %q", c.Args().Slice()), 2)
+			}
+			log := logrus.New()
+			if c.Bool("debug") {
+				log.SetLevel(logrus.DebugLevel)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return volplugin.Serve(ctx, volplugin.Options{
+				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
+				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
+				Maintenance: c.Bool("maintenance"), Log: log,
+				Started: func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },
+			})
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "volplugin:", err)
+		os.Exit(1)
+	}
+}

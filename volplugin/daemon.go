@@ -1,0 +1,170 @@
+package volplugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/local"
+)
+
+// DefaultSocketDir is where Docker looks for plugin sockets.
+const DefaultSocketDir = "/run/docker/plugins"
+
+// Options are volplugin's command-line settings.
+type Options struct {
+	Volmaster  string
+	PluginName string
+	SocketDir  string
+	Host       string
+	// MountRoot is where volumes are mounted; empty: global MountPath.
+	MountRoot string
+	// LocalDataDir is the local backend's data dir; it must be the one
+	// volmaster creates images in (volmaster's --data-dir + "/local").
+	LocalDataDir string
+	Maintenance  bool
+	Log          *logrus.Logger
+	// Started, if set, is called with the socket path once it listens.
+	Started func(socket string)
+}
+
+// Serve runs volplugin until ctx ends, then removes its socket.
+func Serve(ctx context.Context, o Options) error {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if err := config.ValidateName("plugin", o.PluginName); err != nil {
+		return fmt.Errorf("--plugin-name: %w", err)
+	}
+	api, err := client.New(o.Volmaster)
+	if err != nil {
+		return err
+	}
+	gctx, cancel := context.WithTimeout(ctx, time.Minute)
+	g, err := api.Global(gctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read global config from volmaster: %w", err)
+	}
+	if o.MountRoot == "" {
+		o.MountRoot = g.MountPath
+	}
+	lb, err := local.New(local.Config{DataDir: o.LocalDataDir, MountRoot: o.MountRoot, Timeout: g.TimeoutDuration()})
+	if err != nil {
+		return err
+	}
+	d, err := New(Config{
+		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
+		Mounters: map[string]storage.Mounter{config.BackendLocal: lb},
+	})
+	if err != nil {
+		return err
+	}
+	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+	err = d.Recover(rctx)
+	rcancel()
+	if err != nil {
+		return fmt.Errorf("recover mounts after restart: %w", err)
+	}
+	go d.lease.Run(ctx)
+
+	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
+	ln, err := listenUnix(sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	h := volume.NewHandler(d)
+	h.HandleFunc("/info", d.serveInfo)
+	o.Log.WithFields(logrus.Fields{"socket": sock, "host": o.Host, "volmaster": o.Volmaster}).Info("volplugin listening")
+	if o.Started != nil {
+		o.Started(sock)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- h.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve plugin socket: %w", err)
+	case <-ctx.Done():
+		_ = ln.Close()
+		return nil
+	}
+}
+
+// listenUnix replaces a stale socket and listens with mode 0660.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Info is what GET /info on the plugin socket reports.
+type Info struct {
+	Host        string      `json:"host"`
+	Maintenance bool        `json:"maintenance"`
+	Lease       LeaseInfo   `json:"lease"`
+	Mounts      []MountInfo `json:"mounts"`
+}
+
+// LeaseInfo describes the host lease.
+type LeaseInfo struct {
+	ID      int64     `json:"id"`
+	TTL     string    `json:"ttl"`
+	Renewed time.Time `json:"renewed"`
+}
+
+// MountInfo describes one mounted volume.
+type MountInfo struct {
+	Volume   string   `json:"volume"`
+	Path     string   `json:"path"`
+	MountIDs []string `json:"mount-ids"`
+	Lost     string   `json:"lost,omitempty"`
+}
+
+// Info returns the driver's state.
+func (d *Driver) Info() Info {
+	id, ttl, renewed := d.lease.State()
+	info := Info{Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
+	d.mu.Lock()
+	for ref, m := range d.mounts {
+		mi := MountInfo{Volume: ref.String(), Path: m.path, Lost: m.lost}
+		for id := range m.ids {
+			mi.MountIDs = append(mi.MountIDs, id)
+		}
+		sort.Strings(mi.MountIDs)
+		info.Mounts = append(info.Mounts, mi)
+	}
+	d.mu.Unlock()
+	sort.Slice(info.Mounts, func(i, j int) bool { return info.Mounts[i].Volume < info.Mounts[j].Volume })
+	return info
+}
+
+func (d *Driver) serveInfo(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(d.Info())
+}

@@ -1,0 +1,399 @@
+// Package volplugin is the Docker volume plugin: one per Docker host, it
+// maps and mounts volumes under mount locks that hang on the host's one etcd
+// lease, all through volmaster (volplugin holds no etcd credentials).
+package volplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// Config wires a Driver.
+type Config struct {
+	API  *client.Client
+	Host string
+	// Mounters maps a backend name to the Mounter for it on this host.
+	Mounters map[string]storage.Mounter
+	Log      *logrus.Logger
+	// Maintenance refuses new mounts while existing ones keep their locks.
+	Maintenance bool
+	// Timeout bounds each Docker request's work (volmaster calls, map,
+	// mkfs, mount); global Timeout is used if zero.
+	Timeout time.Duration
+}
+
+// mounted is one volume mounted on this host.
+type mounted struct {
+	vol  config.Volume
+	path string
+	ids  map[string]bool
+	// lost is set when another host took the lock while this host's lease
+	// was gone; the mount stays (a container uses it) but is reported.
+	lost string
+}
+
+// Driver implements volume.Driver for Docker.
+type Driver struct {
+	cfg   Config
+	log   *logrus.Logger
+	lease *hostLease
+	vlock keyedMutex
+
+	mu     sync.Mutex
+	mounts map[config.VolumeRef]*mounted
+}
+
+var _ volume.Driver = (*Driver)(nil)
+
+// New returns a driver; Run starts its host lease and recovery.
+func New(cfg Config) (*Driver, error) {
+	if cfg.API == nil {
+		return nil, errors.New("volplugin: no volmaster client")
+	}
+	if err := config.ValidateName("host", cfg.Host); err != nil {
+		return nil, fmt.Errorf("--host-label: %w", err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
+	}
+	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}}
+	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
+	return d, nil
+}
+
+func (d *Driver) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.cfg.Timeout)
+}
+
+func parseName(name string) (config.VolumeRef, error) {
+	ref, err := config.ParseVolumeRef(name)
+	if err != nil {
+		return config.VolumeRef{}, fmt.Errorf("volume name %q: use POLICY/NAME, e.g. policy1/data: %w", name, err)
+	}
+	return ref, nil
+}
+
+// Create creates the volume through volmaster; -o options override the
+// policy (unknown options are an error).
+func (d *Driver) Create(req *volume.CreateRequest) error {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	_, err = d.cfg.API.CreateVolume(ctx, config.VolumeRequest{Policy: ref.Policy, Name: ref.Name, Options: req.Options})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", ref, err)
+	}
+	d.log.WithField("volume", ref.String()).Info("created")
+	return nil
+}
+
+// Remove removes the volume through volmaster, which refuses while it is
+// mounted on any host.
+func (d *Driver) Remove(req *volume.RemoveRequest) error {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	if err := d.cfg.API.RemoveVolume(ctx, ref, false); err != nil {
+		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	d.log.WithField("volume", ref.String()).Info("removed")
+	return nil
+}
+
+func (d *Driver) mountpoint(ref config.VolumeRef) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if m := d.mounts[ref]; m != nil {
+		return m.path
+	}
+	return ""
+}
+
+// Get describes one volume; Mountpoint is set only while it is mounted here.
+func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	v, err := d.cfg.API.Volume(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	status := map[string]any{
+		"policy": v.Policy, "size": v.Create.Size, "filesystem": v.Create.Filesystem,
+		"backend": v.Backends.Mount, "policy-revision": v.PolicyRevision,
+	}
+	if u, err := d.cfg.API.Use(ctx, ref); err == nil {
+		status["locked-by"] = u.Hostname
+		status["mounts"] = len(u.MountIDs)
+	}
+	return &volume.GetResponse{Volume: &volume.Volume{
+		Name: req.Name, Mountpoint: d.mountpoint(ref), Status: status,
+		CreatedAt: v.CreatedAt.Format(time.RFC3339),
+	}}, nil
+}
+
+// List lists every volume volmaster knows.
+func (d *Driver) List() (*volume.ListResponse, error) {
+	ctx, cancel := d.ctx()
+	defer cancel()
+	refs, err := d.cfg.API.Volumes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := &volume.ListResponse{Volumes: make([]*volume.Volume, 0, len(refs))}
+	for _, ref := range refs {
+		out.Volumes = append(out.Volumes, &volume.Volume{Name: ref.String(), Mountpoint: d.mountpoint(ref)})
+	}
+	return out, nil
+}
+
+// Path returns the mount point if the volume is mounted here.
+func (d *Driver) Path(req *volume.PathRequest) (*volume.PathResponse, error) {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &volume.PathResponse{Mountpoint: d.mountpoint(ref)}, nil
+}
+
+// Capabilities: volumes are cluster-wide.
+func (d *Driver) Capabilities() *volume.CapabilitiesResponse {
+	return &volume.CapabilitiesResponse{Capabilities: volume.Capability{Scope: "global"}}
+}
+
+func (d *Driver) mounter(v *config.Volume) (storage.Mounter, error) {
+	m, ok := d.cfg.Mounters[v.Backends.Mount]
+	if !ok {
+		return nil, fmt.Errorf("backend %s is not available on host %s", v.Backends.Mount, d.cfg.Host)
+	}
+	return m, nil
+}
+
+// Mount maps and mounts the volume for one Docker mount ID, taking the
+// host's lock on it first. Mounts are counted by ID: the same ID twice (docker
+// cp) counts once; the device stays mounted until the last ID is unmounted.
+func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	if req.ID == "" {
+		return nil, errors.New("mount request without an ID")
+	}
+	unlock := d.vlock.lock(ref)
+	defer unlock()
+	ctx, cancel := d.ctx()
+	defer cancel()
+	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "id": req.ID})
+
+	d.mu.Lock()
+	m := d.mounts[ref]
+	d.mu.Unlock()
+	if m == nil && d.cfg.Maintenance {
+		return nil, fmt.Errorf("host %s is in maintenance mode: new mounts are refused", d.cfg.Host)
+	}
+	if m != nil {
+		if !m.vol.Unlocked {
+			if err := d.acquire(ctx, ref, req.ID); err != nil {
+				return nil, err
+			}
+		}
+		d.mu.Lock()
+		m.ids[req.ID] = true
+		d.mu.Unlock()
+		log.Info("mounted again (reference counted)")
+		return &volume.MountResponse{Mountpoint: m.path}, nil
+	}
+
+	v, err := d.cfg.API.Volume(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	mounter, err := d.mounter(&v)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := storage.FromConfig(&v)
+	if err != nil {
+		return nil, err
+	}
+	if !v.Unlocked {
+		if err := d.acquire(ctx, ref, req.ID); err != nil {
+			return nil, err
+		}
+	}
+	mnt, err := mounter.Mount(ctx, sv)
+	if err != nil {
+		if !v.Unlocked {
+			d.release(ref, req.ID)
+		}
+		return nil, fmt.Errorf("mount %s: %w", ref, err)
+	}
+	d.mu.Lock()
+	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, ids: map[string]bool{req.ID: true}}
+	d.mu.Unlock()
+	log.WithField("path", mnt.Path).WithField("device", mnt.Device).Info("mounted")
+	return &volume.MountResponse{Mountpoint: mnt.Path}, nil
+}
+
+// Unmount drops one mount ID; the last one unmounts, unmaps and releases the
+// lock. An ID this host does not hold (e.g. after a failed Mount) changes
+// nothing else, so it cannot unmount a volume another container uses.
+func (d *Driver) Unmount(req *volume.UnmountRequest) error {
+	ref, err := parseName(req.Name)
+	if err != nil {
+		return err
+	}
+	unlock := d.vlock.lock(ref)
+	defer unlock()
+	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "id": req.ID})
+
+	d.mu.Lock()
+	m := d.mounts[ref]
+	held := m != nil && m.ids[req.ID]
+	if m != nil && !held && m.ids[recoveredID] {
+		// A mount adopted after a restart, its Docker IDs unknown.
+		held, req.ID = true, recoveredID
+	}
+	if held {
+		delete(m.ids, req.ID)
+	}
+	last := held && len(m.ids) == 0
+	d.mu.Unlock()
+	if !held {
+		log.Warn("unmount of a mount ID this host does not hold: nothing to do")
+		return nil
+	}
+	if !last {
+		if !m.vol.Unlocked {
+			d.release(ref, req.ID)
+		}
+		log.Info("unmounted one reference; still in use")
+		return nil
+	}
+	ctx, cancel := d.ctx()
+	defer cancel()
+	if err := d.unmountDevice(ctx, m); err != nil {
+		d.mu.Lock()
+		m.ids[req.ID] = true
+		d.mu.Unlock()
+		return err
+	}
+	d.mu.Lock()
+	delete(d.mounts, ref)
+	d.mu.Unlock()
+	if !m.vol.Unlocked {
+		d.release(ref, req.ID)
+	}
+	log.Info("unmounted")
+	return nil
+}
+
+func (d *Driver) unmountDevice(ctx context.Context, m *mounted) error {
+	mounter, err := d.mounter(&m.vol)
+	if err != nil {
+		return err
+	}
+	sv, err := storage.FromConfig(&m.vol)
+	if err != nil {
+		return err
+	}
+	if err := mounter.Unmount(ctx, sv); err != nil {
+		return fmt.Errorf("unmount %s: %w", m.vol.Ref(), err)
+	}
+	return nil
+}
+
+func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) error {
+	lease, err := d.lease.ID(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", ref, err)
+	}
+	return nil
+}
+
+// release drops one mount ID from the lock. A failure is logged, not
+// returned: the lock lives on the host lease, so at worst it lingers until the
+// lease expires.
+func (d *Driver) release(ref config.VolumeRef, id string) {
+	ctx, cancel := d.ctx()
+	defer cancel()
+	if _, err := d.cfg.API.ReleaseUse(ctx, ref, d.cfg.Host, id); err != nil {
+		d.log.WithError(err).WithField("volume", ref.String()).Error("releasing mount lock")
+	}
+}
+
+// relock moves every lock of this host onto a new lease (after the old one
+// was lost, or at start for recovered mounts). A volume another host locked
+// meanwhile is reported, loudly.
+func (d *Driver) relock(ctx context.Context, lease int64) {
+	d.mu.Lock()
+	type item struct {
+		ref config.VolumeRef
+		ids []string
+	}
+	var items []item
+	for ref, m := range d.mounts {
+		if m.vol.Unlocked {
+			continue
+		}
+		ids := make([]string, 0, len(m.ids))
+		for id := range m.ids {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		items = append(items, item{ref, ids})
+	}
+	d.mu.Unlock()
+	for _, it := range items {
+		unlock := d.vlock.lock(it.ref)
+		var lost error
+		for _, id := range it.ids {
+			_, err := d.cfg.API.AcquireUse(ctx, it.ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+			if err != nil {
+				lost = err
+				break
+			}
+		}
+		d.mu.Lock()
+		if m := d.mounts[it.ref]; m != nil {
+			m.lost = ""
+			if lost != nil {
+				m.lost = lost.Error()
+			}
+		}
+		d.mu.Unlock()
+		unlock()
+		if lost != nil {
+			d.log.WithError(lost).WithField("volume", it.ref.String()).
+				Error("LOCK LOST: another host holds this volume's lock; this host must not write to it")
+		}
+	}
+}

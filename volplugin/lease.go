@@ -1,0 +1,105 @@
+package volplugin
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+)
+
+// hostLease keeps this host's one etcd lease alive through volmaster. When
+// the lease is lost (volmaster or etcd unreachable for longer than the TTL),
+// it grants a new one. After every grant, including the first, it calls onNew
+// so the driver can put its locks (recovered ones at start) on the lease.
+type hostLease struct {
+	api   *client.Client
+	host  string
+	log   logrus.FieldLogger
+	onNew func(ctx context.Context, id int64)
+
+	mu      sync.Mutex
+	id      int64
+	ttl     time.Duration
+	renewed time.Time
+	ready   chan struct{}
+}
+
+func newHostLease(api *client.Client, host string, log logrus.FieldLogger, onNew func(context.Context, int64)) *hostLease {
+	return &hostLease{api: api, host: host, log: log, onNew: onNew, ready: make(chan struct{})}
+}
+
+// ID returns the current lease, waiting until there is one or ctx ends.
+func (l *hostLease) ID(ctx context.Context) (int64, error) {
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return 0, errors.New("no host lease yet: is volmaster reachable?")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.id == 0 || time.Since(l.renewed) > l.ttl {
+		return 0, errors.New("host lease lost: volmaster unreachable for longer than the lease TTL")
+	}
+	return l.id, nil
+}
+
+// State reports the lease for /info.
+func (l *hostLease) State() (id int64, ttl time.Duration, renewed time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id, l.ttl, l.renewed
+}
+
+// Run grants the lease and renews it every TTL/3 until ctx ends; then it
+// revokes nothing: locks of mounts that stay must outlive a restart.
+func (l *hostLease) Run(ctx context.Context) {
+	readyOnce := sync.OnceFunc(func() { close(l.ready) })
+	retry := time.Second
+	for ctx.Err() == nil {
+		l.mu.Lock()
+		id, ttl, renewed := l.id, l.ttl, l.renewed
+		l.mu.Unlock()
+		wait := retry
+		if id == 0 || time.Since(renewed) > ttl {
+			if hl, err := l.api.GrantLease(ctx, l.host); err != nil {
+				l.log.WithError(err).Warn("cannot get a host lease from volmaster")
+			} else {
+				l.set(hl.ID, time.Duration(hl.TTL)*time.Second)
+				l.log.WithField("lease", hl.ID).WithField("ttl", hl.TTL).Info("host lease granted")
+				readyOnce()
+				l.onNew(ctx, hl.ID)
+				wait = time.Duration(hl.TTL) * time.Second / 3
+			}
+		} else {
+			hl, err := l.api.KeepAlive(ctx, id)
+			switch {
+			case errors.Is(err, config.ErrNotFound):
+				l.log.WithField("lease", id).Error("host lease expired: its mount locks are gone; taking a new lease and re-acquiring them")
+				l.mu.Lock()
+				l.renewed = time.Time{}
+				l.mu.Unlock()
+				continue
+			case err != nil:
+				l.log.WithError(err).Warn("cannot renew the host lease")
+			default:
+				l.set(id, time.Duration(hl.TTL)*time.Second)
+				wait = ttl / 3
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (l *hostLease) set(id int64, ttl time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.id, l.ttl, l.renewed = id, ttl, time.Now()
+}
