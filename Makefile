@@ -39,11 +39,10 @@ test: build fmt-check vet
 bench: build
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/
 
-# The suite on the embedded default: volmaster with an embedded etcd and the
-# local backend, data under $(RUN_DIR). Stop with Ctrl-C.
+# The suite on the embedded default: volmaster (embedded etcd, local
+# backend) and volplugin, data under $(RUN_DIR). Stop with Ctrl-C.
 run: build
-	@mkdir -p $(RUN_DIR)
-	$(BIN)/volmaster --data-dir $(RUN_DIR)
+	RUN_DIR=$(RUN_DIR) scripts/run
 
 clean:
 	rm -rf $(BIN)
