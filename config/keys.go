@@ -25,6 +25,8 @@ const SchemaVersion = 1
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
 //	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
 //	<prefix>/hosts/<host>                           HostLease of a volplugin host, on that lease
+//	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
+//	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
@@ -114,6 +116,20 @@ func (k Keys) Hosts() string { return k.Prefix + "/hosts/" }
 
 // Host is one host's lease record.
 func (k Keys) Host(name string) string { return k.Hosts() + name }
+
+// Snapshots is the prefix of one volume's snapshot records.
+func (k Keys) Snapshots(r VolumeRef) string {
+	return k.Prefix + "/snapshots/" + r.Policy + "/" + r.Name + "/"
+}
+
+// Snapshot is one snapshot record.
+func (k Keys) Snapshot(r VolumeRef, snap string) string { return k.Snapshots(r) + snap }
+
+// AllSnapshots is the prefix of every snapshot record.
+func (k Keys) AllSnapshots() string { return k.Prefix + "/snapshots/" }
+
+// Leader is the volsupervisor election prefix.
+func (k Keys) Leader() string { return k.Prefix + "/supervisor/leader" }
 
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).

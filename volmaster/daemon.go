@@ -75,7 +75,8 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	s, err := New(Config{
 		Client: cli, Keys: keys, Log: o.Log,
-		Backends: map[string]storage.CRUD{config.BackendLocal: lb},
+		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
 	})
 	if err != nil {
 		return err

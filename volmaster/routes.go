@@ -32,6 +32,8 @@ func Routes() []Route {
 		{"GET", "/v1/volumes/{policy}", (*Server).listVolumes},
 		{"GET", "/v1/volumes/{policy}/{name}", (*Server).getVolume},
 		{"DELETE", "/v1/volumes/{policy}/{name}", (*Server).removeVolume},
+		{"GET", "/v1/volumes/{policy}/{name}/snapshots", (*Server).listSnapshots},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots", (*Server).takeSnapshot},
 		{"GET", "/v1/volumes/{policy}/{name}/runtime", (*Server).getRuntime},
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", (*Server).putRuntime},
 		{"GET", "/v1/global", (*Server).getGlobal},

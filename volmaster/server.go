@@ -18,6 +18,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/snapshot"
 	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/storage"
 )
@@ -30,7 +31,10 @@ type Config struct {
 	// implementation. A policy whose backend is missing here cannot create
 	// volumes on this volmaster.
 	Backends map[string]storage.CRUD
-	Log      *logrus.Logger
+	// Snapshotters maps a backend name to its Snapshotter, for on-demand
+	// snapshots.
+	Snapshotters map[string]storage.Snapshotter
+	Log          *logrus.Logger
 	// EtcdTimeout bounds each etcd call (store.DefaultTimeout if zero).
 	EtcdTimeout time.Duration
 	// Now is the clock; time.Now if nil.
@@ -41,6 +45,7 @@ type Config struct {
 type Server struct {
 	store    *store.Store
 	locks    *lock.Manager
+	snaps    *snapshot.Taker
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -74,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = s.store.NewCache()
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
+	s.snaps = &snapshot.Taker{Store: s.store, Backends: cfg.Snapshotters, By: s.owner, Now: cfg.Now}
 	g := config.DefaultGlobal()
 	s.global.Store(&g)
 	return s, nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -116,7 +117,8 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(key)},
+		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(key),
+			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix())},
 		nil)
 	if err != nil {
 		return err
@@ -148,30 +150,49 @@ func (s *Store) GetVolume(ctx context.Context, ref config.VolumeRef) (config.Vol
 // BeginRemove takes the operation lock of a volume that exists, is not
 // mounted anywhere and is not busy; it returns the volume. The caller destroys
 // the image and then calls FinishRemove, or ReleaseOp if that fails.
-func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder) (config.Volume, error) {
-	lockPut, err := s.opLockPut(ref, "remove", h)
+func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder, guard ...clientv3.Cmp) (config.Volume, error) {
+	return s.BeginOp(ctx, ref, "remove", h, true, guard...)
+}
+
+// BeginOp takes the operation lock of an existing volume that no other
+// operation holds (and, if unmounted is set, that no host has mounted), and
+// returns the volume. guard adds conditions that must hold too, such as a
+// volsupervisor's leadership; if one fails the error wraps ErrNotLeader.
+func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h Holder, unmounted bool, guard ...clientv3.Cmp) (config.Volume, error) {
+	lockPut, err := s.opLockPut(ref, op, h)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	resp, err := s.txn(ctx, "remove volume "+ref.String(),
-		[]clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.keys.Use(ref)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
-		},
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
+		clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+	}
+	if unmounted {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.keys.Use(ref)), "=", 0))
+	}
+	resp, err := s.txn(ctx, op+" volume "+ref.String(), append(cmps, guard...),
 		[]clientv3.Op{lockPut, clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))},
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
 	if err != nil {
 		return config.Volume{}, err
 	}
 	if !resp.Succeeded {
-		return config.Volume{}, whyBusy(ref, rangeKvs(resp, 0), rangeKvs(resp, 1), rangeKvs(resp, 2))
+		use := rangeKvs(resp, 1)
+		if !unmounted {
+			use = nil
+		}
+		err := whyBusy(ref, rangeKvs(resp, 0), use, rangeKvs(resp, 2))
+		if len(guard) > 0 && errors.Is(err, errRaced) {
+			// Nothing about the volume explains the refusal: the guard did.
+			return config.Volume{}, fmt.Errorf("%s %s: %w", op, ref, ErrNotLeader)
+		}
+		return config.Volume{}, err
 	}
 	var rt []byte
-	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) == 1 {
+	if kvs := rangeKvs(resp, 2); len(kvs) == 1 {
 		rt = kvs[0].Value
 	}
-	return DecodeVolume(resp.Responses[1].GetResponseRange().Kvs[0].Value, rt)
+	return DecodeVolume(rangeKvs(resp, 1)[0].Value, rt)
 }
 
 // whyBusy explains a failed conditional change from the volume's record,
@@ -190,8 +211,12 @@ func whyBusy(ref config.VolumeRef, vol, use, oplock []*mvccpb.KeyValue) error {
 		_ = json.Unmarshal(oplock[0].Value, &l)
 		return fmt.Errorf("volume %s is busy (%s by %s since %s): %w", ref, l.Op, l.Owner, l.Since.Format(time.RFC3339), config.ErrInUse)
 	}
-	return fmt.Errorf("volume %s changed during the request, try again: %w", ref, config.ErrInUse)
+	return fmt.Errorf("volume %s: %w", ref, errRaced)
 }
+
+// errRaced: a conditional change failed though the volume, its mount lock and
+// its operation lock all looked fine when read back.
+var errRaced = fmt.Errorf("changed during the request, try again: %w", config.ErrInUse)
 
 func rangeKvs(resp *clientv3.TxnResponse, i int) []*mvccpb.KeyValue {
 	return resp.Responses[i].GetResponseRange().Kvs

@@ -138,3 +138,15 @@ func (c *Client) Use(ctx context.Context, ref config.VolumeRef) (config.Use, err
 func (c *Client) RemoveUse(ctx context.Context, ref config.VolumeRef) error {
 	return c.do(ctx, http.MethodDelete, "/v1/uses/"+refPath(ref), nil, nil, nil)
 }
+
+// Snapshots lists a volume's snapshots, oldest first.
+func (c *Client) Snapshots(ctx context.Context, ref config.VolumeRef) ([]config.Snapshot, error) {
+	var out []config.Snapshot
+	return out, c.do(ctx, http.MethodGet, "/v1/volumes/"+refPath(ref)+"/snapshots", nil, nil, &out)
+}
+
+// TakeSnapshot takes a snapshot of a volume now. Not retried.
+func (c *Client) TakeSnapshot(ctx context.Context, ref config.VolumeRef) (config.Snapshot, error) {
+	var out config.Snapshot
+	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/snapshots", nil, []byte("{}"), &out)
+}

@@ -1,0 +1,51 @@
+// Command volsupervisor runs volplugin's leader-elected background work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/volsupervisor"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	app := &cli.App{
+		Name:  "volsupervisor",
+		Usage: "leader-elected scheduled snapshots and pruning for volplugin volumes",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "etcd", EnvVars: []string{"VOLPLUGIN_ETCD"}, Usage: "etcd client `URL`s (volmaster prints its embedded etcd's)"},
+			&cli.StringFlag{Name: "prefix", Value: config.DefaultPrefix, Usage: "etcd key `PREFIX`"},
+			&cli.StringFlag{Name: "name", Value: fmt.Sprintf("%s-%d", host, os.Getpid()), Usage: "this candidate's `NAME` in the election"},
+			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
+			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` volplugin mounts under (mounted volumes are frozen while snapshotted)"},
+			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("volsupervisor takes no arguments, got %q", c.Args().Slice()), 2)
+			}
+			log := logrus.New()
+			if c.Bool("debug") {
+				log.SetLevel(logrus.DebugLevel)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return volsupervisor.Serve(ctx, volsupervisor.Options{
+				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
+				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Log: log,
+			})
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "volsupervisor:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,53 @@
+package volsupervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/local"
+)
+
+// Options are volsupervisor's command-line settings.
+type Options struct {
+	Etcd         []string
+	Prefix       string
+	Name         string
+	LocalDataDir string
+	MountRoot    string
+	Log          *logrus.Logger
+}
+
+// Serve runs a supervisor until ctx ends.
+func Serve(ctx context.Context, o Options) error {
+	if len(o.Etcd) == 0 {
+		return fmt.Errorf("--etcd is required (volmaster prints its embedded etcd's client URL): %w", config.ErrInvalid)
+	}
+	keys, err := config.NewKeys(o.Prefix)
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: o.Etcd, DialTimeout: 5 * time.Second, Context: ctx})
+	if err != nil {
+		return fmt.Errorf("etcd client for %v: %w", o.Etcd, err)
+	}
+	defer cli.Close()
+	lb, err := local.New(local.Config{DataDir: o.LocalDataDir, MountRoot: o.MountRoot})
+	if err != nil {
+		return err
+	}
+	s, err := New(Config{
+		Client: cli, Keys: keys, Name: o.Name, Log: o.Log,
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
+	})
+	if err != nil {
+		return err
+	}
+	o.Log.WithFields(logrus.Fields{"name": o.Name, "etcd": o.Etcd}).Info("volsupervisor campaigning")
+	return s.Run(ctx)
+}

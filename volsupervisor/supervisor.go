@@ -1,0 +1,147 @@
+// Package volsupervisor runs the cluster-wide background work: scheduled
+// snapshots and their pruning. Any number of volsupervisors may run; they
+// elect one leader through etcd, and every change the leader makes is a
+// transaction that also checks its election key, so a leader that was paused
+// and lost its lease cannot act when it wakes up: it steps down and campaigns
+// again.
+package volsupervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// Config wires a Supervisor.
+type Config struct {
+	Client *clientv3.Client
+	Keys   config.Keys
+	// Name identifies this candidate (in the election and snapshot records).
+	Name string
+	// Snapshotters maps a backend name to its Snapshotter.
+	Snapshotters map[string]storage.Snapshotter
+	Log          *logrus.Logger
+	// Tick is how often the leader looks for due work (default 1s).
+	Tick time.Duration
+	Now  func() time.Time
+}
+
+// Supervisor is one candidate; Run campaigns and, while leading, works.
+type Supervisor struct {
+	cfg   Config
+	store *store.Store
+	cache *store.Cache
+	log   logrus.FieldLogger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is what a supervisor reports about itself.
+type Status struct {
+	Name      string    `json:"name"`
+	Leading   bool      `json:"leading"`
+	LeaderKey string    `json:"leader-key,omitempty"`
+	LastRun   time.Time `json:"last-run,omitzero"`
+	LastError string    `json:"last-error,omitempty"`
+	Taken     int       `json:"snapshots-taken"`
+	Pruned    int       `json:"snapshots-pruned"`
+}
+
+// New returns a supervisor.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("volsupervisor: no etcd client")
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	st := store.New(cfg.Client, cfg.Keys, 0)
+	s := &Supervisor{cfg: cfg, store: st, cache: st.NewCache(), log: cfg.Log.WithField("supervisor", cfg.Name)}
+	s.status.Name = cfg.Name
+	return s, nil
+}
+
+// Status returns a copy of the current status.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Supervisor) update(f func(*Status)) {
+	s.mu.Lock()
+	f(&s.status)
+	s.mu.Unlock()
+}
+
+// Run campaigns for leadership and leads until ctx ends, campaigning again
+// whenever leadership is lost.
+func (s *Supervisor) Run(ctx context.Context) error {
+	go s.cache.Run(ctx)
+	for ctx.Err() == nil {
+		if err := s.term(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("leadership term ended")
+			s.update(func(st *Status) { st.LastError = err.Error() })
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// term is one campaign and, if won, one period of leadership.
+func (s *Supervisor) term(ctx context.Context) error {
+	g, err := s.store.GetGlobal(ctx)
+	if err != nil {
+		return err
+	}
+	sess, err := concurrency.NewSession(s.cfg.Client, concurrency.WithTTL(int(g.TTL)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("election session: %w", err)
+	}
+	defer sess.Close()
+	el := concurrency.NewElection(sess, s.cfg.Keys.Leader())
+	if err := el.Campaign(ctx, s.cfg.Name); err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	key, rev := el.Key(), el.Rev()
+	s.log.WithField("key", key).Info("leading")
+	s.update(func(st *Status) { st.Leading, st.LeaderKey = true, key })
+	defer s.update(func(st *Status) { st.Leading, st.LeaderKey = false, "" })
+	guard := clientv3.Compare(clientv3.CreateRevision(key), "=", rev)
+	h := store.Holder{Lease: sess.Lease(), Owner: "volsupervisor " + s.cfg.Name}
+	w := &worker{s: s, h: h, guard: guard, last: map[config.VolumeRef]time.Time{}}
+	tick := time.NewTicker(s.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sess.Done():
+			return errors.New("election lease lost")
+		case <-tick.C:
+			if err := w.round(ctx); errors.Is(err, store.ErrNotLeader) {
+				return err
+			}
+		}
+	}
+}

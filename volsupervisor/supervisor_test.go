@@ -1,0 +1,226 @@
+package volsupervisor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/etcdtest"
+	"github.com/volplugin/volplugin/internal/snapshot"
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/local"
+)
+
+type env struct {
+	cli     *clientv3.Client
+	keys    config.Keys
+	st      *store.Store
+	lb      *local.Backend
+	dataDir string
+}
+
+func quiet() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func setup(t *testing.T, ttl int64) *env {
+	t.Helper()
+	cli, _ := etcdtest.Start(t)
+	keys, _ := config.NewKeys("")
+	dataDir := t.TempDir()
+	lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{cli: cli, keys: keys, st: store.New(cli, keys, 5*time.Second), lb: lb, dataDir: dataDir}
+	ctx := context.Background()
+	if err := e.st.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.PutGlobal(ctx, config.Global{TTL: ttl, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// volume creates a volume record and its image, as volmaster does.
+func (e *env) volume(t *testing.T, name, runtime string) config.VolumeRef {
+	t.Helper()
+	ctx := context.Background()
+	p, err := config.DecodePolicy("p", []byte(`{"backend":"local","create":{"size":"8MB"},"runtime":`+runtime+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := config.VolumeRef{Policy: "p", Name: name}
+	v, err := config.NewVolume(ref, p, 1, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, _ := e.cli.Grant(ctx, 60)
+	h := store.Holder{Lease: lease.ID, Owner: "test"}
+	if _, err := e.st.CreateVolume(ctx, v, h); err != nil {
+		t.Fatal(err)
+	}
+	sv, _ := storage.FromConfig(&v)
+	if err := e.lb.Create(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.ReleaseOp(ctx, ref, h); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func (e *env) supervisor(t *testing.T, name string) (*Supervisor, context.CancelFunc) {
+	t.Helper()
+	s, err := New(Config{Client: e.cli, Keys: e.keys, Name: name, Log: quiet(), Tick: 100 * time.Millisecond,
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: e.lb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return s, stop
+}
+
+func (e *env) backendSnaps(t *testing.T, ref config.VolumeRef) []string {
+	t.Helper()
+	names, err := e.lb.ListSnapshots(context.Background(), storage.Volume{Policy: ref.Policy, Name: ref.Name})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+func TestScheduledSnapshotsKeepNewest(t *testing.T) {
+	e := setup(t, 5)
+	ref := e.volume(t, "v", `{"snapshots":true,"snapshot":{"frequency":"2s","keep":3}}`)
+	s, _ := e.supervisor(t, "s1")
+	start := time.Now()
+	waitFor(t, "10s of scheduling", 15*time.Second, func() bool { return time.Since(start) >= 10*time.Second })
+	st := s.Status()
+	snaps, err := e.st.ListSnapshots(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != 3 {
+		t.Fatalf("after 10s: %d snapshot records, want 3 (status %+v)", len(snaps), st)
+	}
+	if st.Taken < 5 || st.Pruned != st.Taken-3 {
+		t.Errorf("status %+v: want about 5 taken and all but 3 pruned", st)
+	}
+	// The kept ones are the newest: the last was taken within one period.
+	if age := time.Since(snaps[2].Time); age > 2*time.Second+500*time.Millisecond {
+		t.Errorf("newest snapshot is %s old", age)
+	}
+	var names []string
+	for _, sn := range snaps {
+		names = append(names, sn.Name)
+	}
+	backend := e.backendSnaps(t, ref)
+	sort.Strings(backend)
+	if strings.Join(backend, ",") != strings.Join(names, ",") {
+		t.Errorf("backend holds %v, records say %v", backend, names)
+	}
+}
+
+func TestOneLeaderActsAndAnotherTakesOver(t *testing.T) {
+	e := setup(t, 2)
+	ref := e.volume(t, "v", `{"snapshots":true,"snapshot":{"frequency":"500ms","keep":100}}`)
+	s1, stop1 := e.supervisor(t, "s1")
+	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s1.Status().Leading })
+	s2, _ := e.supervisor(t, "s2")
+	waitFor(t, "a snapshot", 10*time.Second, func() bool { return s1.Status().Taken >= 2 })
+	if s2.Status().Leading || s2.Status().Taken != 0 {
+		t.Fatalf("s2 acted while s1 leads: %+v", s2.Status())
+	}
+	stop1()
+	stopped := time.Now()
+	waitFor(t, "s2 to take over", 5*time.Second, func() bool { return s2.Status().Leading })
+	t.Logf("takeover after %s", time.Since(stopped).Round(time.Millisecond))
+	waitFor(t, "s2 to snapshot", 5*time.Second, func() bool { return s2.Status().Taken >= 1 })
+	snaps, _ := e.st.ListSnapshots(context.Background(), ref)
+	by := map[string]int{}
+	for _, sn := range snaps {
+		by[sn.By]++
+	}
+	if by["volsupervisor s1"] == 0 || by["volsupervisor s2"] == 0 || len(by) != 2 {
+		t.Errorf("snapshots by %v", by)
+	}
+}
+
+// A leader whose lease is gone (it was paused past its TTL) cannot act: the
+// guarded transaction refuses and the backend keeps no snapshot.
+func TestDeposedLeaderCannotAct(t *testing.T) {
+	e := setup(t, 5)
+	ref := e.volume(t, "v", `{"snapshots":false}`)
+	ctx := context.Background()
+	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := concurrency.NewElection(sess, e.keys.Leader())
+	if err := el.Campaign(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
+	taker := &snapshot.Taker{Store: e.st, Backends: map[string]storage.Snapshotter{config.BackendLocal: e.lb}, By: "old", Timeout: time.Minute, Now: time.Now}
+	h := store.Holder{Lease: sess.Lease(), Owner: "old"}
+	if _, err := taker.Take(ctx, ref, h, guard); err != nil {
+		t.Fatalf("leader's snapshot: %v", err)
+	}
+	// The lease expires (as when the process was stopped past its TTL) and a
+	// new leader is elected.
+	if _, err := e.cli.Revoke(ctx, sess.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	sess2, _ := concurrency.NewSession(e.cli, concurrency.WithTTL(5))
+	defer sess2.Close()
+	if err := concurrency.NewElection(sess2, e.keys.Leader()).Campaign(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	lease3, _ := e.cli.Grant(ctx, 30)
+	h3 := store.Holder{Lease: lease3.ID, Owner: "old"}
+	if _, err := taker.Take(ctx, ref, h3, guard); !errors.Is(err, store.ErrNotLeader) {
+		t.Fatalf("deposed leader's snapshot = %v, want ErrNotLeader", err)
+	}
+	if _, err := taker.Prune(ctx, ref, 1, h3, guard); err != nil {
+		t.Fatalf("prune with nothing beyond keep: %v", err)
+	}
+	if snaps := e.backendSnaps(t, ref); len(snaps) != 1 {
+		t.Fatalf("backend snapshots %v, want only the one taken while leading", snaps)
+	}
+	if d, _ := e.st.Dump(ctx); d[e.keys.OpLock(ref)] != "" {
+		t.Error("operation lock left behind")
+	}
+	_ = filepath.Join
+	_ = os.Getpid
+}
