@@ -25,7 +25,12 @@ var (
 	benchOnce sync.Once
 	benchURL  string
 	benchErr  error
+	// benchStop stops the volmaster the benchmarks started (TestMain calls
+	// it when every benchmark is done).
+	benchStop = func() {}
 )
+
+func stopBench() { benchStop() }
 
 // benchVolmaster returns the volmaster the benchmarks use: the one named by
 // $VOLMASTER (a live deployment) or a volmaster process started here with its
@@ -41,12 +46,13 @@ func benchVolmaster(b *testing.B) string {
 				benchErr = err
 				return
 			}
-			// The process outlives this benchmark, not the test binary: its
-			// cleanup is registered on the first benchmark only, so the data
-			// dir stays for the others and is removed at exit by TestMain's
-			// temp dir policy below.
-			vm := startVolmaster(&benchTB{B: b}, dir)
+			// The process serves every benchmark; TestMain stops it at the end.
+			vm := startVolmaster(&benchTB{B: b, dir: dir}, dir)
 			benchURL = vm.URL
+			benchStop = func() {
+				_ = vm.stop()
+				_ = os.RemoveAll(dir)
+			}
 		}
 		benchErr = populate(benchURL)
 	})
@@ -56,11 +62,23 @@ func benchVolmaster(b *testing.B) string {
 	return benchURL
 }
 
-// benchTB keeps a volmaster started for benchmarks alive until the process
-// exits (sub-benchmark cleanups would stop it too early).
-type benchTB struct{ *testing.B }
+// benchTB keeps a volmaster started for benchmarks alive until TestMain
+// stops it (the first benchmark's cleanup would stop it too early).
+type benchTB struct {
+	*testing.B
+	dir string
+}
 
 func (benchTB) Cleanup(func()) {}
+
+// TempDir outlives the first benchmark too (its log file lives there).
+func (b benchTB) TempDir() string {
+	dir, err := os.MkdirTemp(b.dir, "log-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
 
 func populate(url string) error {
 	ctx := context.Background()

@@ -53,7 +53,7 @@ func TestWalkthroughWithBinaries(t *testing.T) {
 	}
 
 	// Everything survives a restart of volmaster on the same data dir.
-	if err := vm.stop(t); err != nil {
+	if err := vm.stop(); err != nil {
 		t.Fatalf("volmaster exit after SIGTERM: %v\n%s", err, vm.logs())
 	}
 	vm2 := startVolmaster(t, data)

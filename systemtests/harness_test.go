@@ -28,48 +28,48 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopBench()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// volmaster is a running volmaster process.
-type volmaster struct {
+// proc is a daemon started from the built binaries.
+type proc struct {
 	cmd     *exec.Cmd
-	URL     string
-	EtcdURL string
 	done    chan error
 	logPath string
 	stopped bool
 	exitErr error
+	// lines holds the values of the "key: value" lines it printed at start.
+	lines map[string]string
 }
 
-func (vm *volmaster) logs() string {
-	b, _ := os.ReadFile(vm.logPath)
+func (p *proc) logs() string {
+	b, _ := os.ReadFile(p.logPath)
 	return string(b)
 }
 
-// startVolmaster runs bin/volmaster on free ports with dataDir and waits until
-// it prints its URLs. It is stopped (SIGTERM) when the test ends.
-func startVolmaster(tb testing.TB, dataDir string, extra ...string) *volmaster {
+// startProc runs bin/name with args and waits until it has printed a line
+// for each of the keys ("volmaster API", ...). It is stopped with SIGTERM
+// when the test ends.
+func startProc(tb testing.TB, name string, args []string, keys ...string) *proc {
 	tb.Helper()
-	args := append([]string{
-		"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--mount-root", filepath.Join(dataDir, "mnt"),
-		"--etcd-listen", "http://127.0.0.1:0", "--etcd-peer-listen", "http://127.0.0.1:0",
-	}, extra...)
-	cmd := exec.Command(filepath.Join(binDir, "volmaster"), args...)
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	// If the test binary dies, its daemons die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	vm := &volmaster{cmd: cmd, done: make(chan error, 1), logPath: filepath.Join(tb.TempDir(), "volmaster.log")}
-	logf, err := os.Create(vm.logPath)
+	p := &proc{cmd: cmd, done: make(chan error, 1), logPath: filepath.Join(tb.TempDir(), name+".log"), lines: map[string]string{}}
+	logf, err := os.Create(p.logPath)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,51 +78,86 @@ func startVolmaster(tb testing.TB, dataDir string, extra ...string) *volmaster {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	urls := make(chan [2]string, 1)
+	ready := make(chan map[string]string, 1)
 	go func() {
-		var api, etcd string
+		got := map[string]string{}
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			line := sc.Text()
-			if v, ok := strings.CutPrefix(line, "volmaster API: "); ok {
-				api = v
+			k, v, ok := strings.Cut(sc.Text(), ": ")
+			if !ok {
+				continue
 			}
-			if v, ok := strings.CutPrefix(line, "etcd client URL: "); ok {
-				etcd = v
-				urls <- [2]string{api, etcd}
+			got[k] = v
+			if len(got) >= len(keys) {
+				ready <- got
+				break
 			}
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	go func() { vm.done <- cmd.Wait() }()
+	go func() { p.done <- cmd.Wait() }()
 	select {
-	case u := <-urls:
-		vm.URL, vm.EtcdURL = u[0], u[1]
-	case err := <-vm.done:
-		tb.Fatalf("volmaster exited at start: %v\n%s", err, vm.logs())
+	case p.lines = <-ready:
+	case err := <-p.done:
+		tb.Fatalf("%s exited at start: %v\n%s", name, err, p.logs())
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		tb.Fatalf("volmaster did not start within 60s\n%s", vm.logs())
+		tb.Fatalf("%s did not start within 60s\n%s", name, p.logs())
 	}
-	tb.Cleanup(func() { vm.stop(tb) })
-	return vm
+	tb.Cleanup(func() { _ = p.stop() })
+	return p
 }
 
 // stop sends SIGTERM and waits for the exit; it returns the exit error.
-func (vm *volmaster) stop(tb testing.TB) error {
-	if vm.stopped {
-		return vm.exitErr
+func (p *proc) stop() error {
+	return p.signal(syscall.SIGTERM)
+}
+
+// signal sends sig and waits for the process to end.
+func (p *proc) signal(sig syscall.Signal) error {
+	if p.stopped {
+		return p.exitErr
 	}
-	vm.stopped = true
-	_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+	p.stopped = true
+	_ = p.cmd.Process.Signal(sig)
 	select {
-	case vm.exitErr = <-vm.done:
+	case p.exitErr = <-p.done:
 	case <-time.After(30 * time.Second):
-		_ = vm.cmd.Process.Kill()
-		<-vm.done
-		vm.exitErr = errors.New("volmaster did not stop within 30s of SIGTERM")
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.exitErr = fmt.Errorf("%s did not stop within 30s of %s", p.cmd.Path, sig)
 	}
-	return vm.exitErr
+	return p.exitErr
+}
+
+// volmaster is a running volmaster process.
+type volmaster struct {
+	*proc
+	URL     string
+	EtcdURL string
+}
+
+// startVolmaster runs bin/volmaster on free ports with dataDir (mounts under
+// dataDir/mnt) and waits until it prints its URLs.
+func startVolmaster(tb testing.TB, dataDir string, extra ...string) *volmaster {
+	tb.Helper()
+	args := append([]string{
+		"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--mount-root", filepath.Join(dataDir, "mnt"),
+		"--etcd-listen", "http://127.0.0.1:0", "--etcd-peer-listen", "http://127.0.0.1:0",
+	}, extra...)
+	p := startProc(tb, "volmaster", args, "volmaster API", "etcd client URL")
+	return &volmaster{proc: p, URL: p.lines["volmaster API"], EtcdURL: p.lines["etcd client URL"]}
+}
+
+// startVolplugin runs bin/volplugin for vm's local backend as host label
+// host, serving plugin name plugin.
+func startVolplugin(tb testing.TB, vm *volmaster, dataDir, plugin, host string, extra ...string) *proc {
+	tb.Helper()
+	args := append([]string{
+		"--volmaster", vm.URL, "--plugin-name", plugin, "--host-label", host,
+		"--local-data-dir", filepath.Join(dataDir, "local"), "--mount-root", filepath.Join(dataDir, "mnt"),
+	}, extra...)
+	return startProc(tb, "volplugin", args, "volplugin socket")
 }
 
 // volcli runs the volcli binary and returns its stdout, stderr and exit code.
