@@ -17,9 +17,14 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/iolimit"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
+
+// limitScan is how often containers that started using a mounted volume are
+// looked for, to give them the volume's rate limits.
+const limitScan = 2 * time.Second
 
 // DefaultSocketDir is where Docker looks for plugin sockets.
 const DefaultSocketDir = "/run/docker/plugins"
@@ -66,9 +71,10 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	limits := iolimit.NewManager(iolimit.Options{Logf: o.Log.Warnf})
 	d, err := New(Config{
 		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
-		Mounters: map[string]storage.Mounter{config.BackendLocal: lb},
+		Mounters: map[string]storage.Mounter{config.BackendLocal: lb}, Limits: limits,
 	})
 	if err != nil {
 		return err
@@ -80,6 +86,8 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("recover mounts after restart: %w", err)
 	}
 	go d.lease.Run(ctx)
+	go limits.Run(ctx, limitScan)
+	go d.watchRuntime(ctx)
 
 	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
 	ln, err := listenUnix(sock)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/iolimit"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -31,12 +32,16 @@ type Config struct {
 	// Timeout bounds each Docker request's work (volmaster calls, map,
 	// mkfs, mount); global Timeout is used if zero.
 	Timeout time.Duration
+	// Limits applies rate limits to the containers using a device; nil
+	// disables rate limiting.
+	Limits *iolimit.Manager
 }
 
 // mounted is one volume mounted on this host.
 type mounted struct {
-	vol  config.Volume
-	path string
+	vol    config.Volume
+	path   string
+	device string
 	ids  map[string]bool
 	// lost is set when another host took the lock while this host's lease
 	// was gone; the mount stays (a container uses it) but is reported.
@@ -253,8 +258,9 @@ func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		return nil, fmt.Errorf("mount %s: %w", ref, err)
 	}
 	d.mu.Lock()
-	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, ids: map[string]bool{req.ID: true}}
+	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}}
 	d.mu.Unlock()
+	d.applyLimits(ref, mnt.Device, v.Runtime)
 	log.WithField("path", mnt.Path).WithField("device", mnt.Device).Info("mounted")
 	return &volume.MountResponse{Mountpoint: mnt.Path}, nil
 }
@@ -305,6 +311,7 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) error {
 	d.mu.Lock()
 	delete(d.mounts, ref)
 	d.mu.Unlock()
+	d.dropLimits(ref)
 	if !m.vol.Unlocked {
 		d.release(ref, req.ID)
 	}

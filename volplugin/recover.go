@@ -56,7 +56,7 @@ func (d *Driver) adopt(ctx context.Context, mnt storage.Mount) {
 		log.WithError(err).Error("a volume is mounted here but volmaster has no usable record of it; leaving it mounted")
 		return
 	}
-	m := &mounted{vol: v, path: mnt.Path, ids: map[string]bool{}}
+	m := &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{}}
 	u, err := d.cfg.API.Use(ctx, ref)
 	switch {
 	case err == nil && u.Hostname != d.cfg.Host:
@@ -75,5 +75,6 @@ func (d *Driver) adopt(ctx context.Context, mnt storage.Mount) {
 	d.mu.Lock()
 	d.mounts[ref] = m
 	d.mu.Unlock()
+	d.applyLimits(ref, mnt.Device, v.Runtime)
 	log.Info("re-adopted a mount that survived a restart")
 }
