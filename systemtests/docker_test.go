@@ -88,3 +88,76 @@ func TestDockerVolumeLifecycle(t *testing.T) {
 	}
 	_ = vp
 }
+
+// waitFile waits until path's content contains want.
+func waitFile(t *testing.T, path, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %q, want %q within %s", path, b, want, d)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// A write limit in the volume's runtime options throttles the container's
+// direct writes, and a runtime upload changes it live.
+func TestDockerRateLimitLive(t *testing.T) {
+	if os.Geteuid() != 0 {
+		dockertest.SkipOrFail(t, "needs root for dockerd, cgroups, loop devices and mounts")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/blkio"); err != nil {
+		dockertest.SkipOrFail(t, "no cgroup v1 blkio hierarchy: %v", err)
+	}
+	data := t.TempDir()
+	vm := startVolmaster(t, data)
+	policy := `{"backend":"local","create":{"size":"128MB"},"runtime":{"rate-limit":{"write-bps":"10MB"}}}`
+	if _, e, code := volcli(t, vm.URL, policy, "policy", "upload", "policy1"); code != 0 {
+		t.Fatalf("policy upload: %s", e)
+	}
+	plugin := "vpsys-rate"
+	startVolplugin(t, vm, data, plugin, "hostA")
+	d := dockertest.Start(t, "vp-rate")
+	img := d.Image(t)
+	docker(t, d, "volume", "create", "-d", plugin, "policy1/db")
+	id := strings.TrimSpace(docker(t, d, "run", "-d", "--name", "writer", "-v", "policy1/db:/data", img, "sleep", "300"))
+	t.Cleanup(func() { _, _, _ = d.Docker(context.Background(), "rm", "-f", "writer") })
+	throttle := filepath.Join("/sys/fs/cgroup/blkio/docker", id, "blkio.throttle.write_bps_device")
+	waitFile(t, throttle, " 10485760", 15*time.Second)
+
+	rate := func() float64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_, errOut, err := d.Docker(ctx, "exec", "writer", "/usr/bin/gnudd", "if=/dev/zero", "of=/data/f", "bs=1M", "count=50", "oflag=direct")
+		if err != nil {
+			t.Fatalf("dd: %v %s", err, errOut)
+		}
+		r, err := dockertest.DDRate(errOut)
+		if err != nil {
+			t.Fatalf("dd rate from %q: %v", errOut, err)
+		}
+		return r / (1 << 20)
+	}
+	if r := rate(); r < 8 || r > 12 {
+		t.Errorf("50 MiB direct write at a 10 MiB/s limit ran at %.1f MiB/s", r)
+	} else {
+		t.Logf("10 MiB/s limit: measured %.2f MiB/s", r)
+	}
+	if _, e, code := volcli(t, vm.URL, `{"rate-limit":{"write-bps":"20MB"}}`, "volume", "runtime", "upload", "policy1/db"); code != 0 {
+		t.Fatalf("runtime upload: %s", e)
+	}
+	waitFile(t, throttle, " 20971520", 15*time.Second)
+	if r := rate(); r < 16 || r > 24 {
+		t.Errorf("after the runtime upload to 20 MiB/s the write ran at %.1f MiB/s", r)
+	} else {
+		t.Logf("20 MiB/s limit: measured %.2f MiB/s", r)
+	}
+	docker(t, d, "rm", "-f", "writer")
+	docker(t, d, "volume", "rm", "policy1/db")
+}
