@@ -34,6 +34,7 @@ func Routes() []Route {
 		{"DELETE", "/v1/volumes/{policy}/{name}", (*Server).removeVolume},
 		{"GET", "/v1/volumes/{policy}/{name}/snapshots", (*Server).listSnapshots},
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots", (*Server).takeSnapshot},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", (*Server).copySnapshot},
 		{"GET", "/v1/volumes/{policy}/{name}/runtime", (*Server).getRuntime},
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", (*Server).putRuntime},
 		{"GET", "/v1/global", (*Server).getGlobal},

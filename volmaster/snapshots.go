@@ -1,7 +1,17 @@
 package volmaster
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+
+	"github.com/gorilla/mux"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage"
 )
 
 func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
@@ -44,4 +54,105 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
 	writeJSON(w, http.StatusCreated, snap)
+}
+
+// copyRequest is the body of POST .../snapshots/{snap}/copy.
+type copyRequest struct {
+	Name string `json:"name"`
+}
+
+// copySnapshot creates a new volume (same policy) from a snapshot. The
+// source volume's operation lock keeps the snapshot from being pruned
+// meanwhile; the new volume's record is rolled back if the copy fails.
+func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	snap := mux.Vars(r)["snap"]
+	if _, err := config.ParseSnapshotName(snap); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req copyRequest
+	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	to := config.VolumeRef{Policy: ref.Policy, Name: req.Name}
+	if err := to.Validate(); err != nil {
+		writeError(w, err)
+		return
+	}
+	v, err := s.CopySnapshot(r.Context(), ref, snap, to)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// CopySnapshot creates volume to from snapshot snap of volume from.
+func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap string, to config.VolumeRef) (config.Volume, error) {
+	h, err := s.holder(ctx)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	snaps, err := s.store.ListSnapshots(ctx, from)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if !slices.ContainsFunc(snaps, func(sn config.Snapshot) bool { return sn.Name == snap }) {
+		return config.Volume{}, fmt.Errorf("snapshot %s of volume %s: %w", snap, from, config.ErrNotFound)
+	}
+	src, err := s.store.BeginOp(ctx, from, "copy", h, false)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		_, _ = s.store.ReleaseOp(cctx, from, h)
+	}()
+	b, ok := s.snaps.Backends[src.Backends.Snapshot]
+	if !ok {
+		return config.Volume{}, fmt.Errorf("volume %s: snapshot backend %q is not configured here: %w", from, src.Backends.Snapshot, config.ErrUnavailable)
+	}
+	nv := src
+	nv.Name, nv.CreatedAt = to.Name, s.now().UTC()
+	srcSV, err := storage.FromConfig(&src)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	dstSV, err := storage.FromConfig(&nv)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if _, err := s.store.CreateVolume(ctx, nv, h); err != nil {
+		return config.Volume{}, err
+	}
+	bctx, cancel := context.WithTimeout(ctx, s.timeout())
+	err = b.CopySnapshot(bctx, srcSV, snap, dstSV)
+	cancel()
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if rerr := s.store.RollbackCreate(cctx, to, h); rerr != nil {
+			return config.Volume{}, errors.Join(backendErr(err), rerr)
+		}
+		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, backendErr(err))
+	}
+	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), to, h)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	s.settle(ctx, rev)
+	s.log.WithFields(map[string]any{"volume": to.String(), "from": from.String(), "snapshot": snap}).Info("volume copied from snapshot")
+	return nv, nil
 }

@@ -50,7 +50,8 @@ func start(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Backends: map[string]storage.CRUD{config.BackendLocal: lb}})
+	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Backends: map[string]storage.CRUD{config.BackendLocal: lb},
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -150,3 +150,15 @@ func (c *Client) TakeSnapshot(ctx context.Context, ref config.VolumeRef) (config
 	var out config.Snapshot
 	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/snapshots", nil, []byte("{}"), &out)
 }
+
+// CopySnapshot creates volume newName (same policy) from snapshot snap of
+// ref. Not retried.
+func (c *Client) CopySnapshot(ctx context.Context, ref config.VolumeRef, snap, newName string) (config.Volume, error) {
+	body, err := json.Marshal(map[string]string{"name": newName})
+	if err != nil {
+		return config.Volume{}, err
+	}
+	var out config.Volume
+	path := "/v1/volumes/" + refPath(ref) + "/snapshots/" + url.PathEscape(snap) + "/copy"
+	return out, c.do(ctx, http.MethodPost, path, nil, body, &out)
+}
