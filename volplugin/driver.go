@@ -42,7 +42,7 @@ type mounted struct {
 	vol    config.Volume
 	path   string
 	device string
-	ids  map[string]bool
+	ids    map[string]bool
 	// lost is set when another host took the lock while this host's lease
 	// was gone; the mount stays (a container uses it) but is reported.
 	lost string
