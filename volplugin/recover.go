@@ -40,12 +40,34 @@ func (d *Driver) Recover(ctx context.Context) error {
 		if u.Hostname != d.cfg.Host || d.mountpoint(u.Volume) != "" {
 			continue
 		}
+		d.undoHalfMount(ctx, u.Volume)
 		for _, id := range u.MountIDs {
 			d.release(u.Volume, id)
 		}
-		d.log.WithField("volume", u.Volume.String()).Warn("released the lock of a mount that did not complete before a restart")
+		d.log.WithField("volume", u.Volume.String()).Warn("cleaned up a mount that did not complete before a restart")
 	}
 	return nil
+}
+
+// undoHalfMount detaches whatever a mount cut short left behind (a mapped
+// device without a mount): Unmount is idempotent and unmaps even when
+// nothing is mounted.
+func (d *Driver) undoHalfMount(ctx context.Context, ref config.VolumeRef) {
+	v, err := d.cfg.API.Volume(ctx, ref)
+	if err != nil {
+		return
+	}
+	mounter, err := d.mounter(&v)
+	if err != nil {
+		return
+	}
+	sv, err := storage.FromConfig(&v)
+	if err != nil {
+		return
+	}
+	if err := mounter.Unmount(ctx, sv); err != nil {
+		d.log.WithError(err).WithField("volume", ref.String()).Error("cleaning up a half-done mount")
+	}
 }
 
 func (d *Driver) adopt(ctx context.Context, mnt storage.Mount) {
