@@ -37,7 +37,7 @@ test: build fmt-check vet
 	$(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...
 
 bench: build
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/ ./volplugin/
 
 # The suite on the embedded default: volmaster (embedded etcd, local
 # backend) and volplugin, data under $(RUN_DIR). Stop with Ctrl-C.

@@ -327,3 +327,9 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func newHTTPServer(tb testing.TB, srv *volmaster.Server) string {
+	ts := httptest.NewServer(srv.Handler())
+	tb.Cleanup(ts.Close)
+	return ts.URL
+}
