@@ -1,5 +1,6 @@
 // Package volcli is the command-line front end of the volmaster API: policies,
-// volumes, runtime options, the global configuration and mount locks. Every
+// volumes, snapshots, runtime options, the global configuration and mount
+// locks. Every
 // call goes through internal/client; volcli never talks to etcd.
 package volcli
 
@@ -22,15 +23,16 @@ const (
 	ExitOK       = 0 // success
 	ExitError    = 1 // any other failure, e.g. volmaster unreachable
 	ExitUsage    = 2 // bad usage or invalid input
-	ExitNotFound = 3 // the policy, volume, revision or lock does not exist
+	ExitNotFound = 3 // the policy, volume, snapshot, revision or lock does not exist
 	ExitConflict = 4 // already exists, locked, mounted or busy
 )
 
 const exitCodesHelp = `EXIT CODES:
    0  success
-   1  error (volmaster unreachable, timeout, internal error)
+   1  error (volmaster unreachable, timeout, internal error, a failed
+      snapshot --exec or --after command)
    2  usage error or invalid input (arguments, names, sizes, options, JSON)
-   3  not found (policy, volume, revision or mount lock)
+   3  not found (policy, volume, snapshot, revision or mount lock)
    4  conflict (already exists, in use, locked or busy)
 `
 
@@ -47,10 +49,10 @@ const DefaultTimeout = 2 * time.Minute
 // App builds the volcli application. It never calls os.Exit; use Run for the
 // exit code.
 func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	e := &env{stdin: stdin, stdout: stdout}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	app := &cli.App{
 		Name:        "volcli",
-		Usage:       "manage volplugin policies, volumes and mount locks through volmaster",
+		Usage:       "manage volplugin policies, volumes, snapshots and mount locks through volmaster",
 		UsageText:   "volcli [global options] command [command options] [arguments...]",
 		HideVersion: true,
 		// --opt values are never split on commas.
@@ -62,7 +64,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
-			&cli.DurationFlag{Name: flagTimeout, Usage: "bound every volmaster call by this `DURATION`", Value: DefaultTimeout},
+			&cli.DurationFlag{Name: flagTimeout, Usage: "bound every volmaster call, and each snapshot --exec or --after command, by this `DURATION`", Value: DefaultTimeout},
 		},
 		Commands: []*cli.Command{
 			policyCommand(e),
@@ -167,10 +169,13 @@ func exitCode(err error) int {
 }
 
 // env is what every action needs: the I/O streams and, from the global
-// flags, a client, a timeout and the output mode.
+// flags, a client, a timeout and the output mode. stderr carries only the
+// output of the commands volcli runs (snapshot take --exec and --after);
+// Run prints errors itself.
 type env struct {
 	stdin  io.Reader
 	stdout io.Writer
+	stderr io.Writer
 }
 
 // call is one action's connection to volmaster.

@@ -8,7 +8,9 @@ import (
 	"maps"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -45,7 +47,9 @@ func newHarness(t *testing.T) *harness {
 	log.SetOutput(io.Discard)
 	srv, err := volmaster.New(volmaster.Config{
 		Client: cli, Keys: keys, Log: log,
-		Backends: map[string]storage.CRUD{config.BackendLocal: lb},
+		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
+		Now:          strictClock(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +65,26 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(cancel)
 	t.Cleanup(ts.Close)
 	return &harness{t: t, ctx: ctx, etcd: cli, keys: keys, srv: srv, url: ts.URL}
+}
+
+// strictClock is the real clock, except that each reading is at least a
+// millisecond after the last: snapshots are named by the millisecond, and two
+// taken back to back must not collide.
+func strictClock() func() time.Time {
+	var (
+		mu   sync.Mutex
+		last time.Time
+	)
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if next := last.Add(time.Millisecond); now.Before(next) {
+			now = next
+		}
+		last = now
+		return now
+	}
 }
 
 // result is one volcli run.

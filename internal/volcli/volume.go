@@ -12,7 +12,7 @@ import (
 func volumeCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "volume",
-		Usage: "manage volumes",
+		Usage: "manage volumes and their snapshots",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
@@ -70,6 +70,7 @@ func volumeCommand(e *env) *cli.Command {
 					},
 				},
 			},
+			snapshotCommand(e),
 		},
 	}
 }
