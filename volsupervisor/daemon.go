@@ -21,6 +21,8 @@ type Options struct {
 	LocalDataDir string
 	MountRoot    string
 	Log          *logrus.Logger
+	// Started, if set, is called once the supervisor is about to campaign.
+	Started func(name string)
 }
 
 // Serve runs a supervisor until ctx ends.
@@ -49,5 +51,8 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	o.Log.WithFields(logrus.Fields{"name": o.Name, "etcd": o.Etcd}).Info("volsupervisor campaigning")
+	if o.Started != nil {
+		o.Started(o.Name)
+	}
 	return s.Run(ctx)
 }

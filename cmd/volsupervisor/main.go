@@ -41,6 +41,7 @@ func main() {
 			return volsupervisor.Serve(ctx, volsupervisor.Options{
 				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
 				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Log: log,
+				Started: func(name string) { fmt.Printf("volsupervisor: campaigning as %s\n", name) },
 			})
 		},
 	}
