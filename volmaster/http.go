@@ -1,6 +1,7 @@
 package volmaster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -101,6 +102,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("request body is empty: %w", config.ErrInvalid)
 	}
 	return b, nil
+}
+
+// decodeBody reads the whole body and decodes it strictly (one JSON value,
+// no unknown fields) into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return config.DecodeStrict(bytes.NewReader(body), v)
 }
 
 // statusRecorder remembers the status a handler wrote, for the access log.

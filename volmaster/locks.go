@@ -1,7 +1,6 @@
 package volmaster
 
 import (
-	"bytes"
 	"net/http"
 	"strconv"
 
@@ -25,13 +24,8 @@ func leaseVar(r *http.Request) (int64, error) {
 }
 
 func (s *Server) grantLease(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req leaseRequest
-	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -77,13 +71,8 @@ func (s *Server) acquireUse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req config.MountRequest
-	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}

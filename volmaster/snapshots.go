@@ -1,7 +1,6 @@
 package volmaster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,13 +74,8 @@ func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req copyRequest
-	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -1,7 +1,6 @@
 package volmaster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,13 +72,8 @@ func (s *Server) crud(v *config.Volume) (storage.CRUD, error) {
 }
 
 func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req config.VolumeRequest
-	if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, fmt.Errorf("volume request: %w", err))
 		return
 	}
