@@ -25,6 +25,7 @@ const SchemaVersion = 1
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
 //	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
 //	<prefix>/hosts/<host>                           HostLease of a volplugin host, on that lease
+//	<prefix>/usage/<policy>/<volume>                Usage: when the volume was last mounted/unmounted
 //	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
 //
@@ -116,6 +117,12 @@ func (k Keys) Hosts() string { return k.Prefix + "/hosts/" }
 
 // Host is one host's lease record.
 func (k Keys) Host(name string) string { return k.Hosts() + name }
+
+// Usages is the prefix of every volume's usage record.
+func (k Keys) Usages() string { return k.Prefix + "/usage/" }
+
+// Usage is one volume's usage record.
+func (k Keys) Usage(r VolumeRef) string { return k.Usages() + r.Policy + "/" + r.Name }
 
 // Snapshots is the prefix of one volume's snapshot records.
 func (k Keys) Snapshots(r VolumeRef) string {

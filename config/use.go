@@ -28,3 +28,12 @@ type MountRequest struct {
 	Lease    int64  `json:"lease"`
 	MountID  string `json:"mount-id"`
 }
+
+// Usage records when a volume was last mounted and unmounted on any host,
+// for ephemeral-volume removal and reclamation. A volume never mounted has
+// none.
+type Usage struct {
+	LastMounted   time.Time `json:"last-mounted,omitzero"`
+	LastUnmounted time.Time `json:"last-unmounted,omitzero"`
+	Host          string    `json:"host,omitempty"`
+}

@@ -152,9 +152,13 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			clientv3.Compare(clientv3.CreateRevision(m.keys.Volume(ref)), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0),
 		}
+		usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.LastMounted, us.Host = u.Since, req.Hostname })
+		if err != nil {
+			return config.Use{}, err
+		}
 		tctx, cancel := context.WithTimeout(ctx, m.timeout)
 		resp, err := m.cli.Txn(tctx).If(cmps...).
-			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(clientv3.LeaseID(req.Lease)))).
+			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(clientv3.LeaseID(req.Lease))), usage).
 			Else(clientv3.OpGet(m.keys.Volume(ref)), clientv3.OpGet(m.keys.OpLock(ref))).Commit()
 		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -197,9 +201,13 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			return nil, fmt.Errorf("volume %s is locked by host %q, not %q: %w", ref, cur.Hostname, req.Hostname, config.ErrInUse)
 		}
 		rest := slices.DeleteFunc(slices.Clone(cur.MountIDs), func(id string) bool { return id == req.MountID })
-		var op clientv3.Op
+		ops := make([]clientv3.Op, 0, 2)
 		if len(rest) == 0 {
-			op = clientv3.OpDelete(key)
+			usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.LastUnmounted, us.Host = time.Now().UTC(), req.Hostname })
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, clientv3.OpDelete(key), usage)
 		} else {
 			u := *cur
 			u.MountIDs = rest
@@ -207,10 +215,10 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			if err != nil {
 				return nil, err
 			}
-			op = clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease())
+			ops = append(ops, clientv3.OpPut(key, string(b), clientv3.WithIgnoreLease()))
 		}
 		tctx, cancel := context.WithTimeout(ctx, m.timeout)
-		resp, err := m.cli.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(op).Commit()
+		resp, err := m.cli.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(ops...).Commit()
 		cancel()
 		if err != nil {
 			return nil, etcdErr("unlock "+ref.String(), err)
@@ -220,6 +228,28 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 		}
 	}
 	return nil, fmt.Errorf("unlock %s: too much contention: %w", ref, config.ErrInUse)
+}
+
+// usage returns the write of ref's usage record with change applied. The
+// read is not part of the caller's transaction: racing writers of this
+// record only ever move times forward, so the last one wins harmlessly.
+func (m *Manager) usage(ctx context.Context, ref config.VolumeRef, change func(*config.Usage)) (clientv3.Op, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	resp, err := m.cli.Get(ctx, m.keys.Usage(ref))
+	if err != nil {
+		return clientv3.Op{}, etcdErr("read usage of "+ref.String(), err)
+	}
+	var us config.Usage
+	if len(resp.Kvs) == 1 {
+		_ = json.Unmarshal(resp.Kvs[0].Value, &us)
+	}
+	change(&us)
+	b, err := json.Marshal(us)
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	return clientv3.OpPut(m.keys.Usage(ref), string(b)), nil
 }
 
 // get reads a lock and its mod revision (0 and nil if absent).

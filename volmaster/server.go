@@ -18,7 +18,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
-	"github.com/volplugin/volplugin/internal/snapshot"
+	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/storage"
 )
@@ -45,7 +45,7 @@ type Config struct {
 type Server struct {
 	store    *store.Store
 	locks    *lock.Manager
-	snaps    *snapshot.Taker
+	ops      *volops.Ops
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -79,7 +79,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = s.store.NewCache()
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
-	s.snaps = &snapshot.Taker{Store: s.store, Backends: cfg.Snapshotters, By: s.owner, Now: cfg.Now}
+	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now}
 	g := config.DefaultGlobal()
 	s.global.Store(&g)
 	return s, nil

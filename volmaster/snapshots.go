@@ -44,9 +44,9 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	taker := *s.snaps
-	taker.Timeout = s.timeout()
-	snap, err := taker.Take(r.Context(), ref, h)
+	ops := *s.ops
+	ops.Timeout = s.timeout()
+	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
 		writeError(w, backendErr(err))
 		return
@@ -114,7 +114,7 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 		defer cancel()
 		_, _ = s.store.ReleaseOp(cctx, from, h)
 	}()
-	b, ok := s.snaps.Backends[src.Backends.Snapshot]
+	b, ok := s.ops.Backends[src.Backends.Snapshot]
 	if !ok {
 		return config.Volume{}, fmt.Errorf("volume %s: snapshot backend %q is not configured here: %w", from, src.Backends.Snapshot, config.ErrUnavailable)
 	}

@@ -176,41 +176,10 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.store.BeginRemove(ctx, ref, h)
-	if err != nil {
-		return err
-	}
-	release := func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if _, err := s.store.ReleaseOp(cctx, ref, h); err != nil {
-			s.log.WithError(err).WithField("volume", ref.String()).Error("releasing operation lock")
-		}
-	}
-	backend, err := s.crud(&v)
-	if err != nil {
-		release()
-		return err
-	}
-	if backend != nil {
-		sv, err := storage.FromConfig(&v)
-		if err != nil {
-			release()
-			return err
-		}
-		bctx, cancel := context.WithTimeout(ctx, s.timeout())
-		err = backend.Destroy(bctx, sv)
-		cancel()
-		// An image already gone is what we wanted.
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			release()
-			return fmt.Errorf("remove volume %s: %w", ref, backendErr(err))
-		}
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if err := s.store.FinishRemove(cctx, ref, h); err != nil {
-		return err
+	ops := *s.ops
+	ops.Timeout = s.timeout()
+	if err := ops.Remove(ctx, ref, h); err != nil {
+		return backendErr(err)
 	}
 	s.log.WithField("volume", ref.String()).Info("volume removed")
 	return nil

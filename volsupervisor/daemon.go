@@ -46,6 +46,7 @@ func Serve(ctx context.Context, o Options) error {
 	s, err := New(Config{
 		Client: cli, Keys: keys, Name: o.Name, Log: o.Log,
 		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
+		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
 	})
 	if err != nil {
 		return err

@@ -1,5 +1,6 @@
 // Package volsupervisor runs the cluster-wide background work: scheduled
-// snapshots and their pruning. Any number of volsupervisors may run; they
+// snapshots and their pruning, and the removal of ephemeral volumes that are
+// no longer mounted anywhere. Any number of volsupervisors may run; they
 // elect one leader through etcd, and every change the leader makes is a
 // transaction that also checks its election key, so a leader that was paused
 // and lost its lease cannot act when it wakes up: it steps down and campaigns
@@ -30,6 +31,9 @@ type Config struct {
 	Name string
 	// Snapshotters maps a backend name to its Snapshotter.
 	Snapshotters map[string]storage.Snapshotter
+	// Backends maps a backend name to its CRUD backend, for removing
+	// ephemeral volumes.
+	Backends map[string]storage.CRUD
 	Log          *logrus.Logger
 	// Tick is how often the leader looks for due work (default 1s).
 	Tick time.Duration
@@ -56,6 +60,7 @@ type Status struct {
 	LastError string    `json:"last-error,omitempty"`
 	Taken     int       `json:"snapshots-taken"`
 	Pruned    int       `json:"snapshots-pruned"`
+	Removed   int       `json:"ephemeral-removed"`
 }
 
 // New returns a supervisor.

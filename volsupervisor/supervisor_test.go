@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -18,7 +16,8 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
 	"github.com/volplugin/volplugin/internal/etcdtest"
-	"github.com/volplugin/volplugin/internal/snapshot"
+	"github.com/volplugin/volplugin/lock"
+	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
@@ -59,9 +58,14 @@ func setup(t *testing.T, ttl int64) *env {
 
 // volume creates a volume record and its image, as volmaster does.
 func (e *env) volume(t *testing.T, name, runtime string) config.VolumeRef {
+	return e.volumeOf(t, name, `"runtime":`+runtime)
+}
+
+// volumeOf is volume with more policy fields.
+func (e *env) volumeOf(t *testing.T, name, fields string) config.VolumeRef {
 	t.Helper()
 	ctx := context.Background()
-	p, err := config.DecodePolicy("p", []byte(`{"backend":"local","create":{"size":"8MB"},"runtime":`+runtime+`}`))
+	p, err := config.DecodePolicy("p", []byte(`{"backend":"local","create":{"size":"8MB"},`+fields+`}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +92,8 @@ func (e *env) volume(t *testing.T, name, runtime string) config.VolumeRef {
 func (e *env) supervisor(t *testing.T, name string) (*Supervisor, context.CancelFunc) {
 	t.Helper()
 	s, err := New(Config{Client: e.cli, Keys: e.keys, Name: name, Log: quiet(), Tick: 100 * time.Millisecond,
-		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: e.lb}})
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: e.lb},
+		Backends:     map[string]storage.CRUD{config.BackendLocal: e.lb}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +197,7 @@ func TestDeposedLeaderCannotAct(t *testing.T) {
 		t.Fatal(err)
 	}
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
-	taker := &snapshot.Taker{Store: e.st, Backends: map[string]storage.Snapshotter{config.BackendLocal: e.lb}, By: "old", Timeout: time.Minute, Now: time.Now}
+	taker := &volops.Ops{Store: e.st, Backends: map[string]storage.Snapshotter{config.BackendLocal: e.lb}, By: "old", Timeout: time.Minute, Now: time.Now}
 	h := store.Holder{Lease: sess.Lease(), Owner: "old"}
 	if _, err := taker.Take(ctx, ref, h, guard); err != nil {
 		t.Fatalf("leader's snapshot: %v", err)
@@ -221,6 +226,60 @@ func TestDeposedLeaderCannotAct(t *testing.T) {
 	if d, _ := e.st.Dump(ctx); d[e.keys.OpLock(ref)] != "" {
 		t.Error("operation lock left behind")
 	}
-	_ = filepath.Join
-	_ = os.Getpid
+}
+
+// Ephemeral volumes go once they are mounted nowhere, including when their
+// host died (its lease expired); a mounted one and a never-mounted one stay.
+func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
+	e := setup(t, 5)
+	ctx := context.Background()
+	dead := e.volumeOf(t, "dead", `"ephemeral":true`)
+	held := e.volumeOf(t, "held", `"ephemeral":true`)
+	fresh := e.volumeOf(t, "fresh", `"ephemeral":true`)
+	keep := e.volumeOf(t, "keep", `"ephemeral":false`)
+	locks := lock.New(e.cli, e.keys, 5*time.Second)
+	hostA, _ := locks.Grant(ctx, "hostA", 30)
+	hostB, _ := locks.Grant(ctx, "hostB", 30)
+	for _, m := range []struct {
+		ref   config.VolumeRef
+		lease int64
+		host  string
+	}{{dead, hostA.ID, "hostA"}, {held, hostB.ID, "hostB"}, {keep, hostA.ID, "hostA"}} {
+		if _, err := locks.Acquire(ctx, m.ref, config.MountRequest{Hostname: m.host, Lease: m.lease, MountID: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := e.supervisor(t, "s1")
+	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s.Status().Leading })
+	waitFor(t, "a few rounds", 10*time.Second, func() bool { return !s.Status().LastRun.IsZero() })
+	if s.Status().Removed != 0 {
+		t.Fatalf("removed %d volumes while all were locked or never mounted", s.Status().Removed)
+	}
+	// hostA dies: its lease expires (revoked here), its locks go.
+	if err := locks.Revoke(ctx, hostA.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the dead host's ephemeral volume to go", 10*time.Second, func() bool {
+		_, err := e.st.GetVolume(ctx, dead)
+		return errors.Is(err, config.ErrNotFound)
+	})
+	if ok, _ := e.lb.Exists(ctx, storage.Volume{Policy: dead.Policy, Name: dead.Name}); ok {
+		t.Error("image of the removed ephemeral volume is still there")
+	}
+	for _, ref := range []config.VolumeRef{held, fresh, keep} {
+		if _, err := e.st.GetVolume(ctx, ref); err != nil {
+			t.Errorf("%s: %v (must stay)", ref, err)
+		}
+	}
+	// The held one goes once its last mount is released.
+	if _, err := locks.Release(ctx, held, config.MountRequest{Hostname: "hostB", MountID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the released ephemeral volume to go", 10*time.Second, func() bool {
+		_, err := e.st.GetVolume(ctx, held)
+		return errors.Is(err, config.ErrNotFound)
+	})
+	if n := s.Status().Removed; n != 2 {
+		t.Errorf("removed %d, want 2", n)
+	}
 }

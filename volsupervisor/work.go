@@ -9,7 +9,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
-	"github.com/volplugin/volplugin/internal/snapshot"
+	"github.com/volplugin/volplugin/internal/volops"
 )
 
 // worker does the leader's rounds during one term.
@@ -36,7 +36,7 @@ func (w *worker) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	taker := &snapshot.Taker{Store: s.store, Backends: s.cfg.Snapshotters, By: "volsupervisor " + s.cfg.Name,
+	taker := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name,
 		Timeout: g.TimeoutDuration(), Now: s.cfg.Now}
 	now := s.cfg.Now()
 	var lastErr error
@@ -77,6 +77,11 @@ func (w *worker) round(ctx context.Context) error {
 		}
 		s.update(func(st *Status) { st.Pruned += len(removed) })
 	}
+	if err := w.collect(ctx, taker, vols); errors.Is(err, store.ErrNotLeader) {
+		return err
+	} else if err != nil {
+		lastErr = err
+	}
 	s.update(func(st *Status) {
 		st.LastRun = now
 		if lastErr != nil {
@@ -92,4 +97,44 @@ func (w *worker) lastSnapshot(ctx context.Context, ref config.VolumeRef) time.Ti
 		return time.Time{}
 	}
 	return snaps[len(snaps)-1].Time
+}
+
+// collect removes ephemeral volumes that were mounted once and are mounted
+// nowhere now: unmounted by their last container, or left behind by a host
+// whose lease expired. A volume with a mount lock (or busy with another
+// operation) is never touched; one never mounted yet is kept.
+func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Volume) error {
+	s := w.s
+	var candidates []config.VolumeRef
+	for i := range vols {
+		if vols[i].Ephemeral {
+			candidates = append(candidates, vols[i].Ref())
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	usage, err := s.store.Usages(ctx)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for _, ref := range candidates {
+		if _, used := usage[ref]; !used {
+			continue
+		}
+		err := ops.Remove(ctx, ref, w.h, w.guard)
+		switch {
+		case errors.Is(err, store.ErrNotLeader):
+			return err
+		case errors.Is(err, config.ErrInUse), errors.Is(err, config.ErrNotFound):
+			continue // mounted, busy or gone
+		case err != nil:
+			lastErr = err
+			continue
+		}
+		s.update(func(st *Status) { st.Removed++ })
+		s.log.WithField("volume", ref.String()).Info("ephemeral volume removed: no longer mounted anywhere")
+	}
+	return lastErr
 }

@@ -60,3 +60,24 @@ func (s *Store) DeleteUse(ctx context.Context, ref config.VolumeRef) (int64, err
 	}
 	return resp.Header.Revision, nil
 }
+
+// Usages returns every volume's usage record.
+func (s *Store) Usages(ctx context.Context) (map[config.VolumeRef]config.Usage, error) {
+	resp, err := s.get(ctx, "list usage", s.keys.Usages(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[config.VolumeRef]config.Usage, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		ref, ok := s.keys.ParseRef(s.keys.Usages(), string(kv.Key))
+		if !ok {
+			continue
+		}
+		var u config.Usage
+		if err := json.Unmarshal(kv.Value, &u); err != nil {
+			return nil, fmt.Errorf("usage record %s is corrupt: %w", kv.Key, err)
+		}
+		out[ref] = u
+	}
+	return out, nil
+}

@@ -118,7 +118,7 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
 		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(key),
-			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix())},
+			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix()), clientv3.OpDelete(s.keys.Usage(ref))},
 		nil)
 	if err != nil {
 		return err
@@ -236,7 +236,7 @@ func (s *Store) ForceRemove(ctx context.Context, ref config.VolumeRef) (int64, e
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
 		},
-		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref))},
+		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(s.keys.Usage(ref))},
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
 	if err != nil {
 		return 0, err

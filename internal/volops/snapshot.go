@@ -1,8 +1,9 @@
-// Package snapshot takes and prunes volume snapshots under the volume's
-// operation lock: the one code path that volmaster (on-demand snapshots) and
-// volsupervisor (scheduled snapshots, pruning) share. A snapshot and a
-// remove of the same volume never overlap: both need the operation lock.
-package snapshot
+// Package volops runs the multi-step volume operations that both volmaster
+// and volsupervisor perform — snapshot, prune, remove — each under the
+// volume's operation lock, so a snapshot and a remove of the same volume
+// never overlap. Each step that changes etcd can carry a guard (a
+// volsupervisor's leadership) so a deposed leader cannot act.
+package volops
 
 import (
 	"context"
@@ -20,19 +21,21 @@ import (
 // cleanupTimeout bounds the undoing of a half-done operation.
 const cleanupTimeout = time.Minute
 
-// Taker takes and prunes snapshots.
-type Taker struct {
+// Ops runs volume operations against the store and the backends.
+type Ops struct {
 	Store *store.Store
 	// Backends maps a backend name to its Snapshotter.
 	Backends map[string]storage.Snapshotter
-	// By names the taker in snapshot records.
+	// CRUD maps a backend name to its CRUD backend (for Remove).
+	CRUD map[string]storage.CRUD
+	// By names who acts, in snapshot records.
 	By string
 	// Timeout bounds each backend call.
 	Timeout time.Duration
 	Now     func() time.Time
 }
 
-func (t *Taker) backend(v *config.Volume) (storage.Snapshotter, storage.Volume, error) {
+func (t *Ops) backend(v *config.Volume) (storage.Snapshotter, storage.Volume, error) {
 	if v.Backends.Snapshot == "" {
 		return nil, storage.Volume{}, fmt.Errorf("volume %s: backend %s cannot take snapshots: %w", v.Ref(), v.Backends.Mount, config.ErrInvalid)
 	}
@@ -44,7 +47,7 @@ func (t *Taker) backend(v *config.Volume) (storage.Snapshotter, storage.Volume, 
 	return b, sv, err
 }
 
-func (t *Taker) release(ctx context.Context, ref config.VolumeRef, h store.Holder) {
+func (t *Ops) release(ctx context.Context, ref config.VolumeRef, h store.Holder) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	_, _ = t.Store.ReleaseOp(cctx, ref, h)
@@ -53,7 +56,7 @@ func (t *Taker) release(ctx context.Context, ref config.VolumeRef, h store.Holde
 // Take snapshots ref now. guard (e.g. leadership) must hold when the lock is
 // taken and when the record is written; if it fails at the end, the backend
 // snapshot is removed again, so nothing is left without a record.
-func (t *Taker) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (config.Snapshot, error) {
+func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (config.Snapshot, error) {
 	v, err := t.Store.BeginOp(ctx, ref, "snapshot", h, false, guard...)
 	if err != nil {
 		return config.Snapshot{}, err
@@ -86,7 +89,7 @@ func (t *Taker) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, 
 
 // Prune removes the oldest snapshots of ref beyond the newest keep, and
 // returns the names removed. keep 0 keeps everything.
-func (t *Taker) Prune(ctx context.Context, ref config.VolumeRef, keep uint, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
+func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
 	if keep == 0 {
 		return nil, nil
 	}
@@ -106,7 +109,7 @@ func (t *Taker) Prune(ctx context.Context, ref config.VolumeRef, keep uint, h st
 	return removed, nil
 }
 
-func (t *Taker) remove(ctx context.Context, ref config.VolumeRef, name string, h store.Holder, guard []clientv3.Cmp) error {
+func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h store.Holder, guard []clientv3.Cmp) error {
 	v, err := t.Store.BeginOp(ctx, ref, "prune", h, false, guard...)
 	if err != nil {
 		return err
@@ -124,4 +127,37 @@ func (t *Taker) remove(ctx context.Context, ref config.VolumeRef, name string, h
 		return fmt.Errorf("prune snapshot %s of %s: %w", name, ref, err)
 	}
 	return t.Store.FinishPrune(ctx, ref, name, h, guard...)
+}
+
+// Remove destroys the image and then the record of a volume that no host has
+// mounted and no operation holds. If the image cannot be destroyed the record
+// stays, so there is never a record without an image.
+func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) error {
+	v, err := t.Store.BeginRemove(ctx, ref, h, guard...)
+	if err != nil {
+		return err
+	}
+	if v.Backends.CRUD != "" {
+		b, ok := t.CRUD[v.Backends.CRUD]
+		if !ok {
+			t.release(ctx, ref, h)
+			return fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
+		}
+		sv, err := storage.FromConfig(&v)
+		if err != nil {
+			t.release(ctx, ref, h)
+			return err
+		}
+		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
+		err = b.Destroy(bctx, sv)
+		cancel()
+		// An image already gone is what we wanted.
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.release(ctx, ref, h)
+			return fmt.Errorf("remove volume %s: %w", ref, err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	return t.Store.FinishRemove(cctx, ref, h)
 }
