@@ -34,7 +34,7 @@ type Config struct {
 	// Backends maps a backend name to its CRUD backend, for removing
 	// ephemeral volumes.
 	Backends map[string]storage.CRUD
-	Log          *logrus.Logger
+	Log      *logrus.Logger
 	// Tick is how often the leader looks for due work (default 1s).
 	Tick time.Duration
 	Now  func() time.Time

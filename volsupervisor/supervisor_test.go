@@ -16,8 +16,8 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
 	"github.com/volplugin/volplugin/internal/etcdtest"
-	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/internal/volops"
+	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
