@@ -19,6 +19,17 @@ type RuntimeOptions struct {
 type SnapshotConfig struct {
 	Frequency Duration `json:"frequency,omitzero"`
 	Keep      uint     `json:"keep,omitzero"`
+	// Tiers keeps older snapshots beyond Keep at coarser intervals.
+	Tiers Tiers `json:"tiers,omitzero"`
+}
+
+// Tiers is grandfather-father-son retention: besides the newest Keep
+// snapshots, keep the newest snapshot of each of the last Hourly hours,
+// Daily days and Weekly weeks (UTC) that have one.
+type Tiers struct {
+	Hourly uint `json:"hourly,omitzero"`
+	Daily  uint `json:"daily,omitzero"`
+	Weekly uint `json:"weekly,omitzero"`
 }
 
 // RateLimit caps I/O on the volume's device; zero means unlimited.
@@ -64,8 +75,8 @@ func (r RuntimeOptions) Validate() error {
 	if r.Snapshot.Frequency <= 0 {
 		return fmt.Errorf("runtime.snapshot.frequency is required when snapshots are on: %w", ErrInvalid)
 	}
-	if r.Snapshot.Keep == 0 {
-		return fmt.Errorf("runtime.snapshot.keep must be at least 1 when snapshots are on: %w", ErrInvalid)
+	if r.Snapshot.Keep == 0 && r.Snapshot.Tiers == (Tiers{}) {
+		return fmt.Errorf("runtime.snapshot.keep (or tiers) must keep at least 1 snapshot when snapshots are on: %w", ErrInvalid)
 	}
 	return nil
 }

@@ -29,3 +29,36 @@ type Snapshot struct {
 	// volmaster that served an on-demand request.
 	By string `json:"by"`
 }
+
+// Retain returns the names of the snapshots to keep: the newest keep, plus
+// the tiers' picks. snaps must be sorted oldest first (as their names sort).
+// With keep 0 and no tiers everything is kept.
+func Retain(snaps []Snapshot, keep uint, tiers Tiers) map[string]bool {
+	out := make(map[string]bool, len(snaps))
+	if keep == 0 && tiers == (Tiers{}) {
+		for _, s := range snaps {
+			out[s.Name] = true
+		}
+		return out
+	}
+	for i := len(snaps) - 1; i >= 0 && uint(len(snaps)-i) <= keep; i-- {
+		out[snaps[i].Name] = true
+	}
+	pick := func(n uint, bucket func(time.Time) string) {
+		seen := map[string]bool{}
+		for i := len(snaps) - 1; i >= 0 && uint(len(seen)) < n; i-- {
+			b := bucket(snaps[i].Time.UTC())
+			if !seen[b] {
+				seen[b] = true
+				out[snaps[i].Name] = true
+			}
+		}
+	}
+	pick(tiers.Hourly, func(t time.Time) string { return t.Format("2006010215") })
+	pick(tiers.Daily, func(t time.Time) string { return t.Format("20060102") })
+	pick(tiers.Weekly, func(t time.Time) string {
+		y, w := t.ISOWeek()
+		return fmt.Sprintf("%d-%02d", y, w)
+	})
+	return out
+}

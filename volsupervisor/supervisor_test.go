@@ -217,7 +217,7 @@ func TestDeposedLeaderCannotAct(t *testing.T) {
 	if _, err := taker.Take(ctx, ref, h3, guard); !errors.Is(err, store.ErrNotLeader) {
 		t.Fatalf("deposed leader's snapshot = %v, want ErrNotLeader", err)
 	}
-	if _, err := taker.Prune(ctx, ref, 1, h3, guard); err != nil {
+	if _, err := taker.Prune(ctx, ref, 1, config.Tiers{}, h3, guard); err != nil {
 		t.Fatalf("prune with nothing beyond keep: %v", err)
 	}
 	if snaps := e.backendSnaps(t, ref); len(snaps) != 1 {

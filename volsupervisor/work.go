@@ -68,7 +68,7 @@ func (w *worker) round(ctx context.Context) error {
 		w.last[ref] = snap.Time
 		s.update(func(st *Status) { st.Taken++ })
 		s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
-		removed, err := taker.Prune(ctx, ref, rt.Snapshot.Keep, w.h, w.guard)
+		removed, err := taker.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
 		if errors.Is(err, store.ErrNotLeader) {
 			return err
 		}

@@ -87,24 +87,24 @@ func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, gu
 	return snap, nil
 }
 
-// Prune removes the oldest snapshots of ref beyond the newest keep, and
-// returns the names removed. keep 0 keeps everything.
-func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
-	if keep == 0 {
-		return nil, nil
-	}
+// Prune removes the snapshots of ref that the retention rules (the newest
+// keep, plus the tiers' picks) do not keep, oldest first, and returns their
+// names. keep 0 without tiers keeps everything.
+func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers config.Tiers, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
 	snaps, err := t.Store.ListSnapshots(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
+	kept := config.Retain(snaps, keep, tiers)
 	var removed []string
-	for len(snaps) > int(keep) {
-		old := snaps[0]
-		if err := t.remove(ctx, ref, old.Name, h, guard); err != nil {
+	for _, s := range snaps {
+		if kept[s.Name] {
+			continue
+		}
+		if err := t.remove(ctx, ref, s.Name, h, guard); err != nil {
 			return removed, err
 		}
-		removed = append(removed, old.Name)
-		snaps = snaps[1:]
+		removed = append(removed, s.Name)
 	}
 	return removed, nil
 }
