@@ -28,6 +28,7 @@ const SchemaVersion = 1
 //	<prefix>/usage/<policy>/<volume>                Usage: when the volume was last mounted/unmounted
 //	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
+//	<prefix>/supervisor/status/<name>               SupervisorStatus of each running volsupervisor, on its lease
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
@@ -137,6 +138,12 @@ func (k Keys) AllSnapshots() string { return k.Prefix + "/snapshots/" }
 
 // Leader is the volsupervisor election prefix.
 func (k Keys) Leader() string { return k.Prefix + "/supervisor/leader" }
+
+// SupervisorStatuses is the prefix of the volsupervisors' status records.
+func (k Keys) SupervisorStatuses() string { return k.Prefix + "/supervisor/status/" }
+
+// SupervisorStatus is one volsupervisor's status record.
+func (k Keys) SupervisorStatus(name string) string { return k.SupervisorStatuses() + name }
 
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).

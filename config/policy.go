@@ -75,8 +75,11 @@ type CreateOptions struct {
 }
 
 // Reclaim configures removal of volumes left unmounted for a period.
+// UnusedFor alone only reports them (volcli volume reclaim --dry-run);
+// with Enabled, volsupervisor removes them, snapshots included.
 type Reclaim struct {
 	UnusedFor Duration `json:"unused-for,omitzero"`
+	Enabled   bool     `json:"enabled,omitempty"`
 }
 
 // FSCommand is a mkfs argv; the element "%" is replaced by the device. In

@@ -62,3 +62,22 @@ func Retain(snaps []Snapshot, keep uint, tiers Tiers) map[string]bool {
 	})
 	return out
 }
+
+// SupervisorStatus is what a volsupervisor reports about itself.
+type SupervisorStatus struct {
+	Name      string    `json:"name"`
+	Leading   bool      `json:"leading"`
+	LastRun   time.Time `json:"last-run,omitzero"`
+	LastError string    `json:"last-error,omitempty"`
+	Taken     int       `json:"snapshots-taken"`
+	Pruned    int       `json:"snapshots-pruned"`
+	Removed   int       `json:"volumes-removed"`
+	// NextDue lists the soonest scheduled snapshots (leader only).
+	NextDue []DueSnapshot `json:"next-due,omitempty"`
+}
+
+// DueSnapshot is a scheduled snapshot not yet taken.
+type DueSnapshot struct {
+	Volume VolumeRef `json:"volume"`
+	At     time.Time `json:"at"`
+}

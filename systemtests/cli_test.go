@@ -48,6 +48,17 @@ func TestWalkthroughWithBinaries(t *testing.T) {
 	run("", 2, "volume", "create", "policy1/bad name")
 	run("", 2, "volume", "create", "policy1/x", "--opt", "size=0")
 	run("", 0, "volume", "remove", "policy1/test2")
+	if out := run("", 0, "volume", "reclaim", "--dry-run"); out != "" {
+		t.Errorf("reclaim --dry-run with no reclaim policy printed %q", out)
+	}
+	run(`{"backend":"local","create":{"size":"10MB"},"reclaim":{"unused-for":"1ns"}}`, 0, "policy", "upload", "old")
+	run("", 0, "volume", "create", "old/stale")
+	if out := run("", 0, "volume", "reclaim", "--dry-run"); !strings.HasPrefix(out, "old/stale\tlast used ") {
+		t.Errorf("reclaim --dry-run printed %q", out)
+	}
+	if out := run("", 0, "volume", "reclaim"); out != "removed old/stale\n" {
+		t.Errorf("reclaim printed %q", out)
+	}
 	if _, err := os.Stat(filepath.Join(data, "local", "images", "policy1", "test2.img")); !os.IsNotExist(err) {
 		t.Errorf("image of removed volume: %v", err)
 	}

@@ -3,6 +3,7 @@ package systemtests
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,6 +65,17 @@ func TestSupervisorLeadershipWithStopAndKill(t *testing.T) {
 	s1 := sup("s1")
 	waitSnapshots(t, vm.URL, "p/v", "volsupervisor s1", 2, 20*time.Second)
 	s2 := sup("s2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, _ := volcli(t, vm.URL, "", "supervisor", "status")
+		if strings.Contains(out, "s1\tLEADER") && strings.Contains(out, "s2\tstandby") && strings.Contains(out, "next snapshot of p/v") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("volcli supervisor status:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
 	// s2 campaigns but s1 keeps leading: only s1 acts.
 	before := snapshotsBy(t, vm.URL, "p/v")
 	waitSnapshots(t, vm.URL, "p/v", "volsupervisor s1", before["volsupervisor s1"]+3, 10*time.Second)

@@ -44,6 +44,8 @@ func Routes() []Route {
 		{"DELETE", "/v1/uses/{policy}/{name}", (*Server).deleteUse},
 		{"PUT", "/v1/uses/{policy}/{name}", (*Server).acquireUse},
 		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", (*Server).releaseUse},
+		{"GET", "/v1/supervisor", (*Server).listSupervisors},
+		{"GET", "/v1/reclaimable", (*Server).listReclaimable},
 		{"POST", "/v1/leases", (*Server).grantLease},
 		{"PUT", "/v1/leases/{id}", (*Server).keepAlive},
 		{"DELETE", "/v1/leases/{id}", (*Server).revokeLease},

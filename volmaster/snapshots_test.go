@@ -101,3 +101,19 @@ func TestRemoveRacingSnapshot(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestReclaimableAndSupervisorRoutes(t *testing.T) {
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/p", `{"backend":"local","create":{"size":"10MB"},"reclaim":{"unused-for":"1ns"}}`)
+	h.must(t, 200, "PUT", "/v1/policies/q", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"old"}`)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"q","name":"kept"}`)
+	var rs []config.Reclaimable
+	_ = json.Unmarshal([]byte(h.must(t, 200, "GET", "/v1/reclaimable", "")), &rs)
+	if len(rs) != 1 || rs[0].Volume.String() != "p/old" || rs[0].WillRemove {
+		t.Errorf("reclaimable = %+v", rs)
+	}
+	if body := h.must(t, 200, "GET", "/v1/supervisor", ""); strings.TrimSpace(body) != "[]" {
+		t.Errorf("supervisors with none running = %s", body)
+	}
+}

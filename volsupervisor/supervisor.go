@@ -9,8 +9,10 @@ package volsupervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,19 +50,7 @@ type Supervisor struct {
 	log   logrus.FieldLogger
 
 	mu     sync.Mutex
-	status Status
-}
-
-// Status is what a supervisor reports about itself.
-type Status struct {
-	Name      string    `json:"name"`
-	Leading   bool      `json:"leading"`
-	LeaderKey string    `json:"leader-key,omitempty"`
-	LastRun   time.Time `json:"last-run,omitzero"`
-	LastError string    `json:"last-error,omitempty"`
-	Taken     int       `json:"snapshots-taken"`
-	Pruned    int       `json:"snapshots-pruned"`
-	Removed   int       `json:"ephemeral-removed"`
+	status config.SupervisorStatus
 }
 
 // New returns a supervisor.
@@ -84,16 +74,32 @@ func New(cfg Config) (*Supervisor, error) {
 }
 
 // Status returns a copy of the current status.
-func (s *Supervisor) Status() Status {
+func (s *Supervisor) Status() config.SupervisorStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	st.NextDue = slices.Clone(st.NextDue)
+	return st
 }
 
-func (s *Supervisor) update(f func(*Status)) {
+func (s *Supervisor) update(f func(*config.SupervisorStatus)) {
 	s.mu.Lock()
 	f(&s.status)
 	s.mu.Unlock()
+}
+
+// publish writes the status under the session's lease, so volmaster can
+// show every running supervisor and a dead one's record goes with it.
+func (s *Supervisor) publish(ctx context.Context, sess *concurrency.Session) {
+	b, err := json.Marshal(s.Status())
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.cfg.Client.Put(ctx, s.cfg.Keys.SupervisorStatus(s.cfg.Name), string(b), clientv3.WithLease(sess.Lease())); err != nil {
+		s.log.WithError(err).Debug("publishing status")
+	}
 }
 
 // Run campaigns for leadership and leads until ctx ends, campaigning again
@@ -103,7 +109,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := s.term(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("leadership term ended")
-			s.update(func(st *Status) { st.LastError = err.Error() })
+			s.update(func(st *config.SupervisorStatus) { st.LastError = err.Error() })
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
@@ -125,13 +131,14 @@ func (s *Supervisor) term(ctx context.Context) error {
 	}
 	defer sess.Close()
 	el := concurrency.NewElection(sess, s.cfg.Keys.Leader())
+	s.publish(ctx, sess)
 	if err := el.Campaign(ctx, s.cfg.Name); err != nil {
 		return fmt.Errorf("campaign: %w", err)
 	}
 	key, rev := el.Key(), el.Rev()
 	s.log.WithField("key", key).Info("leading")
-	s.update(func(st *Status) { st.Leading, st.LeaderKey = true, key })
-	defer s.update(func(st *Status) { st.Leading, st.LeaderKey = false, "" })
+	s.update(func(st *config.SupervisorStatus) { st.Leading = true })
+	defer s.update(func(st *config.SupervisorStatus) { st.Leading, st.NextDue = false, nil })
 	guard := clientv3.Compare(clientv3.CreateRevision(key), "=", rev)
 	h := store.Holder{Lease: sess.Lease(), Owner: "volsupervisor " + s.cfg.Name}
 	w := &worker{s: s, h: h, guard: guard, last: map[config.VolumeRef]time.Time{}}
@@ -144,9 +151,11 @@ func (s *Supervisor) term(ctx context.Context) error {
 		case <-sess.Done():
 			return errors.New("election lease lost")
 		case <-tick.C:
-			if err := w.round(ctx); errors.Is(err, store.ErrNotLeader) {
+			err := w.round(ctx)
+			if errors.Is(err, store.ErrNotLeader) {
 				return err
 			}
+			s.publish(ctx, sess)
 		}
 	}
 }

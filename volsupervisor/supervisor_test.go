@@ -283,3 +283,36 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 		t.Errorf("removed %d, want 2", n)
 	}
 }
+
+// Volumes unused past reclaim.unused-for go where the policy enables it; a
+// locked one and one whose policy only reports stay. The status is
+// published for volmaster.
+func TestReclaimAndStatus(t *testing.T) {
+	e := setup(t, 5)
+	ctx := context.Background()
+	gone := e.volumeOf(t, "gone", `"reclaim":{"unused-for":"1s","enabled":true}`)
+	report := e.volumeOf(t, "report", `"reclaim":{"unused-for":"1s"}`)
+	inuse := e.volumeOf(t, "inuse", `"reclaim":{"unused-for":"1s","enabled":true}`)
+	locks := lock.New(e.cli, e.keys, 5*time.Second)
+	host, _ := locks.Grant(ctx, "hostA", 30)
+	if _, err := locks.Acquire(ctx, inuse, config.MountRequest{Hostname: "hostA", Lease: host.ID, MountID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := e.supervisor(t, "s1")
+	waitFor(t, "the unused volume to be reclaimed", 10*time.Second, func() bool {
+		_, err := e.st.GetVolume(ctx, gone)
+		return errors.Is(err, config.ErrNotFound)
+	})
+	for _, ref := range []config.VolumeRef{report, inuse} {
+		if _, err := e.st.GetVolume(ctx, ref); err != nil {
+			t.Errorf("%s: %v (must stay)", ref, err)
+		}
+	}
+	waitFor(t, "the status record", 10*time.Second, func() bool {
+		sts, err := e.st.SupervisorStatuses(ctx)
+		return err == nil && len(sts) == 1 && sts[0].Leading && sts[0].Removed == 1 && !sts[0].LastRun.IsZero()
+	})
+	if s.Status().Removed != 1 {
+		t.Errorf("status %+v", s.Status())
+	}
+}

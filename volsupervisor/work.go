@@ -3,6 +3,7 @@ package volsupervisor
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,7 +30,7 @@ func (w *worker) round(ctx context.Context) error {
 	s := w.s
 	vols, err := s.cache.Volumes("")
 	if err != nil {
-		s.update(func(st *Status) { st.LastError = err.Error() })
+		s.update(func(st *config.SupervisorStatus) { st.LastError = err.Error() })
 		return err
 	}
 	g, err := s.store.GetGlobal(ctx)
@@ -40,6 +41,11 @@ func (w *worker) round(ctx context.Context) error {
 		Timeout: g.TimeoutDuration(), Now: s.cfg.Now}
 	now := s.cfg.Now()
 	var lastErr error
+	var due []config.DueSnapshot
+	defer func() {
+		slices.SortFunc(due, func(a, b config.DueSnapshot) int { return a.At.Compare(b.At) })
+		s.update(func(st *config.SupervisorStatus) { st.NextDue = due[:min(len(due), maxDue)] })
+	}()
 	for i := range vols {
 		v := &vols[i]
 		rt := v.Runtime
@@ -53,6 +59,7 @@ func (w *worker) round(ctx context.Context) error {
 			w.last[ref] = last
 		}
 		if now.Sub(last) < rt.Snapshot.Frequency.D() {
+			due = append(due, config.DueSnapshot{Volume: ref, At: last.Add(rt.Snapshot.Frequency.D())})
 			continue
 		}
 		snap, err := taker.Take(ctx, ref, w.h, w.guard)
@@ -66,7 +73,8 @@ func (w *worker) round(ctx context.Context) error {
 			continue
 		}
 		w.last[ref] = snap.Time
-		s.update(func(st *Status) { st.Taken++ })
+		due = append(due, config.DueSnapshot{Volume: ref, At: snap.Time.Add(rt.Snapshot.Frequency.D())})
+		s.update(func(st *config.SupervisorStatus) { st.Taken++ })
 		s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
 		removed, err := taker.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
 		if errors.Is(err, store.ErrNotLeader) {
@@ -75,14 +83,14 @@ func (w *worker) round(ctx context.Context) error {
 		if err != nil && !errors.Is(err, config.ErrInUse) {
 			lastErr = err
 		}
-		s.update(func(st *Status) { st.Pruned += len(removed) })
+		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(removed) })
 	}
 	if err := w.collect(ctx, taker, vols); errors.Is(err, store.ErrNotLeader) {
 		return err
 	} else if err != nil {
 		lastErr = err
 	}
-	s.update(func(st *Status) {
+	s.update(func(st *config.SupervisorStatus) {
 		st.LastRun = now
 		if lastErr != nil {
 			st.LastError = lastErr.Error()
@@ -99,42 +107,58 @@ func (w *worker) lastSnapshot(ctx context.Context, ref config.VolumeRef) time.Ti
 	return snaps[len(snaps)-1].Time
 }
 
+// maxDue bounds the next-due list in the status.
+const maxDue = 10
+
 // collect removes ephemeral volumes that were mounted once and are mounted
-// nowhere now: unmounted by their last container, or left behind by a host
-// whose lease expired. A volume with a mount lock (or busy with another
-// operation) is never touched; one never mounted yet is kept.
+// nowhere now (unmounted by their last container, or left behind by a host
+// whose lease expired), and volumes unused for longer than their policy's
+// reclaim.unused-for where reclamation is enabled. A volume with a mount
+// lock, or busy with another operation, is never touched; an ephemeral one
+// never mounted yet is kept.
 func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Volume) error {
 	s := w.s
-	var candidates []config.VolumeRef
-	for i := range vols {
-		if vols[i].Ephemeral {
-			candidates = append(candidates, vols[i].Ref())
-		}
-	}
-	if len(candidates) == 0 {
+	if !slices.ContainsFunc(vols, func(v config.Volume) bool { return v.Ephemeral || v.Reclaim.Enabled }) {
 		return nil
 	}
 	usage, err := s.store.Usages(ctx)
 	if err != nil {
 		return err
 	}
-	var lastErr error
-	for _, ref := range candidates {
-		if _, used := usage[ref]; !used {
-			continue
+	uses, err := s.store.ListUses(ctx)
+	if err != nil {
+		return err
+	}
+	locked := make(map[config.VolumeRef]bool, len(uses))
+	for _, u := range uses {
+		locked[u.Volume] = true
+	}
+	var doomed []config.VolumeRef
+	for i := range vols {
+		ref := vols[i].Ref()
+		if _, used := usage[ref]; vols[i].Ephemeral && used && !locked[ref] {
+			doomed = append(doomed, ref)
 		}
+	}
+	for _, r := range config.FindReclaimable(vols, usage, locked, s.cfg.Now()) {
+		if r.WillRemove && !slices.Contains(doomed, r.Volume) {
+			doomed = append(doomed, r.Volume)
+		}
+	}
+	var lastErr error
+	for _, ref := range doomed {
 		err := ops.Remove(ctx, ref, w.h, w.guard)
 		switch {
 		case errors.Is(err, store.ErrNotLeader):
 			return err
 		case errors.Is(err, config.ErrInUse), errors.Is(err, config.ErrNotFound):
-			continue // mounted, busy or gone
+			continue // mounted meanwhile, busy or gone
 		case err != nil:
 			lastErr = err
 			continue
 		}
-		s.update(func(st *Status) { st.Removed++ })
-		s.log.WithField("volume", ref.String()).Info("ephemeral volume removed: no longer mounted anywhere")
+		s.update(func(st *config.SupervisorStatus) { st.Removed++ })
+		s.log.WithField("volume", ref.String()).Info("volume removed: ephemeral and unmounted, or unused past its reclaim period")
 	}
 	return lastErr
 }

@@ -81,3 +81,21 @@ func (s *Store) Usages(ctx context.Context) (map[config.VolumeRef]config.Usage, 
 	}
 	return out, nil
 }
+
+// SupervisorStatuses returns the status records of the running
+// volsupervisors, sorted by name.
+func (s *Store) SupervisorStatuses(ctx context.Context) ([]config.SupervisorStatus, error) {
+	resp, err := s.get(ctx, "list supervisors", s.keys.SupervisorStatuses(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]config.SupervisorStatus, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var st config.SupervisorStatus
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return nil, fmt.Errorf("supervisor status %s is corrupt: %w", kv.Key, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

@@ -162,3 +162,16 @@ func (c *Client) CopySnapshot(ctx context.Context, ref config.VolumeRef, snap, n
 	path := "/v1/volumes/" + refPath(ref) + "/snapshots/" + url.PathEscape(snap) + "/copy"
 	return out, c.do(ctx, http.MethodPost, path, nil, body, &out)
 }
+
+// Supervisors returns the status of every running volsupervisor.
+func (c *Client) Supervisors(ctx context.Context) ([]config.SupervisorStatus, error) {
+	var out []config.SupervisorStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/supervisor", nil, nil, &out)
+}
+
+// Reclaimable lists volumes unused for longer than their policy's
+// reclaim.unused-for.
+func (c *Client) Reclaimable(ctx context.Context) ([]config.Reclaimable, error) {
+	var out []config.Reclaimable
+	return out, c.do(ctx, http.MethodGet, "/v1/reclaimable", nil, nil, &out)
+}

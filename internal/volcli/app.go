@@ -71,6 +71,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			volumeCommand(e),
 			globalCommand(e),
 			useCommand(e),
+			supervisorCommand(e),
 		},
 		Action:                groupAction,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,

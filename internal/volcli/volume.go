@@ -52,6 +52,16 @@ func volumeCommand(e *env) *cli.Command {
 				Action: e.action(1, volumeRemove),
 			},
 			{
+				Name:  "reclaim",
+				Usage: "remove the volumes unused for longer than their policy's reclaim.unused-for",
+				Description: "With --dry-run, only list them. volsupervisor removes them by itself where the " +
+					"policy sets reclaim.enabled.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "dry-run", Usage: "list, do not remove"},
+				},
+				Action: e.action(0, volumeReclaim),
+			},
+			{
 				Name:  "runtime",
 				Usage: "inspect or change a volume's runtime options",
 				Subcommands: []*cli.Command{

@@ -1,0 +1,87 @@
+package volcli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+func supervisorCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "supervisor",
+		Usage: "inspect the volsupervisors",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "status",
+				Usage:  "show every running volsupervisor: who leads, last run, last error, next snapshots due",
+				Action: e.action(0, supervisorStatus),
+			},
+		},
+	}
+}
+
+func supervisorStatus(k *call) error {
+	ctx, cancel := k.ctx()
+	defer cancel()
+	sts, err := k.api.Supervisors(ctx)
+	if err != nil {
+		return k.fail(err, "")
+	}
+	if k.json {
+		return printList(k, sts, nil)
+	}
+	if len(sts) == 0 {
+		return k.done(nil, "no volsupervisor is running")
+	}
+	var b strings.Builder
+	for _, st := range sts {
+		role := "standby"
+		if st.Leading {
+			role = "LEADER"
+		}
+		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\n",
+			st.Name, role, when(st.LastRun), st.Taken, st.Pruned, st.Removed)
+		if st.LastError != "" {
+			fmt.Fprintf(&b, "  last error: %s\n", st.LastError)
+		}
+		for _, d := range st.NextDue {
+			fmt.Fprintf(&b, "  next snapshot of %s at %s\n", d.Volume, d.At.UTC().Format(time.RFC3339))
+		}
+	}
+	return k.done(nil, "%s", strings.TrimSuffix(b.String(), "\n"))
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// volumeReclaim lists (--dry-run) or removes the volumes unused for longer
+// than their policy's reclaim.unused-for.
+func volumeReclaim(k *call) error {
+	ctx, cancel := k.ctx()
+	defer cancel()
+	rs, err := k.api.Reclaimable(ctx)
+	if err != nil {
+		return k.fail(err, "")
+	}
+	if k.c.Bool("dry-run") {
+		return printList(k, rs, func(r config.Reclaimable) string {
+			return fmt.Sprintf("%s\tlast used %s\tunused for %s", r.Volume, when(r.LastUsed), r.UnusedFor)
+		})
+	}
+	var removed []config.VolumeRef
+	for _, r := range rs {
+		if err := k.api.RemoveVolume(ctx, r.Volume, false); err != nil {
+			return k.fail(fmt.Errorf("reclaim %s: %w", r.Volume, err), "")
+		}
+		removed = append(removed, r.Volume)
+	}
+	return printList(k, removed, func(r config.VolumeRef) string { return "removed " + r.String() })
+}

@@ -1,0 +1,48 @@
+package volmaster
+
+import (
+	"net/http"
+
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// listSupervisors returns the status every running volsupervisor publishes.
+func (s *Server) listSupervisors(w http.ResponseWriter, r *http.Request) {
+	out, err := s.store.SupervisorStatuses(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listReclaimable returns the volumes unused for longer than their policy's
+// reclaim.unused-for (what volcli volume reclaim --dry-run shows).
+func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) {
+	vols, err := s.cache.Volumes("")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	usage, err := s.store.Usages(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	uses, err := s.store.ListUses(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	locked := make(map[config.VolumeRef]bool, len(uses))
+	for _, u := range uses {
+		locked[u.Volume] = true
+	}
+	out := config.FindReclaimable(vols, usage, locked, s.now())
+	if out == nil {
+		out = []config.Reclaimable{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
