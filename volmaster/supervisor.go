@@ -3,7 +3,6 @@ package volmaster
 import (
 	"net/http"
 
-
 	"github.com/volplugin/volplugin/config"
 )
 
@@ -45,4 +44,3 @@ func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
