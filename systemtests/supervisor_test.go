@@ -59,7 +59,7 @@ func TestSupervisorLeadershipWithStopAndKill(t *testing.T) {
 		t.Fatalf("volume create: %s", e)
 	}
 	sup := func(name string) *proc {
-		return startProc(t, "volsupervisor", []string{"--etcd", vm.EtcdURL, "--name", name,
+		return startProc(t, "volsupervisor", []string{"--etcd", vm.EtcdURL, "--name", name, "--listen", "",
 			"--local-data-dir", filepath.Join(data, "local"), "--mount-root", filepath.Join(data, "mnt")}, "volsupervisor")
 	}
 	s1 := sup("s1")

@@ -2,7 +2,10 @@ package volsupervisor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -21,6 +24,9 @@ type Options struct {
 	LocalDataDir string
 	MountRoot    string
 	Log          *logrus.Logger
+	// Listen is the address of the /info and /healthz endpoints ("" for
+	// none).
+	Listen string
 	// Started, if set, is called once the supervisor is about to campaign.
 	Started func(name string)
 }
@@ -51,9 +57,32 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.Listen != "" {
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", o.Listen, err)
+		}
+		hs := &http.Server{Handler: s.infoHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+		o.Log.WithField("url", "http://"+ln.Addr().String()+"/info").Info("status endpoint")
+	}
 	o.Log.WithFields(logrus.Fields{"name": o.Name, "etcd": o.Etcd}).Info("volsupervisor campaigning")
 	if o.Started != nil {
 		o.Started(o.Name)
 	}
 	return s.Run(ctx)
+}
+
+// infoHandler serves GET /info (this supervisor's status) and /healthz.
+func (s *Supervisor) infoHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /info", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Status())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
 }

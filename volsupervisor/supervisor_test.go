@@ -2,7 +2,10 @@ package volsupervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"io"
 	"sort"
 	"strings"
@@ -314,5 +317,16 @@ func TestReclaimAndStatus(t *testing.T) {
 	})
 	if s.Status().Removed != 1 {
 		t.Errorf("status %+v", s.Status())
+	}
+	ts := httptest.NewServer(s.infoHandler())
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info config.SupervisorStatus
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || info.Name != "s1" || !info.Leading || info.Removed != 1 {
+		t.Errorf("GET /info = %+v, %v", info, err)
 	}
 }
