@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,7 +89,7 @@ func startProc(tb testing.TB, name string, args []string, keys ...string) *proc 
 				continue
 			}
 			got[k] = v
-			if len(got) >= len(keys) {
+			if !slices.ContainsFunc(keys, func(k string) bool { _, ok := got[k]; return !ok }) {
 				ready <- got
 				break
 			}
@@ -156,6 +157,7 @@ func startVolplugin(tb testing.TB, vm *volmaster, dataDir, plugin, host string, 
 	args := append([]string{
 		"--volmaster", vm.URL, "--plugin-name", plugin, "--host-label", host,
 		"--local-data-dir", filepath.Join(dataDir, "local"), "--mount-root", filepath.Join(dataDir, "mnt"),
+		"--metrics-listen", "127.0.0.1:0",
 	}, extra...)
 	return startProc(tb, "volplugin", args, "volplugin socket")
 }

@@ -87,3 +87,7 @@ func (s *Server) deleteUse(w http.ResponseWriter, r *http.Request) {
 	s.log.WithField("volume", ref.String()).Warn("mount lock force-removed")
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metrics.handler().ServeHTTP(w, r)
+}

@@ -21,6 +21,7 @@ type Route struct {
 func Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", (*Server).healthz},
+		{"GET", "/metrics", (*Server).serveMetrics},
 		{"GET", "/v1/policies", (*Server).listPolicies},
 		{"GET", "/v1/policies/{policy}", (*Server).getPolicy},
 		{"PUT", "/v1/policies/{policy}", (*Server).putPolicy},
@@ -56,9 +57,9 @@ func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	for _, rt := range Routes() {
 		handle := rt.handle
-		r.HandleFunc(rt.Path, func(w http.ResponseWriter, req *http.Request) {
+		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, func(w http.ResponseWriter, req *http.Request) {
 			handle(s, w, req)
-		}).Methods(rt.Method)
+		})).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})

@@ -46,6 +46,7 @@ type Server struct {
 	store    *store.Store
 	locks    *lock.Manager
 	ops      *volops.Ops
+	metrics  *metrics
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -78,8 +79,10 @@ func New(cfg Config) (*Server, error) {
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 	}
 	s.cache = s.store.NewCache()
+	s.metrics = newMetrics(s)
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
-	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now}
+	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now,
+		Observe: s.metrics.observeBackend}
 	g := config.DefaultGlobal()
 	s.global.Store(&g)
 	return s, nil

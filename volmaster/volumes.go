@@ -118,8 +118,10 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	}
 	if backend != nil {
 		bctx, cancel := context.WithTimeout(ctx, s.timeout())
+		start := time.Now()
 		err = backend.Create(bctx, sv)
 		cancel()
+		s.metrics.observeBackend(v.Backends.CRUD, "create", start, err)
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 			defer cancel()

@@ -41,7 +41,11 @@ type Options struct {
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
 	Maintenance  bool
-	Log          *logrus.Logger
+	// MetricsListen is the loopback address of GET /metrics ("" for none).
+	MetricsListen string
+	Log           *logrus.Logger
+	// MetricsStarted, if set, is called with the metrics URL.
+	MetricsStarted func(url string)
 	// Started, if set, is called with the socket path once it listens.
 	Started func(socket string)
 }
@@ -84,6 +88,18 @@ func Serve(ctx context.Context, o Options) error {
 	rcancel()
 	if err != nil {
 		return fmt.Errorf("recover mounts after restart: %w", err)
+	}
+	if o.MetricsListen != "" {
+		ln, err := net.Listen("tcp", o.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
+		}
+		hs := &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+		if o.MetricsStarted != nil {
+			o.MetricsStarted("http://" + ln.Addr().String() + "/metrics")
+		}
 	}
 	go d.lease.Run(ctx)
 	go limits.Run(ctx, limitScan)

@@ -50,10 +50,11 @@ type mounted struct {
 
 // Driver implements volume.Driver for Docker.
 type Driver struct {
-	cfg   Config
-	log   *logrus.Logger
-	lease *hostLease
-	vlock keyedMutex
+	cfg     Config
+	log     *logrus.Logger
+	lease   *hostLease
+	vlock   keyedMutex
+	metrics *metrics
 
 	mu     sync.Mutex
 	mounts map[config.VolumeRef]*mounted
@@ -76,7 +77,9 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
 	}
 	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}}
+	d.metrics = newMetrics(d)
 	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
+	d.lease.onRenewFailure = d.metrics.renewFailures.Inc
 	return d, nil
 }
 
@@ -201,6 +204,14 @@ func (d *Driver) mounter(v *config.Volume) (storage.Mounter, error) {
 // host's lock on it first. Mounts are counted by ID: the same ID twice (docker
 // cp) counts once; the device stays mounted until the last ID is unmounted.
 func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) {
+	start := time.Now()
+	resp, err := d.mount(req)
+	d.metrics.mounts.WithLabelValues(result(err)).Inc()
+	d.metrics.mountTime.Observe(since(start))
+	return resp, err
+}
+
+func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) {
 	ref, err := parseName(req.Name)
 	if err != nil {
 		return nil, err
@@ -269,6 +280,14 @@ func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 // lock. An ID this host does not hold (e.g. after a failed Mount) changes
 // nothing else, so it cannot unmount a volume another container uses.
 func (d *Driver) Unmount(req *volume.UnmountRequest) error {
+	start := time.Now()
+	err := d.unmount(req)
+	d.metrics.unmounts.WithLabelValues(result(err)).Inc()
+	d.metrics.unmountTime.Observe(since(start))
+	return err
+}
+
+func (d *Driver) unmount(req *volume.UnmountRequest) error {
 	ref, err := parseName(req.Name)
 	if err != nil {
 		return err
@@ -340,6 +359,7 @@ func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) e
 		return err
 	}
 	_, err = d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+	d.metrics.locks.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", ref, err)
 	}
@@ -399,6 +419,7 @@ func (d *Driver) relock(ctx context.Context, lease int64) {
 		d.mu.Unlock()
 		unlock()
 		if lost != nil {
+			d.metrics.locksLost.Inc()
 			d.log.WithError(lost).WithField("volume", it.ref.String()).
 				Error("LOCK LOST: another host holds this volume's lock; this host must not write to it")
 		}

@@ -21,6 +21,8 @@ type hostLease struct {
 	host  string
 	log   logrus.FieldLogger
 	onNew func(ctx context.Context, id int64)
+	// onRenewFailure, if set, counts failed renewals.
+	onRenewFailure func()
 
 	mu      sync.Mutex
 	id      int64
@@ -86,6 +88,9 @@ func (l *hostLease) Run(ctx context.Context) {
 				continue
 			case err != nil:
 				l.log.WithError(err).Warn("cannot renew the host lease")
+				if l.onRenewFailure != nil {
+					l.onRenewFailure()
+				}
 			default:
 				l.set(id, time.Duration(hl.TTL)*time.Second)
 				wait = ttl / 3

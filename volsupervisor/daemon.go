@@ -27,6 +27,8 @@ type Options struct {
 	// Listen is the address of the /info and /healthz endpoints ("" for
 	// none).
 	Listen string
+	// ListenStarted, if set, is called with the base URL of Listen.
+	ListenStarted func(url string)
 	// Started, if set, is called once the supervisor is about to campaign.
 	Started func(name string)
 }
@@ -66,6 +68,9 @@ func Serve(ctx context.Context, o Options) error {
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
 		o.Log.WithField("url", "http://"+ln.Addr().String()+"/info").Info("status endpoint")
+		if o.ListenStarted != nil {
+			o.ListenStarted("http://" + ln.Addr().String())
+		}
 	}
 	o.Log.WithFields(logrus.Fields{"name": o.Name, "etcd": o.Etcd}).Info("volsupervisor campaigning")
 	if o.Started != nil {
@@ -74,13 +79,15 @@ func Serve(ctx context.Context, o Options) error {
 	return s.Run(ctx)
 }
 
-// infoHandler serves GET /info (this supervisor's status) and /healthz.
+// infoHandler serves GET /info (this supervisor's status), /metrics and
+// /healthz.
 func (s *Supervisor) infoHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /info", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.Status())
 	})
+	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -49,6 +49,8 @@ type Supervisor struct {
 	cache *store.Cache
 	log   logrus.FieldLogger
 
+	metrics *metrics
+
 	mu     sync.Mutex
 	status config.SupervisorStatus
 }
@@ -70,6 +72,7 @@ func New(cfg Config) (*Supervisor, error) {
 	st := store.New(cfg.Client, cfg.Keys, 0)
 	s := &Supervisor{cfg: cfg, store: st, cache: st.NewCache(), log: cfg.Log.WithField("supervisor", cfg.Name)}
 	s.status.Name = cfg.Name
+	s.metrics = newMetrics(s)
 	return s, nil
 }
 

@@ -69,9 +69,11 @@ func (w *worker) round(ctx context.Context) error {
 		case errors.Is(err, config.ErrInUse), errors.Is(err, config.ErrNotFound):
 			continue // busy (remove, mount op) or gone: next round
 		case err != nil:
+			s.metrics.snapshots.WithLabelValues("failed").Inc()
 			lastErr = err
 			continue
 		}
+		s.metrics.snapshots.WithLabelValues("taken").Inc()
 		w.last[ref] = snap.Time
 		due = append(due, config.DueSnapshot{Volume: ref, At: snap.Time.Add(rt.Snapshot.Frequency.D())})
 		s.update(func(st *config.SupervisorStatus) { st.Taken++ })
@@ -83,6 +85,7 @@ func (w *worker) round(ctx context.Context) error {
 		if err != nil && !errors.Is(err, config.ErrInUse) {
 			lastErr = err
 		}
+		s.metrics.pruned.Add(float64(len(removed)))
 		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(removed) })
 	}
 	if err := w.collect(ctx, taker, vols); errors.Is(err, store.ErrNotLeader) {
@@ -157,6 +160,7 @@ func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Vol
 			lastErr = err
 			continue
 		}
+		s.metrics.removed.Inc()
 		s.update(func(st *config.SupervisorStatus) { st.Removed++ })
 		s.log.WithField("volume", ref.String()).Info("volume removed: ephemeral and unmounted, or unused past its reclaim period")
 	}

@@ -28,6 +28,7 @@ func main() {
 			&cli.StringFlag{Name: "mount-root", Usage: "`DIR` to mount volumes under (default: the global config's MountPath, /mnt/volplugin)"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
 			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
+			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9006", Usage: "`HOST:PORT` of GET /metrics (Prometheus); empty to disable"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
 		},
 		Action: func(c *cli.Context) error {
@@ -43,8 +44,9 @@ func main() {
 			return volplugin.Serve(ctx, volplugin.Options{
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
-				Maintenance: c.Bool("maintenance"), Log: log,
-				Started: func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },
+				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), Log: log,
+				MetricsStarted: func(url string) { fmt.Printf("volplugin metrics: %s\n", url) },
+				Started:        func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },
 			})
 		},
 	}

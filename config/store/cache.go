@@ -299,3 +299,10 @@ func (c *Cache) Policies() ([]PolicyRecord, error) {
 	}
 	return out, nil
 }
+
+// Counts returns how many volumes and policies the cache holds.
+func (c *Cache) Counts() (volumes, policies int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.volumes), len(c.policies)
+}

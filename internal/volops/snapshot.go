@@ -33,6 +33,14 @@ type Ops struct {
 	// Timeout bounds each backend call.
 	Timeout time.Duration
 	Now     func() time.Time
+	// Observe, if set, is told about every backend call (for metrics).
+	Observe func(backend, op string, start time.Time, err error)
+}
+
+func (t *Ops) observe(backend, op string, start time.Time, err error) {
+	if t.Observe != nil {
+		t.Observe(backend, op, start, err)
+	}
 }
 
 func (t *Ops) backend(v *config.Volume) (storage.Snapshotter, storage.Volume, error) {
@@ -69,8 +77,10 @@ func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, gu
 	now := t.Now().UTC()
 	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
 	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	start := time.Now()
 	err = b.CreateSnapshot(bctx, sv, snap.Name)
 	cancel()
+	t.observe(v.Backends.Snapshot, "snapshot", start, err)
 	if err != nil {
 		t.release(ctx, ref, h)
 		return config.Snapshot{}, fmt.Errorf("snapshot %s: %w", ref, err)
@@ -120,8 +130,10 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h s
 		return err
 	}
 	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	start := time.Now()
 	err = b.RemoveSnapshot(bctx, sv, name)
 	cancel()
+	t.observe(v.Backends.Snapshot, "remove-snapshot", start, err)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		t.release(ctx, ref, h)
 		return fmt.Errorf("prune snapshot %s of %s: %w", name, ref, err)
@@ -149,8 +161,10 @@ func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, 
 			return err
 		}
 		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
+		start := time.Now()
 		err = b.Destroy(bctx, sv)
 		cancel()
+		t.observe(v.Backends.CRUD, "destroy", start, err)
 		// An image already gone is what we wanted.
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.release(ctx, ref, h)

@@ -1,0 +1,71 @@
+package volmaster
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are volmaster's Prometheus metrics, on a registry of their own.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	backend  *prometheus.HistogramVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "volmaster_http_requests_total",
+			Help: "API requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "volmaster_http_request_duration_seconds",
+			Help:    "API request latency by route and method.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"route", "method"}),
+		backend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "volmaster_backend_call_duration_seconds",
+			Help:    "Storage backend call latency by backend, operation and result.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"backend", "op", "result"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.backend,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volmaster_volumes", Help: "Volumes known to volmaster."},
+			func() float64 { v, _ := s.cache.Counts(); return float64(v) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volmaster_policies", Help: "Policies known to volmaster."},
+			func() float64 { _, p := s.cache.Counts(); return float64(p) }),
+	)
+	return m
+}
+
+// instrument counts and times one route's requests.
+func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h(rec, r)
+		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		m.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	}
+}
+
+// observeBackend records one backend call.
+func (m *metrics) observeBackend(backend, op string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.backend.WithLabelValues(backend, op, result).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

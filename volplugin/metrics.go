@@ -1,0 +1,142 @@
+package volplugin
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+)
+
+// metrics are volplugin's Prometheus metrics, on a registry of their own.
+type metrics struct {
+	reg           *prometheus.Registry
+	mounts        *prometheus.CounterVec
+	unmounts      *prometheus.CounterVec
+	mountTime     prometheus.Histogram
+	unmountTime   prometheus.Histogram
+	locks         *prometheus.CounterVec
+	locksLost     prometheus.Counter
+	renewFailures prometheus.Counter
+}
+
+func newMetrics(d *Driver) *metrics {
+	buckets := prometheus.ExponentialBuckets(0.005, 3, 10)
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		mounts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "volplugin_mounts_total", Help: "Docker Mount requests by result.",
+		}, []string{"result"}),
+		unmounts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "volplugin_unmounts_total", Help: "Docker Unmount requests by result.",
+		}, []string{"result"}),
+		mountTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "volplugin_mount_duration_seconds", Help: "Mount latency (lock, map, mkfs, mount).", Buckets: buckets,
+		}),
+		unmountTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "volplugin_unmount_duration_seconds", Help: "Unmount latency (unmount, unmap, unlock).", Buckets: buckets,
+		}),
+		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "volplugin_lock_acquisitions_total", Help: "Mount lock acquisitions by result.",
+		}, []string{"result"}),
+		locksLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "volplugin_locks_lost_total", Help: "Mount locks another host took while this host's lease was gone.",
+		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "volplugin_lease_renew_failures_total", Help: "Failed host-lease renewals.",
+		}),
+	}
+	m.reg.MustRegister(m.mounts, m.unmounts, m.mountTime, m.unmountTime, m.locks, m.locksLost, m.renewFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_mounts_active", Help: "Volumes mounted on this host."},
+			func() float64 { return float64(len(d.Info().Mounts)) }),
+		&volumeCollector{d: d},
+	)
+	return m
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// volumeCollector reports space (statfs of the mount) and I/O (the block
+// device's kernel counters) of every volume mounted here, read at scrape time.
+type volumeCollector struct{ d *Driver }
+
+var (
+	descUsed    = prometheus.NewDesc("volplugin_volume_used_bytes", "Space used on a mounted volume.", []string{"volume"}, nil)
+	descFree    = prometheus.NewDesc("volplugin_volume_free_bytes", "Space free on a mounted volume.", []string{"volume"}, nil)
+	descRead    = prometheus.NewDesc("volplugin_volume_read_bytes_total", "Bytes read from a mounted volume's device.", []string{"volume"}, nil)
+	descWritten = prometheus.NewDesc("volplugin_volume_written_bytes_total", "Bytes written to a mounted volume's device.", []string{"volume"}, nil)
+	descReads   = prometheus.NewDesc("volplugin_volume_reads_total", "Read operations on a mounted volume's device.", []string{"volume"}, nil)
+	descWrites  = prometheus.NewDesc("volplugin_volume_writes_total", "Write operations on a mounted volume's device.", []string{"volume"}, nil)
+)
+
+func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUsed, descFree, descRead, descWritten, descReads, descWrites} {
+		ch <- d
+	}
+}
+
+func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
+	type mnt struct{ name, path, device string }
+	c.d.mu.Lock()
+	var ms []mnt
+	for ref, m := range c.d.mounts {
+		ms = append(ms, mnt{ref.String(), m.path, m.device})
+	}
+	c.d.mu.Unlock()
+	for _, m := range ms {
+		var st unix.Statfs_t
+		if unix.Statfs(m.path, &st) == nil {
+			bs := float64(st.Bsize)
+			ch <- prometheus.MustNewConstMetric(descUsed, prometheus.GaugeValue, float64(st.Blocks-st.Bfree)*bs, m.name)
+			ch <- prometheus.MustNewConstMetric(descFree, prometheus.GaugeValue, float64(st.Bavail)*bs, m.name)
+		}
+		if s, ok := blockStat(m.device); ok {
+			ch <- prometheus.MustNewConstMetric(descReads, prometheus.CounterValue, s[0], m.name)
+			ch <- prometheus.MustNewConstMetric(descRead, prometheus.CounterValue, s[2]*512, m.name)
+			ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, s[4], m.name)
+			ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, s[6]*512, m.name)
+		}
+	}
+}
+
+// blockStat reads /sys/class/block/<dev>/stat: reads, merges, sectors read,
+// ticks, writes, merges, sectors written, ... (sectors are 512 bytes).
+func blockStat(device string) ([]float64, bool) {
+	if device == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(device), "stat"))
+	if err != nil {
+		return nil, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return nil, false
+	}
+	out := make([]float64, 7)
+	for i := range out {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
+}
+
+// since returns the seconds since start, for histograms.
+func since(start time.Time) float64 { return time.Since(start).Seconds() }
