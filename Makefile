@@ -32,8 +32,16 @@ vet:
 	$(GO) vet -tags $(TAGS) ./...
 
 # Every test, with the race detector. Tests that need root (loop devices,
-# mounts) run when root and say why they skip otherwise.
+# mounts) run when root and say why they skip otherwise. The Ceph backend's
+# tests run against a throwaway single-node cluster that scripts/ceph-dev
+# starts (installing Debian's ceph packages if missing) and always stops
+# afterwards, keeping go test's exit status.
+CEPH_DEV := scripts/ceph-dev
 test: build fmt-check vet
+	@trap '$(CEPH_DEV) down' EXIT; \
+	t0=$$(date +%s); $(CEPH_DEV) up >/dev/null || exit 1; \
+	echo "ceph-dev up: $$(($$(date +%s) - t0))s"; \
+	eval "$$($(CEPH_DEV) env)" && export CEPH_CONF && \
 	$(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...
 
 bench: build
@@ -46,3 +54,38 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# Installation. `make build` first, then as root `make install`. PREFIX is
+# where the binaries live at run time (the units' ExecStart= is rewritten to
+# it); DESTDIR stages the whole tree elsewhere (packages, tests). Existing
+# configuration files in $(CONFDIR) are never overwritten.
+PREFIX  ?= /usr
+BINDIR  ?= $(PREFIX)/bin
+DOCDIR  ?= $(PREFIX)/share/doc/volplugin
+UNITDIR ?= /lib/systemd/system
+CONFDIR ?= /etc/volplugin
+
+.PHONY: install docs
+
+install:
+	@for b in $(CMDS); do [ -x $(BIN)/$$b ] || { echo "install: $(BIN)/$$b is missing: run make build first" >&2; exit 1; }; done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
+	@for u in packaging/systemd/*.service; do \
+		t=$(DESTDIR)$(UNITDIR)/$$(basename $$u); \
+		echo "install $$u -> $$t"; \
+		sed -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/volplugin/|$(CONFDIR)/|g' \
+			-e 's|/usr/share/doc/volplugin/|$(DOCDIR)/|g' $$u > $$t.tmp && \
+		chmod 0644 $$t.tmp && mv $$t.tmp $$t || exit 1; \
+	done
+	@for f in packaging/etc/volplugin/*.env; do \
+		t=$(DESTDIR)$(CONFDIR)/$$(basename $$f); \
+		if [ -e $$t ]; then echo "install: keeping $$t"; \
+		else echo "install $$f -> $$t"; install -m 0644 $$f $$t || exit 1; fi; \
+	done
+	install -m 0644 docs/*.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
+
+# Regenerate docs/volcli.md from volcli's command definitions (docs/docs_test.go
+# fails when it is stale).
+docs:
+	$(GO) run ./internal/clidoc/cmd/volcli-doc -o docs/volcli.md

@@ -140,7 +140,11 @@ func (v *Volume) applyOptions(opts map[string]string) error {
 			v.Runtime.Snapshot.Keep = uint(n)
 		case OptReadBPS, OptWriteBPS:
 			var n int64
-			if n, err = ParseSize(val); err == nil {
+			// 0 means unlimited, as in the runtime JSON.
+			if val != "0" {
+				n, err = ParseSize(val)
+			}
+			if err == nil {
 				if k == OptReadBPS {
 					v.Runtime.RateLimit.ReadBPS = ByteRate(n)
 				} else {

@@ -81,10 +81,10 @@ func (m *Manager) KeepAlive(ctx context.Context, id int64) (int64, error) {
 	defer cancel()
 	resp, err := m.cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return 0, fmt.Errorf("lease %x has expired: %w", id, config.ErrNotFound)
+		return 0, fmt.Errorf("lease %d has expired: %w", id, config.ErrNotFound)
 	}
 	if err != nil {
-		return 0, etcdErr(fmt.Sprintf("renew lease %x", id), err)
+		return 0, etcdErr(fmt.Sprintf("renew lease %d", id), err)
 	}
 	return resp.TTL, nil
 }
@@ -96,7 +96,7 @@ func (m *Manager) Revoke(ctx context.Context, id int64) error {
 	defer cancel()
 	_, err := m.cli.Revoke(ctx, clientv3.LeaseID(id))
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return etcdErr(fmt.Sprintf("revoke lease %x", id), err)
+		return etcdErr(fmt.Sprintf("revoke lease %d", id), err)
 	}
 	return nil
 }
@@ -162,7 +162,7 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			Else(clientv3.OpGet(m.keys.Volume(ref)), clientv3.OpGet(m.keys.OpLock(ref))).Commit()
 		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return config.Use{}, fmt.Errorf("lease %x of host %s has expired: %w", req.Lease, req.Hostname, config.ErrNotFound)
+			return config.Use{}, fmt.Errorf("lease %d of host %s has expired: %w", req.Lease, req.Hostname, config.ErrNotFound)
 		}
 		if err != nil {
 			return config.Use{}, etcdErr("lock "+ref.String(), err)
@@ -195,7 +195,7 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			return nil, err
 		}
 		if cur == nil {
-			return nil, nil
+			return []string{}, nil
 		}
 		if cur.Hostname != req.Hostname {
 			return nil, fmt.Errorf("volume %s is locked by host %q, not %q: %w", ref, cur.Hostname, req.Hostname, config.ErrInUse)
@@ -224,6 +224,9 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			return nil, etcdErr("unlock "+ref.String(), err)
 		}
 		if resp.Succeeded {
+			if rest == nil {
+				rest = []string{}
+			}
 			return rest, nil
 		}
 	}

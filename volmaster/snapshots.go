@@ -52,6 +52,13 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
+	// Pruned like a scheduled one, even where scheduled snapshots are off.
+	if v, err := s.store.GetVolume(r.Context(), ref); err == nil {
+		rt := v.Runtime.Snapshot
+		if _, err := ops.Prune(r.Context(), ref, rt.Keep, rt.Tiers, h); err != nil {
+			s.log.WithError(err).WithField("volume", ref.String()).Warn("pruning after an on-demand snapshot")
+		}
+	}
 	writeJSON(w, http.StatusCreated, snap)
 }
 

@@ -53,6 +53,25 @@ func TestSnapshotTakeListCopy(t *testing.T) {
 	}
 }
 
+// On-demand snapshots are pruned by the volume's keep even with scheduled
+// snapshots off.
+func TestOnDemandSnapshotsPruned(t *testing.T) {
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/p", `{"backend":"local","create":{"size":"10MB"},"runtime":{"snapshots":false,"snapshot":{"keep":2}}}`)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
+	var names []string
+	for range 4 {
+		var snap config.Snapshot
+		_ = json.Unmarshal([]byte(h.must(t, 201, "POST", "/v1/volumes/p/v/snapshots", `{}`)), &snap)
+		names = append(names, snap.Name)
+	}
+	var snaps []config.Snapshot
+	_ = json.Unmarshal([]byte(h.must(t, 200, "GET", "/v1/volumes/p/v/snapshots", "")), &snaps)
+	if len(snaps) != 2 || snaps[0].Name != names[2] || snaps[1].Name != names[3] {
+		t.Errorf("kept %+v, want the newest two of %v", snaps, names)
+	}
+}
+
 func keysOf(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

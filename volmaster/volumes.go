@@ -180,9 +180,11 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
 	}
 	ops := *s.ops
 	ops.Timeout = s.timeout()
-	if err := ops.Remove(ctx, ref, h); err != nil {
+	rev, err := ops.Remove(ctx, ref, h)
+	if err != nil {
 		return backendErr(err)
 	}
+	s.settle(ctx, rev)
 	s.log.WithField("volume", ref.String()).Info("volume removed")
 	return nil
 }

@@ -150,7 +150,7 @@ func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Vol
 	}
 	var lastErr error
 	for _, ref := range doomed {
-		err := ops.Remove(ctx, ref, w.h, w.guard)
+		_, err := ops.Remove(ctx, ref, w.h, w.guard)
 		switch {
 		case errors.Is(err, store.ErrNotLeader):
 			return err

@@ -160,7 +160,7 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	if _, err := s.Client().Revoke(ctx, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishRemove(ctx, ref, h); !errors.Is(err, config.ErrInUse) {
+	if _, err := s.FinishRemove(ctx, ref, h); !errors.Is(err, config.ErrInUse) {
 		t.Fatalf("FinishRemove after losing the lease = %v, want ErrInUse", err)
 	}
 	lease2, _ := s.Client().Grant(ctx, 30)
@@ -168,7 +168,7 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	if _, err := s.BeginRemove(ctx, ref, h2); err != nil {
 		t.Fatalf("BeginRemove after the old lease expired: %v", err)
 	}
-	if err := s.FinishRemove(ctx, ref, h2); err != nil {
+	if _, err := s.FinishRemove(ctx, ref, h2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetVolume(ctx, ref); !errors.Is(err, config.ErrNotFound) {

@@ -110,10 +110,11 @@ func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (
 // RollbackCreate deletes the record, runtime and lock written by CreateVolume,
 // provided h still holds the lock.
 func (s *Store) RollbackCreate(ctx context.Context, ref config.VolumeRef, h Holder) error {
-	return s.deleteUnderLock(ctx, "roll back create of "+ref.String(), ref, h)
+	_, err := s.deleteUnderLock(ctx, "roll back create of "+ref.String(), ref, h)
+	return err
 }
 
-func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.VolumeRef, h Holder) error {
+func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.VolumeRef, h Holder) (int64, error) {
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
@@ -121,12 +122,12 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix()), clientv3.OpDelete(s.keys.Usage(ref))},
 		nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("%s: operation lock lost (lease expired?): %w", op, config.ErrInUse)
+		return 0, fmt.Errorf("%s: operation lock lost (lease expired?): %w", op, config.ErrInUse)
 	}
-	return nil
+	return resp.Header.Revision, nil
 }
 
 // GetVolume returns a volume with its runtime options.
@@ -223,8 +224,8 @@ func rangeKvs(resp *clientv3.TxnResponse, i int) []*mvccpb.KeyValue {
 }
 
 // FinishRemove deletes the record, runtime and lock of a volume whose image
-// is gone, provided h still holds the lock.
-func (s *Store) FinishRemove(ctx context.Context, ref config.VolumeRef, h Holder) error {
+// is gone, provided h still holds the lock, and returns the etcd revision.
+func (s *Store) FinishRemove(ctx context.Context, ref config.VolumeRef, h Holder) (int64, error) {
 	return s.deleteUnderLock(ctx, "remove volume "+ref.String(), ref, h)
 }
 

@@ -142,23 +142,24 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h s
 }
 
 // Remove destroys the image and then the record of a volume that no host has
-// mounted and no operation holds. If the image cannot be destroyed the record
-// stays, so there is never a record without an image.
-func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) error {
+// mounted and no operation holds, and returns the etcd revision of the
+// record's removal. If the image cannot be destroyed the record stays, so
+// there is never a record without an image.
+func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (int64, error) {
 	v, err := t.Store.BeginRemove(ctx, ref, h, guard...)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if v.Backends.CRUD != "" {
 		b, ok := t.CRUD[v.Backends.CRUD]
 		if !ok {
 			t.release(ctx, ref, h)
-			return fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
+			return 0, fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
 		}
 		sv, err := storage.FromConfig(&v)
 		if err != nil {
 			t.release(ctx, ref, h)
-			return err
+			return 0, err
 		}
 		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 		start := time.Now()
@@ -168,7 +169,7 @@ func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, 
 		// An image already gone is what we wanted.
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.release(ctx, ref, h)
-			return fmt.Errorf("remove volume %s: %w", ref, err)
+			return 0, fmt.Errorf("remove volume %s: %w", ref, err)
 		}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
