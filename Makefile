@@ -13,16 +13,20 @@ RUN_DIR ?= $(CURDIR)/.run
 BENCHTIME ?= 2s
 export CGO_ENABLED := 1
 
-.PHONY: all deps build test vet fmt-check bench run clean
+.PHONY: all deps build test vet fmt-check bench run clean fuzz
 
 all: build
 
 deps:
 	@scripts/deps.sh
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/volplugin/volplugin/internal/diag.Version=$(VERSION) -X github.com/volplugin/volplugin/internal/diag.Commit=$(COMMIT)
+
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -tags $(TAGS) -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -46,6 +50,30 @@ test: build fmt-check vet
 
 bench: build
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/ ./volplugin/
+
+# Native Go fuzzing: every Fuzz* target of FUZZ_PKGS, one at a time (go test
+# fuzzes a single target per run) for $(FUZZTIME) each, printing the inputs
+# executed. A failure prints the log, which names the crasher written under
+# <pkg>/testdata/fuzz/<Target>/. Seeds and those corpora also run as plain
+# tests. The volmaster targets run embedded etcd in process, whose background
+# goroutines make inputs look "interesting" at random; minimizing each for the
+# default 60s would eat the budget, hence FUZZMINTIME.
+FUZZTIME    ?= 15s
+FUZZMINTIME ?= 1s
+FUZZ_PKGS   ?= ./config ./volmaster
+
+fuzz:
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for pkg in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    printf '%-45s ' "$$pkg $$t"; \
+	    if ! $(GO) test -run '^$$$$' -fuzz "^$$t\$$$$" -fuzztime $(FUZZTIME) \
+	        -fuzzminimizetime $(FUZZMINTIME) $$pkg >$$log 2>&1; then \
+	      echo FAIL; cat $$log; exit 1; \
+	    fi; \
+	    echo "$$(grep -o 'execs: [0-9]*' $$log | tail -1 || true) in $(FUZZTIME)"; \
+	  done; \
+	done
 
 # The suite on the embedded default: volmaster (embedded etcd, local
 # backend) and volplugin, data under $(RUN_DIR). Stop with Ctrl-C.

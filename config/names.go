@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -76,7 +77,12 @@ func ParseSize(s string) (int64, error) {
 	if t == "" {
 		return 0, fmt.Errorf("size is empty: %w", ErrInvalid)
 	}
-	n, err := units.RAMInBytes(t)
+	// Plain byte counts are parsed as integers: the unit parser goes through
+	// float64 and would round counts above 2^53.
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil {
+		n, err = units.RAMInBytes(t)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("size %q is not a size like 10MB or 1GiB: %w", s, ErrInvalid)
 	}

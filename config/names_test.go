@@ -38,7 +38,7 @@ func TestParseVolumeRef(t *testing.T) {
 func TestParseSize(t *testing.T) {
 	cases := map[string]int64{
 		"10MB": 10 << 20, "10M": 10 << 20, "1GiB": 1 << 30, "1gb": 1 << 30, "512k": 512 << 10,
-		"1048576": 1 << 20, " 2MiB ": 2 << 20, "1.5GiB": 3 << 29,
+		"1048576": 1 << 20, " 2MiB ": 2 << 20, "1.5GiB": 3 << 29, "9007199254740993": 9007199254740993,
 	}
 	for in, want := range cases {
 		got, err := ParseSize(in)

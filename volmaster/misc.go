@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/diag"
 )
 
 // Health is the body of GET /healthz.
@@ -90,4 +91,21 @@ func (s *Server) deleteUse(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handler().ServeHTTP(w, r)
+}
+
+// Info is the body of GET /info.
+type Info struct {
+	Process  diag.Process  `json:"process"`
+	Prefix   string        `json:"prefix"`
+	Volumes  int           `json:"volumes"`
+	Policies int           `json:"policies"`
+	Global   config.Global `json:"global"`
+}
+
+func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
+	vols, pols := s.cache.Counts()
+	writeJSON(w, http.StatusOK, Info{
+		Process: diag.Info("volmaster", s.started), Prefix: s.store.Keys().Prefix,
+		Volumes: vols, Policies: pols, Global: *s.global.Load(),
+	})
 }

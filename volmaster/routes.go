@@ -22,6 +22,7 @@ func Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", (*Server).healthz},
 		{"GET", "/metrics", (*Server).serveMetrics},
+		{"GET", "/info", (*Server).info},
 		{"GET", "/v1/policies", (*Server).listPolicies},
 		{"GET", "/v1/policies/{policy}", (*Server).getPolicy},
 		{"PUT", "/v1/policies/{policy}", (*Server).putPolicy},

@@ -47,6 +47,7 @@ type Server struct {
 	locks    *lock.Manager
 	ops      *volops.Ops
 	metrics  *metrics
+	started  time.Time
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -77,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Log,
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
+		started:  cfg.Now(),
 	}
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,15 +99,6 @@ func checkError(t *testing.T, rec *httptest.ResponseRecorder) {
 	}
 }
 
-// knownCreateBug tolerates a reported bug so that fuzzing can go on past it:
-// a size that passes validation but exceeds the filesystem's largest file
-// (e.g. "size":"1024PB" on ext4) is a 500 "internal" from truncate's EFBIG
-// instead of a 400. Delete this once the local backend maps EFBIG to
-// config.ErrInvalid.
-func knownCreateBug(rec *httptest.ResponseRecorder) bool {
-	return rec.Code == 500 && strings.Contains(rec.Body.String(), "file too large")
-}
-
 // knownPolicies are uploaded before fuzzing; any other policy is missing.
 var knownPolicies = map[string]bool{"fz": true, "nfs1": true}
 
@@ -159,8 +149,6 @@ func FuzzCreateVolumeRequest(f *testing.F) {
 
 		switch {
 		case rec.Code == 201, rec.Code == 400, rec.Code == 404, rec.Code == 409:
-		case knownCreateBug(rec):
-			// Still must roll back completely: checked below.
 		default:
 			t.Fatalf("POST /v1/volumes %q: status %d: %s", body, rec.Code, rec.Body)
 		}

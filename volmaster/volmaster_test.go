@@ -210,6 +210,8 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 			t.Errorf("%s %s %q = %d %s, want 400 invalid", c.method, c.path, c.body, code, body)
 		}
 	}
+	// A size the backend cannot hold is bad input too, and rolls back.
+	h.must(t, 400, "POST", "/v1/volumes", `{"policy":"p","name":"huge","options":{"size":"1024PB"}}`)
 	// A body shorter than its Content-Length.
 	for _, path := range []string{"/v1/policies/p", "/v1/volumes", "/v1/global"} {
 		method := "PUT"
@@ -395,6 +397,11 @@ func TestRuntimeAndGlobal(t *testing.T) {
 		runtimeGosched()
 	}
 	h.must(t, 200, "GET", "/healthz", "")
+	var info Info
+	if err := json.Unmarshal([]byte(h.must(t, 200, "GET", "/info", "")), &info); err != nil ||
+		info.Process.Daemon != "volmaster" || info.Process.GoVersion == "" || info.Volumes != 1 || info.Global.TTL != 5 {
+		t.Errorf("GET /info = %+v, %v", info, err)
+	}
 }
 
 func TestListDetail(t *testing.T) {

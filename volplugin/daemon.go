@@ -17,6 +17,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/iolimit"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
@@ -149,10 +150,11 @@ func listenUnix(path string) (net.Listener, error) {
 
 // Info is what GET /info on the plugin socket reports.
 type Info struct {
-	Host        string      `json:"host"`
-	Maintenance bool        `json:"maintenance"`
-	Lease       LeaseInfo   `json:"lease"`
-	Mounts      []MountInfo `json:"mounts"`
+	Process     diag.Process `json:"process"`
+	Host        string       `json:"host"`
+	Maintenance bool         `json:"maintenance"`
+	Lease       LeaseInfo    `json:"lease"`
+	Mounts      []MountInfo  `json:"mounts"`
 }
 
 // LeaseInfo describes the host lease.
@@ -173,7 +175,7 @@ type MountInfo struct {
 // Info returns the driver's state.
 func (d *Driver) Info() Info {
 	id, ttl, renewed := d.lease.State()
-	info := Info{Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
+	info := Info{Process: diag.Info("volplugin", d.started), Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
 	d.mu.Lock()
 	for ref, m := range d.mounts {
 		mi := MountInfo{Volume: ref.String(), Path: m.path, Lost: m.lost}

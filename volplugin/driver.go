@@ -55,6 +55,7 @@ type Driver struct {
 	lease   *hostLease
 	vlock   keyedMutex
 	metrics *metrics
+	started time.Time
 
 	mu     sync.Mutex
 	mounts map[config.VolumeRef]*mounted
@@ -76,7 +77,7 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}}
+	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now()}
 	d.metrics = newMetrics(d)
 	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
 	d.lease.onRenewFailure = d.metrics.renewFailures.Inc

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
@@ -83,9 +84,13 @@ func Serve(ctx context.Context, o Options) error {
 // /healthz.
 func (s *Supervisor) infoHandler() http.Handler {
 	mux := http.NewServeMux()
+	started := time.Now()
 	mux.HandleFunc("GET /info", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(s.Status())
+		_ = json.NewEncoder(w).Encode(struct {
+			Process diag.Process `json:"process"`
+			config.SupervisorStatus
+		}{diag.Info("volsupervisor", started), s.Status()})
 	})
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -12,13 +12,15 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/volmaster"
 )
 
 func main() {
 	app := &cli.App{
-		Name:  "volmaster",
-		Usage: "the volplugin control plane: REST API over policies and volumes in etcd",
+		Version: diag.Version + " (" + diag.Commit + ")",
+		Name:    "volmaster",
+		Usage:   "the volplugin control plane: REST API over policies and volumes in etcd",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
@@ -39,6 +41,7 @@ func main() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			diag.DumpOnSIGUSR1(ctx, log)
 			return volmaster.Serve(ctx, volmaster.Options{
 				Listen: c.String("listen"), Etcd: c.StringSlice("etcd"),
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),

@@ -12,14 +12,16 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/volplugin"
 )
 
 func main() {
 	host, _ := os.Hostname()
 	app := &cli.App{
-		Name:  "volplugin",
-		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
+		Version: diag.Version + " (" + diag.Commit + ")",
+		Name:    "volplugin",
+		Usage:   "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
@@ -41,6 +43,7 @@ func main() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			diag.DumpOnSIGUSR1(ctx, log)
 			return volplugin.Serve(ctx, volplugin.Options{
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),

@@ -12,14 +12,16 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/volsupervisor"
 )
 
 func main() {
 	host, _ := os.Hostname()
 	app := &cli.App{
-		Name:  "volsupervisor",
-		Usage: "leader-elected scheduled snapshots and pruning for volplugin volumes",
+		Version: diag.Version + " (" + diag.Commit + ")",
+		Name:    "volsupervisor",
+		Usage:   "leader-elected scheduled snapshots and pruning for volplugin volumes",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "etcd", EnvVars: []string{"VOLPLUGIN_ETCD"}, Usage: "etcd client `URL`s (volmaster prints its embedded etcd's)"},
 			&cli.StringFlag{Name: "prefix", Value: config.DefaultPrefix, Usage: "etcd key `PREFIX`"},
@@ -39,6 +41,7 @@ func main() {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			diag.DumpOnSIGUSR1(ctx, log)
 			return volsupervisor.Serve(ctx, volsupervisor.Options{
 				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
 				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Listen: c.String("listen"), Log: log,

@@ -175,3 +175,9 @@ func (c *Client) Reclaimable(ctx context.Context) ([]config.Reclaimable, error) 
 	var out []config.Reclaimable
 	return out, c.do(ctx, http.MethodGet, "/v1/reclaimable", nil, nil, &out)
 }
+
+// Info returns volmaster's self-description (GET /info) as raw JSON.
+func (c *Client) Info(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.do(ctx, http.MethodGet, "/info", nil, nil, &out)
+}

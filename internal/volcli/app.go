@@ -72,6 +72,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			globalCommand(e),
 			useCommand(e),
 			supervisorCommand(e),
+			infoCommand(e),
 		},
 		Action:                groupAction,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/volplugin/volplugin/config"
@@ -163,6 +164,9 @@ func createImage(path string, size int64) error {
 	}
 	if err != nil {
 		_ = os.Remove(path)
+		if errors.Is(err, syscall.EFBIG) {
+			return fmt.Errorf("an image of %d bytes is larger than the data dir's filesystem allows: %w", size, storage.ErrUnsupported)
+		}
 		return err
 	}
 	return nil

@@ -1,0 +1,47 @@
+package diag
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+func TestInfoDescribesTheProcess(t *testing.T) {
+	p := Info("volmaster", time.Now().Add(-time.Minute))
+	if p.Daemon != "volmaster" || p.GoVersion == "" || p.Kernel == "" || p.Arch == "" || p.OpenFDs < 3 || p.Goroutines < 1 || p.Uptime != "1m0s" {
+		t.Errorf("Info = %+v", p)
+	}
+}
+
+type syncBuf struct {
+	ch chan string
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.ch <- string(p)
+	return len(p), nil
+}
+
+func TestSIGUSR1DumpsGoroutines(t *testing.T) {
+	out := &syncBuf{ch: make(chan string, 1)}
+	log := logrus.New()
+	log.SetOutput(out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	DumpOnSIGUSR1(ctx, log)
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-out.ch:
+		if !strings.Contains(s, "goroutine dump") || !strings.Contains(s, "TestSIGUSR1DumpsGoroutines") {
+			t.Errorf("dump = %.300s", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dump after SIGUSR1")
+	}
+}
