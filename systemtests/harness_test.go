@@ -182,3 +182,11 @@ func volcli(tb testing.TB, url, stdin string, args ...string) (string, string, i
 	}
 	return out.String(), errb.String(), code
 }
+
+// execOut runs a command and returns its combined output.
+func execOut(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}

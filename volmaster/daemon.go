@@ -2,10 +2,13 @@ package volmaster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -33,6 +36,13 @@ type Options struct {
 	MountRoot string
 	Prefix    string
 	Log       *logrus.Logger
+	// TLSCert and TLSKey serve the API over TLS; TLSClientCA, if set,
+	// requires client certificates signed by it (mutual TLS).
+	TLSCert, TLSKey, TLSClientCA string
+	// InsecureListenAny allows a non-loopback Listen without TLS client
+	// authentication (auth is not built yet: anyone who reaches the port can
+	// change everything).
+	InsecureListenAny bool
 	// Started, if set, is called once the API is listening.
 	Started func(apiURL string, etcdEndpoints []string)
 }
@@ -48,6 +58,14 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if !filepath.IsAbs(o.DataDir) {
 		return fmt.Errorf("--data-dir %q must be an absolute path: %w", o.DataDir, config.ErrInvalid)
+	}
+	// Every flag is checked before anything starts.
+	tlsCfg, err := serverTLS(o)
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(o); err != nil {
+		return err
 	}
 	endpoints := o.Etcd
 	if len(endpoints) == 0 {
@@ -90,13 +108,17 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
+	scheme := "http"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https"
+	}
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
-	apiURL := "http://" + ln.Addr().String()
+	apiURL := scheme + "://" + ln.Addr().String()
 	o.Log.WithFields(logrus.Fields{"url": apiURL, "etcd": endpoints, "prefix": keys.Prefix}).Info("volmaster listening")
 	if o.Started != nil {
 		o.Started(apiURL, endpoints)
@@ -114,4 +136,51 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// serverTLS builds the API's TLS configuration, nil for plain HTTP.
+func serverTLS(o Options) (*tls.Config, error) {
+	if o.TLSCert == "" && o.TLSKey == "" {
+		if o.TLSClientCA != "" {
+			return nil, fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key: %w", config.ErrInvalid)
+		}
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %v: %w", err, config.ErrInvalid)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	if o.TLSClientCA != "" {
+		pem, err := os.ReadFile(o.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate: %w", o.TLSClientCA, config.ErrInvalid)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// checkExposure refuses a listen address beyond loopback unless clients must
+// present a certificate, or the operator says so with --insecure-listen-any.
+func checkExposure(o Options) error {
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %v: %w", o.Listen, err, config.ErrInvalid)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if o.TLSClientCA != "" || o.InsecureListenAny {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is reachable beyond this host and nothing authenticates clients: "+
+		"use --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
 }

@@ -42,6 +42,8 @@ type Options struct {
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
 	Maintenance  bool
+	// TLSCA, TLSCert and TLSKey configure TLS to volmaster (https URL).
+	TLSCA, TLSCert, TLSKey string
 	// MetricsListen is the loopback address of GET /metrics ("" for none).
 	MetricsListen string
 	Log           *logrus.Logger
@@ -59,7 +61,15 @@ func Serve(ctx context.Context, o Options) error {
 	if err := config.ValidateName("plugin", o.PluginName); err != nil {
 		return fmt.Errorf("--plugin-name: %w", err)
 	}
-	api, err := client.New(o.Volmaster)
+	var copts []client.Option
+	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" {
+		cfg, err := client.TLSConfig(o.TLSCA, o.TLSCert, o.TLSKey)
+		if err != nil {
+			return err
+		}
+		copts = append(copts, client.WithTLS(cfg))
+	}
+	api, err := client.New(o.Volmaster, copts...)
 	if err != nil {
 		return err
 	}

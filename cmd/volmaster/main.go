@@ -29,6 +29,10 @@ func main() {
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
 			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` the local backend mounts under"},
 			&cli.StringFlag{Name: "prefix", Value: config.DefaultPrefix, Usage: "etcd key `PREFIX`"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate `FILE` (PEM)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key `FILE` (PEM)"},
+			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA `FILE` (mutual TLS)"},
+			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging (also switched live by the global config's Debug)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -46,7 +50,9 @@ func main() {
 				Listen: c.String("listen"), Etcd: c.StringSlice("etcd"),
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
 				DataDir: c.String("data-dir"), MountRoot: c.String("mount-root"), Prefix: c.String("prefix"),
-				Log: log,
+				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
+				InsecureListenAny: c.Bool("insecure-listen-any"),
+				Log:               log,
 				Started: func(api string, etcd []string) {
 					fmt.Printf("volmaster API: %s\netcd client URL: %s\n", api, etcd[0])
 				},

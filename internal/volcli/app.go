@@ -64,6 +64,9 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "verify volmaster's TLS certificate with this CA `FILE` (https:// URLs)", EnvVars: []string{"VOLMASTER_TLS_CA"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS", EnvVars: []string{"VOLMASTER_TLS_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`", EnvVars: []string{"VOLMASTER_TLS_KEY"}},
 			&cli.DurationFlag{Name: flagTimeout, Usage: "bound every volmaster call, and each snapshot --exec or --after command, by this `DURATION`", Value: DefaultTimeout},
 		},
 		Commands: []*cli.Command{
@@ -197,7 +200,15 @@ func (e *env) connect(c *cli.Context) (*call, error) {
 		return nil, usageErrorf("--timeout %s must be positive", timeout)
 	}
 	url := c.String(flagVolmaster)
-	api, err := client.New(url)
+	var opts []client.Option
+	if ca, cert, key := c.String("tls-ca"), c.String("tls-cert"), c.String("tls-key"); ca != "" || cert != "" || key != "" {
+		cfg, err := client.TLSConfig(ca, cert, key)
+		if err != nil {
+			return nil, &exitError{code: exitCode(err), msg: err.Error()}
+		}
+		opts = append(opts, client.WithTLS(cfg))
+	}
+	api, err := client.New(url, opts...)
 	if err != nil {
 		return nil, &exitError{code: exitCode(err), msg: err.Error()}
 	}
