@@ -29,6 +29,7 @@ const SchemaVersion = 1
 //	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
 //	<prefix>/supervisor/status/<name>               SupervisorStatus of each running volsupervisor, on its lease
+//	<prefix>/tokens/<id>                            Token: role, policies, SHA-256 of the secret
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
@@ -144,6 +145,12 @@ func (k Keys) SupervisorStatuses() string { return k.Prefix + "/supervisor/statu
 
 // SupervisorStatus is one volsupervisor's status record.
 func (k Keys) SupervisorStatus(name string) string { return k.SupervisorStatuses() + name }
+
+// Tokens is the prefix of every API token.
+func (k Keys) Tokens() string { return k.Prefix + "/tokens/" }
+
+// Token is one API token.
+func (k Keys) Token(id string) string { return k.Tokens() + id }
 
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).

@@ -39,6 +39,10 @@ type Options struct {
 	// TLSCert and TLSKey serve the API over TLS; TLSClientCA, if set,
 	// requires client certificates signed by it (mutual TLS).
 	TLSCert, TLSKey, TLSClientCA string
+	// Auth requires bearer tokens with roles; BootstrapTokenFile receives
+	// the first admin token if none exists.
+	Auth               bool
+	BootstrapTokenFile string
 	// InsecureListenAny allows a non-loopback Listen without TLS client
 	// authentication (auth is not built yet: anyone who reaches the port can
 	// change everything).
@@ -92,7 +96,7 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	s, err := New(Config{
-		Client: cli, Keys: keys, Log: o.Log,
+		Client: cli, Keys: keys, Log: o.Log, Auth: o.Auth,
 		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
 		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
 	})
@@ -103,6 +107,15 @@ func Serve(ctx context.Context, o Options) error {
 	defer cancel()
 	if err := s.Run(rctx); err != nil {
 		return err
+	}
+	if o.Auth {
+		path := o.BootstrapTokenFile
+		if path == "" {
+			path = filepath.Join(o.DataDir, "admin.token")
+		}
+		if err := s.Bootstrap(ctx, path); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -178,9 +191,9 @@ func checkExposure(o Options) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	if o.TLSClientCA != "" || o.InsecureListenAny {
+	if o.Auth || o.TLSClientCA != "" || o.InsecureListenAny {
 		return nil
 	}
 	return fmt.Errorf("--listen %s is reachable beyond this host and nothing authenticates clients: "+
-		"use --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
+		"use --auth (tokens), --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
 }

@@ -10,47 +10,53 @@ import (
 )
 
 // Route is one API route; Routes lists them all (the docs are checked
-// against this table).
+// against this table). Access says who may call it when auth is on; the one
+// authorization middleware decides from it, no handler checks roles.
 type Route struct {
 	Method string
 	Path   string
+	Access Access
 	handle func(*Server, http.ResponseWriter, *http.Request)
 }
 
 // Routes returns the API's routes.
 func Routes() []Route {
 	return []Route{
-		{"GET", "/healthz", (*Server).healthz},
-		{"GET", "/metrics", (*Server).serveMetrics},
-		{"GET", "/info", (*Server).info},
-		{"GET", "/v1/policies", (*Server).listPolicies},
-		{"GET", "/v1/policies/{policy}", (*Server).getPolicy},
-		{"PUT", "/v1/policies/{policy}", (*Server).putPolicy},
-		{"DELETE", "/v1/policies/{policy}", (*Server).deletePolicy},
-		{"GET", "/v1/policies/{policy}/revisions", (*Server).listRevisions},
-		{"GET", "/v1/policies/{policy}/revisions/{rev}", (*Server).getRevision},
-		{"GET", "/v1/volumes", (*Server).listVolumes},
-		{"POST", "/v1/volumes", (*Server).createVolume},
-		{"GET", "/v1/volumes/{policy}", (*Server).listVolumes},
-		{"GET", "/v1/volumes/{policy}/{name}", (*Server).getVolume},
-		{"DELETE", "/v1/volumes/{policy}/{name}", (*Server).removeVolume},
-		{"GET", "/v1/volumes/{policy}/{name}/snapshots", (*Server).listSnapshots},
-		{"POST", "/v1/volumes/{policy}/{name}/snapshots", (*Server).takeSnapshot},
-		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", (*Server).copySnapshot},
-		{"GET", "/v1/volumes/{policy}/{name}/runtime", (*Server).getRuntime},
-		{"PUT", "/v1/volumes/{policy}/{name}/runtime", (*Server).putRuntime},
-		{"GET", "/v1/global", (*Server).getGlobal},
-		{"PUT", "/v1/global", (*Server).putGlobal},
-		{"GET", "/v1/uses", (*Server).listUses},
-		{"GET", "/v1/uses/{policy}/{name}", (*Server).getUse},
-		{"DELETE", "/v1/uses/{policy}/{name}", (*Server).deleteUse},
-		{"PUT", "/v1/uses/{policy}/{name}", (*Server).acquireUse},
-		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", (*Server).releaseUse},
-		{"GET", "/v1/supervisor", (*Server).listSupervisors},
-		{"GET", "/v1/reclaimable", (*Server).listReclaimable},
-		{"POST", "/v1/leases", (*Server).grantLease},
-		{"PUT", "/v1/leases/{id}", (*Server).keepAlive},
-		{"DELETE", "/v1/leases/{id}", (*Server).revokeLease},
+		{"GET", "/healthz", Public, (*Server).healthz},
+		{"GET", "/metrics", Public, (*Server).serveMetrics},
+		{"GET", "/info", Read, (*Server).info},
+		{"GET", "/v1/policies", Read, (*Server).listPolicies},
+		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy},
+		{"PUT", "/v1/policies/{policy}", Admin, (*Server).putPolicy},
+		{"DELETE", "/v1/policies/{policy}", Admin, (*Server).deletePolicy},
+		{"GET", "/v1/policies/{policy}/revisions", Read, (*Server).listRevisions},
+		{"GET", "/v1/policies/{policy}/revisions/{rev}", Read, (*Server).getRevision},
+		{"GET", "/v1/volumes", Read, (*Server).listVolumes},
+		{"POST", "/v1/volumes", VolumeWrite, (*Server).createVolume},
+		{"GET", "/v1/volumes/{policy}", Read, (*Server).listVolumes},
+		{"GET", "/v1/volumes/{policy}/{name}", Read, (*Server).getVolume},
+		{"DELETE", "/v1/volumes/{policy}/{name}", VolumeWrite, (*Server).removeVolume},
+		{"GET", "/v1/volumes/{policy}/{name}/snapshots", Read, (*Server).listSnapshots},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots", VolumeWrite, (*Server).takeSnapshot},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot},
+		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime},
+		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime},
+		{"GET", "/v1/global", Read, (*Server).getGlobal},
+		{"PUT", "/v1/global", Admin, (*Server).putGlobal},
+		{"GET", "/v1/uses", Read, (*Server).listUses},
+		{"GET", "/v1/uses/{policy}/{name}", Read, (*Server).getUse},
+		{"DELETE", "/v1/uses/{policy}/{name}", Admin, (*Server).deleteUse},
+		{"PUT", "/v1/uses/{policy}/{name}", Host, (*Server).acquireUse},
+		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", Host, (*Server).releaseUse},
+		{"GET", "/v1/supervisor", Read, (*Server).listSupervisors},
+		{"GET", "/v1/reclaimable", Read, (*Server).listReclaimable},
+		{"POST", "/v1/leases", Host, (*Server).grantLease},
+		{"PUT", "/v1/leases/{id}", Host, (*Server).keepAlive},
+		{"DELETE", "/v1/leases/{id}", Host, (*Server).revokeLease},
+		{"GET", "/v1/tokens", Admin, (*Server).listTokens},
+		{"POST", "/v1/tokens", Admin, (*Server).createToken},
+		{"DELETE", "/v1/tokens/{id}", Admin, (*Server).revokeToken},
+		{"GET", "/v1/audit", Admin, (*Server).listAudit},
 	}
 }
 
@@ -58,9 +64,9 @@ func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	for _, rt := range Routes() {
 		handle := rt.handle
-		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, func(w http.ResponseWriter, req *http.Request) {
+		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, s.authorize(rt, func(w http.ResponseWriter, req *http.Request) {
 			handle(s, w, req)
-		})).Methods(rt.Method)
+		}))).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})

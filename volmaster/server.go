@@ -35,6 +35,11 @@ type Config struct {
 	// snapshots.
 	Snapshotters map[string]storage.Snapshotter
 	Log          *logrus.Logger
+	// Auth requires a bearer token with the right role on every non-public
+	// route.
+	Auth bool
+	// AuditSize is how many audit entries GET /v1/audit keeps (default 1000).
+	AuditSize int
 	// EtcdTimeout bounds each etcd call (store.DefaultTimeout if zero).
 	EtcdTimeout time.Duration
 	// Now is the clock; time.Now if nil.
@@ -48,6 +53,8 @@ type Server struct {
 	ops      *volops.Ops
 	metrics  *metrics
 	started  time.Time
+	auth     bool
+	audit    *auditLog
 	cache    *store.Cache
 	backends map[string]storage.CRUD
 	log      *logrus.Logger
@@ -79,6 +86,8 @@ func New(cfg Config) (*Server, error) {
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		started:  cfg.Now(),
+		auth:     cfg.Auth,
+		audit:    newAuditLog(cfg.Log, cfg.AuditSize),
 	}
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
@@ -42,6 +43,9 @@ type Options struct {
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
 	Maintenance  bool
+	// TokenFile holds the bearer token (a host-role token) for a volmaster
+	// run with --auth.
+	TokenFile string
 	// TLSCA, TLSCert and TLSKey configure TLS to volmaster (https URL).
 	TLSCA, TLSCert, TLSKey string
 	// MetricsListen is the loopback address of GET /metrics ("" for none).
@@ -68,6 +72,13 @@ func Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		copts = append(copts, client.WithTLS(cfg))
+	}
+	if o.TokenFile != "" {
+		tok, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		copts = append(copts, client.WithToken(strings.TrimSpace(string(tok))))
 	}
 	api, err := client.New(o.Volmaster, copts...)
 	if err != nil {

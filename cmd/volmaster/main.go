@@ -32,6 +32,8 @@ func main() {
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA `FILE` (mutual TLS)"},
+			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz and /metrics"},
+			&cli.StringFlag{Name: "bootstrap-token-file", Usage: "with --auth and no admin token yet: write a new admin token to `FILE` (default DATA-DIR/admin.token)"},
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging (also switched live by the global config's Debug)"},
 		},
@@ -51,8 +53,8 @@ func main() {
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
 				DataDir: c.String("data-dir"), MountRoot: c.String("mount-root"), Prefix: c.String("prefix"),
 				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
-				InsecureListenAny: c.Bool("insecure-listen-any"),
-				Log:               log,
+				InsecureListenAny: c.Bool("insecure-listen-any"), Auth: c.Bool("auth"), BootstrapTokenFile: c.String("bootstrap-token-file"),
+				Log: log,
 				Started: func(api string, etcd []string) {
 					fmt.Printf("volmaster API: %s\netcd client URL: %s\n", api, etcd[0])
 				},

@@ -31,6 +31,7 @@ func main() {
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
 			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9006", Usage: "`HOST:PORT` of GET /metrics (Prometheus); empty to disable"},
+			&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding a host-role token, for a volmaster run with --auth"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "verify volmaster's TLS certificate with this CA `FILE`"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS with volmaster"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`"},
@@ -51,7 +52,7 @@ func main() {
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
 				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), Log: log,
-				TLSCA: c.String("tls-ca"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+				TokenFile: c.String("token-file"), TLSCA: c.String("tls-ca"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				MetricsStarted: func(url string) { fmt.Printf("volplugin metrics: %s\n", url) },
 				Started:        func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },
 			})

@@ -26,6 +26,7 @@ const DefaultURL = "http://127.0.0.1:9005"
 type Client struct {
 	base    *url.URL
 	hc      *http.Client
+	token   string
 	retries int
 	backoff time.Duration
 }
@@ -35,6 +36,9 @@ type Option func(*Client)
 
 // WithHTTPClient replaces the HTTP client (for TLS settings, say).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithToken sends a bearer token ("ID.SECRET") with every request.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithRetries sets how often an idempotent call is retried after a
 // connection failure or a 503, and the first backoff (doubled each time).
@@ -116,6 +120,9 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, out an
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -64,6 +64,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
+			&cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` (ID.SECRET) for a volmaster run with --auth", EnvVars: []string{"VOLMASTER_TOKEN"}},
 			&cli.StringFlag{Name: "tls-ca", Usage: "verify volmaster's TLS certificate with this CA `FILE` (https:// URLs)", EnvVars: []string{"VOLMASTER_TLS_CA"}},
 			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS", EnvVars: []string{"VOLMASTER_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`", EnvVars: []string{"VOLMASTER_TLS_KEY"}},
@@ -76,6 +77,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			useCommand(e),
 			supervisorCommand(e),
 			infoCommand(e),
+			tokenCommand(e),
 		},
 		Action:                groupAction,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,
@@ -207,6 +209,9 @@ func (e *env) connect(c *cli.Context) (*call, error) {
 			return nil, &exitError{code: exitCode(err), msg: err.Error()}
 		}
 		opts = append(opts, client.WithTLS(cfg))
+	}
+	if tok := c.String("token"); tok != "" {
+		opts = append(opts, client.WithToken(tok))
 	}
 	api, err := client.New(url, opts...)
 	if err != nil {

@@ -1,0 +1,83 @@
+package volcli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+func tokenCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "manage API tokens (admin only; volmaster --auth)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "create a token and print its secret (shown only this once)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "role", Usage: "`ROLE`: admin, tenant, host or read-only", Required: true},
+					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` a tenant token may use (repeatable)"},
+					&cli.StringFlag{Name: "description", Usage: "free `TEXT` to tell tokens apart"},
+				},
+				Action: e.action(0, tokenCreate),
+			},
+			{
+				Name:   "list",
+				Usage:  "list tokens: ID, role, policies, description (never secrets)",
+				Action: e.action(0, tokenList),
+			},
+			{
+				Name:      "revoke",
+				Usage:     "delete a token",
+				ArgsUsage: "ID",
+				Action:    e.action(1, tokenRevoke),
+			},
+		},
+	}
+}
+
+func tokenCreate(k *call) error {
+	req := config.TokenRequest{Role: k.c.String("role"), Policies: k.c.StringSlice("policy"), Description: k.c.String("description")}
+	if err := req.Validate(); err != nil {
+		return invalid(err)
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	t, err := k.api.CreateToken(ctx, req)
+	if err != nil {
+		return k.fail(err, "")
+	}
+	return k.done(t, "%s", t.Secret)
+}
+
+func tokenList(k *call) error {
+	ctx, cancel := k.ctx()
+	defer cancel()
+	ts, err := k.api.Tokens(ctx)
+	if err != nil {
+		return k.fail(err, "")
+	}
+	return printList(k, ts, func(t config.Token) string {
+		pol := strings.Join(t.Policies, ",")
+		if pol == "" {
+			pol = "-"
+		}
+		return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.Role, pol, t.Description)
+	})
+}
+
+func tokenRevoke(k *call) error {
+	id := k.c.Args().First()
+	if err := config.ValidateName("token", id); err != nil {
+		return invalid(err)
+	}
+	ctx, cancel := k.ctx()
+	defer cancel()
+	if err := k.api.RevokeToken(ctx, id); err != nil {
+		return k.fail(err, "token "+id+" not found")
+	}
+	return k.done(map[string]string{"revoked": id}, "token %s revoked", id)
+}
