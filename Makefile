@@ -41,7 +41,9 @@ vet:
 # starts (installing Debian's ceph packages if missing) and always stops
 # afterwards, keeping go test's exit status.
 CEPH_DEV := scripts/ceph-dev
+# The fuzz targets run first (5 s each), so go test's summary closes the output.
 test: build fmt-check vet
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	@trap '$(CEPH_DEV) down' EXIT; \
 	t0=$$(date +%s); $(CEPH_DEV) up >/dev/null || exit 1; \
 	echo "ceph-dev up: $$(($$(date +%s) - t0))s"; \

@@ -1,0 +1,192 @@
+//go:build cgo && pacific
+
+package ceph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
+)
+
+// MountPath is <MountRoot>/<policy>/<name>, or "" if v's names are invalid.
+func (b *Backend) MountPath(v storage.Volume) string {
+	vl, err := b.resolve(v)
+	if err != nil {
+		return ""
+	}
+	return vl.mount
+}
+
+// Mount maps v's image with the configured mapper, formats it if (and only
+// if) it is blank, and mounts it at MountPath(v). A device holding another
+// filesystem than v.Filesystem is storage.ErrWrongFilesystem, never
+// reformatted. Mounting a mounted volume returns the existing mount; an
+// image still mapped here (after a crash) is reused.
+//
+// An image that another client has open or locked (mapped on another host)
+// is storage.ErrInUse: the caller decides whether that host is dead and, if
+// so, calls BreakLock and then Mount again. If any step fails, what this call
+// set up is undone.
+func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, error) {
+	vl, err := b.resolve(v)
+	if err != nil {
+		return storage.Mount{}, fmt.Errorf("mount: %w", err)
+	}
+	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	if err != nil {
+		return storage.Mount{}, volErr("mount", v, err)
+	}
+	defer unlock()
+	m, err := mountAt(vl.mount)
+	if err != nil {
+		return storage.Mount{}, volErr("mount", v, err)
+	}
+	if m != nil {
+		return storage.Mount{Volume: id(v), Device: m.Source, Path: vl.mount}, nil
+	}
+	dev, err := b.mount(ctx, vl)
+	if err != nil {
+		return storage.Mount{}, volErr("mount", v, err)
+	}
+	return storage.Mount{Volume: id(v), Device: dev, Path: vl.mount}, nil
+}
+
+func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
+	var undo []func(context.Context) error
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Roll back even if ctx was cancelled; each step has its timeout.
+		rctx := context.WithoutCancel(ctx)
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](rctx); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback: %w", uerr))
+			}
+		}
+	}()
+
+	mp, err := b.getMapper(ctx)
+	if err != nil {
+		return "", err
+	}
+	img := vl.mapperImage()
+	if dev, err = mp.Device(ctx, img); err != nil {
+		return "", err
+	}
+	if dev == "" {
+		if err := b.claim(ctx, vl); err != nil {
+			return "", err
+		}
+		// Registered before Map: a map that fails half way (timed out after
+		// the kernel mapped, say) is undone too; Unmap of nothing is a no-op.
+		undo = append(undo, func(ctx context.Context) error { return mp.Unmap(ctx, img) })
+		if dev, err = mp.Map(ctx, img); err != nil {
+			return "", err
+		}
+	}
+
+	fsType, err := b.host.formatIfBlank(ctx, vl.Volume, dev)
+	if err != nil {
+		return "", err
+	}
+	created, err := mkdirMount(vl.mount)
+	if created != "" {
+		undo = append(undo, func(context.Context) error { return removeDirs(vl.mount, created) })
+	}
+	if err != nil {
+		return "", err
+	}
+	// A mount(8) killed by the timeout may have mounted all the same.
+	undo = append(undo, func(ctx context.Context) error { return b.host.unmountAll(ctx, vl.mount) })
+	if err := b.host.mount(ctx, fsType, dev, vl.mount); err != nil {
+		return "", err
+	}
+	return dev, nil
+}
+
+// claim checks that vl's image exists and that no other client has it open
+// or locked, and records this host as the one mapping it. Between claim and
+// the mapper taking the lock another host could claim too; the caller's
+// cross-host mount lock (etcd) is what excludes that.
+func (b *Backend) claim(ctx context.Context, vl vol) error {
+	conn, err := b.conn(ctx, vl.client)
+	if err != nil {
+		return err
+	}
+	io, err := b.ioctx(ctx, vl)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	img, err := openImage(io, vl, false)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	hs, err := holders(conn, img)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", vl.spec(), err)
+	}
+	if len(hs) > 0 {
+		return heldErr(img, vl, hs)
+	}
+	if err := img.SetMetadata(metaHost, b.cfg.Host); err != nil {
+		return fmt.Errorf("record host on %s: %w", vl.spec(), cephErr(err))
+	}
+	return nil
+}
+
+// Unmount unmounts v, unmaps its image and removes the mount point. A volume
+// that is neither mounted nor mapped is not an error. It needs no cluster
+// connection, but with the fuse mapper the cluster must be up (an rbd-fuse
+// that cannot reach it stalls the unmount until its timeout).
+func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
+	vl, err := b.resolve(v)
+	if err != nil {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	if err != nil {
+		return volErr("unmount", v, err)
+	}
+	defer unlock()
+	if err := b.host.unmountAll(ctx, vl.mount); err != nil {
+		return volErr("unmount", v, err)
+	}
+	mp, err := b.getMapper(ctx)
+	switch {
+	case errors.Is(err, mapper.ErrUnavailable):
+		// Nothing can be mapped on a host without a mapper.
+	case err != nil:
+		return volErr("unmount", v, err)
+	default:
+		if err := mp.Unmap(ctx, vl.mapperImage()); err != nil {
+			return volErr("unmount", v, err)
+		}
+	}
+	// A mount point someone wrote into while unmounted is left alone.
+	if err := os.Remove(vl.mount); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return volErr("unmount", v, err)
+	}
+	_ = os.Remove(filepath.Dir(vl.mount)) // the policy dir, if now empty
+	return nil
+}
+
+// Mounted lists the volumes mounted under the mount root, sorted by policy
+// and name.
+func (b *Backend) Mounted(ctx context.Context) ([]storage.Mount, error) {
+	ms, err := mountsUnder(b.cfg.MountRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list mounts: %w", err)
+	}
+	return ms, nil
+}
