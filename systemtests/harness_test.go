@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
+	cmd := exec.Command("go", "build", "-tags", buildTags, "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)

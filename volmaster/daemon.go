@@ -18,6 +18,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/etcdserver"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
 
@@ -47,6 +48,10 @@ type Options struct {
 	// authentication (auth is not built yet: anyone who reaches the port can
 	// change everything).
 	InsecureListenAny bool
+	// CephConf, if set, enables the Ceph backend with this ceph.conf (its
+	// keyring and the admin user unless a policy's driver options say
+	// otherwise).
+	CephConf string
 	// Started, if set, is called once the API is listening.
 	Started func(apiURL string, etcdEndpoints []string)
 }
@@ -95,10 +100,19 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	crud := map[string]storage.CRUD{config.BackendLocal: lb}
+	snaps := map[string]storage.Snapshotter{config.BackendLocal: lb}
+	if o.CephConf != "" {
+		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, MountRoot: o.MountRoot})
+		if err != nil {
+			return fmt.Errorf("--ceph-conf: %w", err)
+		}
+		defer cb.Close()
+		crud[config.BackendCeph], snaps[config.BackendCeph] = cb, cb
+	}
 	s, err := New(Config{
 		Client: cli, Keys: keys, Log: o.Log, Auth: o.Auth,
-		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
-		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
+		Backends: crud, Snapshotters: snaps,
 	})
 	if err != nil {
 		return err

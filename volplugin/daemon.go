@@ -21,7 +21,9 @@ import (
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/iolimit"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/storage/backend/local"
+	"github.com/volplugin/volplugin/storage/backend/nfs"
 )
 
 // limitScan is how often containers that started using a mounted volume are
@@ -43,6 +45,11 @@ type Options struct {
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
 	Maintenance  bool
+	// CephConf, if set, enables the Ceph backend (CephMapper: auto, krbd,
+	// nbd or fuse).
+	CephConf, CephMapper string
+	// CephRunDir holds the fuse mapper's mount points and PID files.
+	CephRunDir string
 	// TokenFile holds the bearer token (a host-role token) for a volmaster
 	// run with --auth.
 	TokenFile string
@@ -97,10 +104,23 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	nb, err := nfs.New(nfs.Config{MountRoot: o.MountRoot, Timeout: g.TimeoutDuration()})
+	if err != nil {
+		return err
+	}
+	mounters := map[string]storage.Mounter{config.BackendLocal: lb, config.BackendNFS: nb}
+	if o.CephConf != "" {
+		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, Host: o.Host, MountRoot: o.MountRoot, Mapper: o.CephMapper, RunDir: o.CephRunDir, Timeout: g.TimeoutDuration()})
+		if err != nil {
+			return fmt.Errorf("--ceph-conf: %w", err)
+		}
+		defer cb.Close()
+		mounters[config.BackendCeph] = cb
+	}
 	limits := iolimit.NewManager(iolimit.Options{Logf: o.Log.Warnf})
 	d, err := New(Config{
 		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
-		Mounters: map[string]storage.Mounter{config.BackendLocal: lb}, Limits: limits,
+		Mounters: mounters, Limits: limits,
 	})
 	if err != nil {
 		return err

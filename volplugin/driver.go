@@ -48,6 +48,12 @@ type mounted struct {
 	lost string
 }
 
+// lockBreaker is a backend that can fence a dead holder of a volume
+// (break its lock and blocklist it so its late writes fail).
+type lockBreaker interface {
+	BreakLock(ctx context.Context, v storage.Volume, reason string) error
+}
+
 // Driver implements volume.Driver for Docker.
 type Driver struct {
 	cfg     Config
@@ -263,6 +269,19 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		}
 	}
 	mnt, err := mounter.Mount(ctx, sv)
+	if err != nil && !v.Unlocked && errors.Is(err, storage.ErrInUse) {
+		// This host holds the volume's mount lock, so the previous holder's
+		// lease is gone: it is dead (or cut off) and must be fenced before
+		// this host writes. Backends that can fence (Ceph) break its lock.
+		if b, ok := mounter.(lockBreaker); ok {
+			log.WithError(err).Warn("fencing the volume's previous holder")
+			if berr := b.BreakLock(ctx, sv, "volplugin on "+d.cfg.Host+" holds the mount lock"); berr == nil {
+				mnt, err = mounter.Mount(ctx, sv)
+			} else {
+				err = errors.Join(err, berr)
+			}
+		}
+	}
 	if err != nil {
 		if !v.Unlocked {
 			d.release(ref, req.ID)

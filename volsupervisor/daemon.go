@@ -14,6 +14,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
 
@@ -25,6 +26,8 @@ type Options struct {
 	LocalDataDir string
 	MountRoot    string
 	Log          *logrus.Logger
+	// CephConf, if set, enables the Ceph backend.
+	CephConf string
 	// Listen is the address of the /info and /healthz endpoints ("" for
 	// none).
 	Listen string
@@ -52,10 +55,19 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	snaps := map[string]storage.Snapshotter{config.BackendLocal: lb}
+	crud := map[string]storage.CRUD{config.BackendLocal: lb}
+	if o.CephConf != "" {
+		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, MountRoot: o.MountRoot})
+		if err != nil {
+			return fmt.Errorf("--ceph-conf: %w", err)
+		}
+		defer cb.Close()
+		snaps[config.BackendCeph], crud[config.BackendCeph] = cb, cb
+	}
 	s, err := New(Config{
 		Client: cli, Keys: keys, Name: o.Name, Log: o.Log,
-		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb},
-		Backends:     map[string]storage.CRUD{config.BackendLocal: lb},
+		Snapshotters: snaps, Backends: crud,
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve the API over TLS with this certificate `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA `FILE` (mutual TLS)"},
+			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE` (its keyring, user admin)"},
 			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz and /metrics"},
 			&cli.StringFlag{Name: "bootstrap-token-file", Usage: "with --auth and no admin token yet: write a new admin token to `FILE` (default DATA-DIR/admin.token)"},
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
@@ -53,6 +54,7 @@ func main() {
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
 				DataDir: c.String("data-dir"), MountRoot: c.String("mount-root"), Prefix: c.String("prefix"),
 				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
+				CephConf:          c.String("ceph-conf"),
 				InsecureListenAny: c.Bool("insecure-listen-any"), Auth: c.Bool("auth"), BootstrapTokenFile: c.String("bootstrap-token-file"),
 				Log: log,
 				Started: func(api string, etcd []string) {

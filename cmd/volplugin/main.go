@@ -13,6 +13,7 @@ import (
 
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/diag"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/volplugin"
 )
 
@@ -31,6 +32,9 @@ func main() {
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
 			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9006", Usage: "`HOST:PORT` of GET /metrics (Prometheus); empty to disable"},
+			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE`"},
+			&cli.StringFlag{Name: "ceph-mapper", Value: "auto", Usage: "how Ceph images are mapped: `auto`, krbd, nbd or fuse (auto: krbd, else nbd, else rbd-fuse + loop)"},
+			&cli.StringFlag{Name: "ceph-run-dir", Usage: "`DIR` for rbd-fuse mount points and PID files (default " + ceph.DefaultRunDir + ")"},
 			&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding a host-role token, for a volmaster run with --auth"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "verify volmaster's TLS certificate with this CA `FILE`"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS with volmaster"},
@@ -52,6 +56,7 @@ func main() {
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
 				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), Log: log,
+				CephConf: c.String("ceph-conf"), CephMapper: c.String("ceph-mapper"), CephRunDir: c.String("ceph-run-dir"),
 				TokenFile: c.String("token-file"), TLSCA: c.String("tls-ca"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				MetricsStarted: func(url string) { fmt.Printf("volplugin metrics: %s\n", url) },
 				Started:        func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },

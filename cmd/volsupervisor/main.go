@@ -28,6 +28,7 @@ func main() {
 			&cli.StringFlag{Name: "name", Value: fmt.Sprintf("%s-%d", host, os.Getpid()), Usage: "this candidate's `NAME` in the election"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
 			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` volplugin mounts under (mounted volumes are frozen while snapshotted)"},
+			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE`"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9007", Usage: "`HOST:PORT` of GET /info (status), /metrics (Prometheus) and /healthz; empty to disable"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
 		},
@@ -45,6 +46,7 @@ func main() {
 			return volsupervisor.Serve(ctx, volsupervisor.Options{
 				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
 				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Listen: c.String("listen"), Log: log,
+				CephConf:      c.String("ceph-conf"),
 				ListenStarted: func(url string) { fmt.Printf("volsupervisor status: %s/info\n", url) },
 				Started:       func(name string) { fmt.Printf("volsupervisor: campaigning as %s\n", name) },
 			})

@@ -1,0 +1,178 @@
+package systemtests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func cephConf(t *testing.T) string {
+	t.Helper()
+	conf := os.Getenv("CEPH_CONF")
+	if conf == "" {
+		const why = "CEPH_CONF unset: make test starts the cluster with scripts/ceph-dev"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(why)
+		}
+		t.Skip(why)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for rbd-fuse, loop devices and mounts")
+	}
+	return conf
+}
+
+// pluginClient speaks Docker's plugin protocol on a volplugin socket.
+type pluginClient struct {
+	hc *http.Client
+}
+
+func newPluginClient(sock string) *pluginClient {
+	return &pluginClient{hc: &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}}
+}
+
+func (p *pluginClient) call(t *testing.T, method, body string) map[string]any {
+	t.Helper()
+	resp, err := p.hc.Post("http://plugin/VolumeDriver."+method, "application/json", bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
+func rbdImages(t *testing.T, conf string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "rbd", "-c", conf, "ls", "-p", "rbd").Output()
+	if err != nil {
+		t.Fatalf("rbd ls: %v", err)
+	}
+	return string(out)
+}
+
+// Ceph through the daemons: volmaster creates the image, volplugin maps it
+// (rbd-fuse + loop here) and mounts it; when that host's volplugin is killed,
+// a second host takes over after the lease TTL, fencing the first host's
+// client (lock broken, client blocklisted) before it mounts; remove deletes
+// the image.
+func TestCephVolumeThroughDaemons(t *testing.T) {
+	conf := cephConf(t)
+	data := t.TempDir()
+	vm := startVolmaster(t, data, "--ceph-conf", conf)
+	if _, e, code := volcli(t, vm.URL, `{"TTL": 3, "Timeout": 2}`, "global", "upload"); code != 0 {
+		t.Fatalf("global: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`, "policy", "upload", "cephsys"); code != 0 {
+		t.Fatalf("policy: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "create", "cephsys/db"); code != 0 {
+		t.Fatalf("create: %s", e)
+	}
+	if imgs := rbdImages(t, conf); !strings.Contains(imgs, "cephsys:db") {
+		t.Fatalf("rbd ls after create: %q", imgs)
+	}
+	mntA, mntB := filepath.Join(data, "mnt-a"), filepath.Join(data, "mnt-b")
+	vpA := startVolplugin(t, vm, data, "vpsys-ceph", "hostA", "--socket-dir", filepath.Join(data, "pa"),
+		"--mount-root", mntA, "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run-a"))
+	a := newPluginClient(vpA.lines["volplugin socket"])
+	out := a.call(t, "Mount", `{"Name":"cephsys/db","ID":"m1"}`)
+	pathA, _ := out["Mountpoint"].(string)
+	if pathA == "" {
+		t.Fatalf("mount on host A: %v\n%s", out, vpA.logs())
+	}
+	if err := os.WriteFile(filepath.Join(pathA, "f"), []byte("from A"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := os.OpenFile(filepath.Join(pathA, "f"), os.O_RDWR, 0); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "snapshot", "take", "cephsys/db"); code != 0 {
+		t.Errorf("snapshot of a mapped Ceph volume: %s", e)
+	}
+
+	fencedBefore := blocklisted(t, conf)
+	_ = vpA.signal(syscall.SIGKILL)
+	killed := time.Now()
+	vpB := startVolplugin(t, vm, data, "vpsys-ceph", "hostB", "--socket-dir", filepath.Join(data, "pb"),
+		"--mount-root", mntB, "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run-b"))
+	b := newPluginClient(vpB.lines["volplugin socket"])
+	var pathB string
+	for {
+		out := b.call(t, "Mount", `{"Name":"cephsys/db","ID":"m2"}`)
+		if p, _ := out["Mountpoint"].(string); p != "" {
+			pathB = p
+			break
+		}
+		if e, _ := out["Err"].(string); !strings.Contains(e, "hostA") || time.Since(killed) > 90*time.Second {
+			t.Fatalf("host B mount: %v\n%s", out, vpB.logs())
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval while A's lease runs out
+	}
+	t.Logf("host B mounted %s after host A's volplugin was killed (TTL 3s, fencing included)", time.Since(killed).Round(10*time.Millisecond))
+	if got, err := os.ReadFile(filepath.Join(pathB, "f")); err != nil || string(got) != "from A" {
+		t.Errorf("host B reads %q, %v", got, err)
+	}
+	// Host A's Ceph client was fenced: blocklisted by the cluster. (Whether
+	// A's next write fails at once depends on rbd-fuse's cache; the Ceph
+	// backend's own test checks the refused write.)
+	if after := blocklisted(t, conf); after <= fencedBefore {
+		t.Errorf("blocklist has %d entries after the takeover, %d before: host A was not fenced", after, fencedBefore)
+	}
+	if e, _ := b.call(t, "Unmount", `{"Name":"cephsys/db","ID":"m2"}`)["Err"].(string); e != "" {
+		t.Errorf("unmount on B: %s", e)
+	}
+	// Host A comes back: it re-adopts its (fenced) mount, reports it, and
+	// Docker's unmount of it cleans up.
+	vpA2 := startVolplugin(t, vm, data, "vpsys-ceph", "hostA", "--socket-dir", filepath.Join(data, "pa"),
+		"--mount-root", mntA, "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run-a"))
+	a2 := newPluginClient(vpA2.lines["volplugin socket"])
+	a2.call(t, "Unmount", `{"Name":"cephsys/db","ID":"m1"}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, e, code := volcli(t, vm.URL, "", "volume", "remove", "cephsys/db")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remove: %s", e)
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval while host A's lock goes
+	}
+	if imgs := rbdImages(t, conf); strings.Contains(imgs, "cephsys:") {
+		t.Errorf("images left: %q", imgs)
+	}
+}
+
+// blocklisted counts the cluster's blocklist entries.
+func blocklisted(t *testing.T, conf string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ceph", "-c", conf, "--connect-timeout", "10", "osd", "blocklist", "ls").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ceph osd blocklist ls: %v %s", err, out)
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, ":") && !strings.HasPrefix(l, "listed") {
+			n++
+		}
+	}
+	return n
+}
