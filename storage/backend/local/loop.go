@@ -6,9 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage"
 )
 
 // loops returns the loop devices backed by image. losetup matches the backing
@@ -34,12 +39,32 @@ func (b *Backend) attach(ctx context.Context, image string) (string, error) {
 	return dev, nil
 }
 
+// detach detaches a loop device and waits until it is gone: while something
+// (udev's blkid, say) still has it open, the kernel only marks it to clear
+// on last close, and the image would still look attached.
 func (b *Backend) detach(ctx context.Context, dev string) error {
 	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--detach", dev); err != nil {
 		return fmt.Errorf("detach loop device: %w", err)
 	}
-	return nil
+	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+	ctx, cancel := context.WithTimeout(ctx, detachWait)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(backing); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("loop device %s still attached %s after detach: %w", dev, detachWait, storage.ErrInUse)
+		case <-t.C:
+		}
+	}
 }
+
+// detachWait bounds the wait for a detached loop device to clear.
+const detachWait = 10 * time.Second
 
 // detachAll detaches every loop device backed by image.
 func (b *Backend) detachAll(ctx context.Context, image string) error {
