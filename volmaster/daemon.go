@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/etcdserver"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
@@ -48,6 +49,8 @@ type Options struct {
 	// authentication (auth is not built yet: anyone who reaches the port can
 	// change everything).
 	InsecureListenAny bool
+	// EtcdCA, EtcdCert and EtcdKey configure TLS to an external etcd.
+	EtcdCA, EtcdCert, EtcdKey string
 	// CephConf, if set, enables the Ceph backend with this ceph.conf (its
 	// keyring and the admin user unless a policy's driver options say
 	// otherwise).
@@ -90,7 +93,13 @@ func Serve(ctx context.Context, o Options) error {
 		endpoints = srv.Endpoints
 		o.Log.WithField("endpoints", endpoints).Info("embedded etcd started")
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: ctx})
+	ecfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: ctx}
+	if o.EtcdCA != "" || o.EtcdCert != "" || o.EtcdKey != "" {
+		if ecfg.TLS, err = client.TLSConfig(o.EtcdCA, o.EtcdCert, o.EtcdKey); err != nil {
+			return fmt.Errorf("etcd TLS: %w", err)
+		}
+	}
+	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}

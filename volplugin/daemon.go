@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,9 @@ import (
 	"github.com/volplugin/volplugin/storage/backend/nfs"
 )
 
+// healthEvery is how often self-health is re-checked (and webhook sent).
+const healthEvery = 10 * time.Second
+
 // limitScan is how often containers that started using a mounted volume are
 // looked for, to give them the volume's rate limits.
 const limitScan = 2 * time.Second
@@ -38,13 +43,17 @@ type Options struct {
 	Volmaster  string
 	PluginName string
 	SocketDir  string
-	Host       string
+	// SocketGroup owns the socket (mode 0660): a group name or ID.
+	SocketGroup string
+	Host        string
 	// MountRoot is where volumes are mounted; empty: global MountPath.
 	MountRoot string
 	// LocalDataDir is the local backend's data dir; it must be the one
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
 	Maintenance  bool
+	// Health sets the self-health thresholds and webhook.
+	Health HealthLimits
 	// CephConf, if set, enables the Ceph backend (CephMapper: auto, krbd,
 	// nbd or fuse).
 	CephConf, CephMapper string
@@ -71,6 +80,10 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	if err := config.ValidateName("plugin", o.PluginName); err != nil {
 		return fmt.Errorf("--plugin-name: %w", err)
+	}
+	gid, err := groupID(o.SocketGroup)
+	if err != nil {
+		return err
 	}
 	var copts []client.Option
 	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" {
@@ -120,7 +133,7 @@ func Serve(ctx context.Context, o Options) error {
 	limits := iolimit.NewManager(iolimit.Options{Logf: o.Log.Warnf})
 	d, err := New(Config{
 		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
-		Mounters: mounters, Limits: limits,
+		Mounters: mounters, Limits: limits, Health: o.Health,
 	})
 	if err != nil {
 		return err
@@ -146,15 +159,17 @@ func Serve(ctx context.Context, o Options) error {
 	go d.lease.Run(ctx)
 	go limits.Run(ctx, limitScan)
 	go d.watchRuntime(ctx)
+	go d.health.run(ctx, healthEvery, o.Log.Warnf)
 
 	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
-	ln, err := listenUnix(sock)
+	ln, err := listenUnix(sock, gid)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(sock)
 	h := volume.NewHandler(d)
 	h.HandleFunc("/info", d.serveInfo)
+	h.HandleFunc("/healthz", d.health.serveHealthz)
 	o.Log.WithFields(logrus.Fields{"socket": sock, "host": o.Host, "volmaster": o.Volmaster}).Info("volplugin listening")
 	if o.Started != nil {
 		o.Started(sock)
@@ -170,8 +185,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 }
 
-// listenUnix replaces a stale socket and listens with mode 0660.
-func listenUnix(path string) (net.Listener, error) {
+// listenUnix replaces a stale socket and listens with mode 0660, owned by
+// root and group gid (-1 keeps the process's group).
+func listenUnix(path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
@@ -186,12 +202,34 @@ func listenUnix(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, err
 	}
+	if gid >= 0 {
+		if err := os.Chown(path, 0, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("chown %s to group %d: %w", path, gid, err)
+		}
+	}
 	return ln, nil
+}
+
+// groupID resolves --socket-group (a name or a number); "" is -1.
+func groupID(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(group); err == nil {
+		return n, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("--socket-group %q: %w", group, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // Info is what GET /info on the plugin socket reports.
 type Info struct {
 	Process     diag.Process `json:"process"`
+	Health      Health       `json:"health"`
 	Host        string       `json:"host"`
 	Maintenance bool         `json:"maintenance"`
 	Lease       LeaseInfo    `json:"lease"`
@@ -216,7 +254,8 @@ type MountInfo struct {
 // Info returns the driver's state.
 func (d *Driver) Info() Info {
 	id, ttl, renewed := d.lease.State()
-	info := Info{Process: diag.Info("volplugin", d.started), Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
+	st, _ := d.health.check()
+	info := Info{Process: diag.Info("volplugin", d.started), Health: st, Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
 	d.mu.Lock()
 	for ref, m := range d.mounts {
 		mi := MountInfo{Volume: ref.String(), Path: m.path, Lost: m.lost}

@@ -35,6 +35,8 @@ type Config struct {
 	// Limits applies rate limits to the containers using a device; nil
 	// disables rate limiting.
 	Limits *iolimit.Manager
+	// Health sets the self-health thresholds.
+	Health HealthLimits
 }
 
 // mounted is one volume mounted on this host.
@@ -46,6 +48,16 @@ type mounted struct {
 	// lost is set when another host took the lock while this host's lease
 	// was gone; the mount stays (a container uses it) but is reported.
 	lost string
+}
+
+// errRefused marks a mount this host declined to try (maintenance, self-health).
+var errRefused = errors.New("refused")
+
+// failsHealth tells whether a failed mount says something about this host's
+// health: refusals, locks held elsewhere, missing volumes and bad names do not.
+func failsHealth(err error) bool {
+	return err != nil && !errors.Is(err, errRefused) && !errors.Is(err, config.ErrInUse) &&
+		!errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid)
 }
 
 // lockBreaker is a backend that can fence a dead holder of a volume
@@ -62,6 +74,7 @@ type Driver struct {
 	vlock   keyedMutex
 	metrics *metrics
 	started time.Time
+	health  *health
 
 	mu     sync.Mutex
 	mounts map[config.VolumeRef]*mounted
@@ -86,7 +99,11 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now()}
 	d.metrics = newMetrics(d)
 	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
-	d.lease.onRenewFailure = d.metrics.renewFailures.Inc
+	d.health = newHealth(cfg.Host, cfg.Health)
+	d.lease.onRenewFailure = func() {
+		d.metrics.renewFailures.Inc()
+		d.health.renewFailed()
+	}
 	return d, nil
 }
 
@@ -213,6 +230,9 @@ func (d *Driver) mounter(v *config.Volume) (storage.Mounter, error) {
 func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) {
 	start := time.Now()
 	resp, err := d.mount(req)
+	if failsHealth(err) {
+		d.health.mountFailed()
+	}
 	d.metrics.mounts.WithLabelValues(result(err)).Inc()
 	d.metrics.mountTime.Observe(since(start))
 	return resp, err
@@ -236,7 +256,12 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	m := d.mounts[ref]
 	d.mu.Unlock()
 	if m == nil && d.cfg.Maintenance {
-		return nil, fmt.Errorf("host %s is in maintenance mode: new mounts are refused", d.cfg.Host)
+		return nil, fmt.Errorf("host %s is in maintenance mode: new mounts are refused: %w", d.cfg.Host, errRefused)
+	}
+	if m == nil {
+		if err := d.health.refuse(); err != nil {
+			return nil, err
+		}
 	}
 	if m != nil {
 		if !m.vol.Unlocked {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,6 +86,12 @@ type host struct {
 
 func (c *cluster) startHost(t *testing.T, name, mountRoot string, maintenance bool) *host {
 	t.Helper()
+	return c.startHostWith(t, name, mountRoot, Options{Maintenance: maintenance})
+}
+
+// startHostWith starts a volplugin with extra options (health, maintenance).
+func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Options) *host {
+	t.Helper()
 	sockDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan string, 1)
@@ -92,7 +99,7 @@ func (c *cluster) startHost(t *testing.T, name, mountRoot string, maintenance bo
 	go func() {
 		done <- Serve(ctx, Options{
 			Volmaster: c.url, PluginName: "volplugin", SocketDir: sockDir, Host: name,
-			MountRoot: mountRoot, LocalDataDir: c.dataDir, Maintenance: maintenance, Log: quiet(),
+			MountRoot: mountRoot, LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
 			Started: func(s string) { started <- s },
 		})
 	}()
@@ -332,4 +339,65 @@ func newHTTPServer(tb testing.TB, srv *volmaster.Server) string {
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
 	return ts.URL
+}
+
+// Past its failure threshold volplugin refuses new mounts (existing ones
+// stay), says why in /healthz and /info, and tells the webhook.
+func TestSelfHealthRefusesNewMounts(t *testing.T) {
+	needRoot(t)
+	c := startCluster(t)
+	root := t.TempDir()
+	unmountAll(t, root, c.dataDir)
+	hooks := make(chan Health, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h Health
+		_ = json.NewDecoder(r.Body).Decode(&h)
+		hooks <- h
+	}))
+	defer hook.Close()
+	// A policy whose mkfs always fails: a real failure of this host's work.
+	if _, err := c.api.PutPolicy(context.Background(), "broken", []byte(`{"backend":"local","create":{"size":"16MB","filesystem":"nofs"},"filesystems":{"nofs":["false"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	a := c.startHostWith(t, "hostA", root, Options{Health: HealthLimits{MountFailures: 2, Webhook: hook.URL}})
+	for _, n := range []string{"policy1/good", "broken/b1"} {
+		if _, e := a.call(t, "Create", map[string]any{"Name": n}); e != "" {
+			t.Fatal(e)
+		}
+	}
+	a.mount(t, "policy1/good", "g1")
+	for i := range 2 {
+		if _, e := a.call(t, "Mount", map[string]string{"Name": "broken/b1", "ID": fmt.Sprint(i)}); e == "" {
+			t.Fatal("mount with a failing mkfs succeeded")
+		}
+	}
+	if _, e := a.call(t, "Create", map[string]any{"Name": "policy1/new"}); e != "" {
+		t.Fatal(e)
+	}
+	if _, e := a.call(t, "Mount", map[string]string{"Name": "policy1/new", "ID": "n1"}); !strings.Contains(e, "unhealthy") {
+		t.Fatalf("new mount on an unhealthy host: %q", e)
+	}
+	// The existing mount still takes more containers.
+	a.mount(t, "policy1/good", "g2")
+	resp, err := a.hc.Get("http://plugin/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("/healthz = %d, want 503", resp.StatusCode)
+	}
+	if info := a.info(t); info.Health.Healthy || len(info.Health.Reasons) == 0 {
+		t.Errorf("/info health = %+v", info.Health)
+	}
+	select {
+	case h := <-hooks:
+		if h.Healthy || h.Host != "hostA" {
+			t.Errorf("webhook got %+v", h)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("no webhook call")
+	}
+	a.unmount(t, "policy1/good", "g1")
+	a.unmount(t, "policy1/good", "g2")
 }

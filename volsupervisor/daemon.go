@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
@@ -26,6 +27,8 @@ type Options struct {
 	LocalDataDir string
 	MountRoot    string
 	Log          *logrus.Logger
+	// EtcdCA, EtcdCert and EtcdKey configure TLS to etcd.
+	EtcdCA, EtcdCert, EtcdKey string
 	// CephConf, if set, enables the Ceph backend.
 	CephConf string
 	// Listen is the address of the /info and /healthz endpoints ("" for
@@ -46,7 +49,13 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: o.Etcd, DialTimeout: 5 * time.Second, Context: ctx})
+	ecfg := clientv3.Config{Endpoints: o.Etcd, DialTimeout: 5 * time.Second, Context: ctx}
+	if o.EtcdCA != "" || o.EtcdCert != "" || o.EtcdKey != "" {
+		if ecfg.TLS, err = client.TLSConfig(o.EtcdCA, o.EtcdCert, o.EtcdKey); err != nil {
+			return fmt.Errorf("etcd TLS: %w", err)
+		}
+	}
+	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("etcd client for %v: %w", o.Etcd, err)
 	}

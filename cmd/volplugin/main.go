@@ -27,9 +27,15 @@ func main() {
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
 			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
+			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or ID) that owns the socket with root (mode 0660); default: root's"},
 			&cli.StringFlag{Name: "host-label", Value: host, Usage: "this host's `NAME` in locks and leases"},
 			&cli.StringFlag{Name: "mount-root", Usage: "`DIR` to mount volumes under (default: the global config's MountPath, /mnt/volplugin)"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
+			&cli.IntFlag{Name: "health-max-mount-failures", Value: 20, Usage: "refuse new mounts after `N` failed mounts in 5 minutes (0: no limit)"},
+			&cli.IntFlag{Name: "health-max-renew-failures", Value: 10, Usage: "refuse new mounts after `N` failed lease renewals in 5 minutes (0: no limit)"},
+			&cli.IntFlag{Name: "health-max-goroutines", Value: 20000, Usage: "refuse new mounts past `N` goroutines (0: no limit)"},
+			&cli.IntFlag{Name: "health-max-fds", Value: 50000, Usage: "refuse new mounts past `N` open files (0: no limit)"},
+			&cli.StringFlag{Name: "health-webhook", Usage: "POST the health state to this `URL` when it changes"},
 			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9006", Usage: "`HOST:PORT` of GET /metrics (Prometheus); empty to disable"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE`"},
@@ -53,8 +59,12 @@ func main() {
 			defer stop()
 			diag.DumpOnSIGUSR1(ctx, log)
 			return volplugin.Serve(ctx, volplugin.Options{
-				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"),
+				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
+				Health: volplugin.HealthLimits{
+					MountFailures: c.Int("health-max-mount-failures"), RenewFailures: c.Int("health-max-renew-failures"),
+					Goroutines: c.Int("health-max-goroutines"), OpenFDs: c.Int("health-max-fds"), Webhook: c.String("health-webhook"),
+				},
 				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), Log: log,
 				CephConf: c.String("ceph-conf"), CephMapper: c.String("ceph-mapper"), CephRunDir: c.String("ceph-run-dir"),
 				TokenFile: c.String("token-file"), TLSCA: c.String("tls-ca"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),

@@ -24,6 +24,9 @@ func main() {
 		Usage:   "leader-elected scheduled snapshots and pruning for volplugin volumes",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "etcd", EnvVars: []string{"VOLPLUGIN_ETCD"}, Usage: "etcd client `URL`s (volmaster prints its embedded etcd's)"},
+			&cli.StringFlag{Name: "etcd-ca", Usage: "verify etcd's TLS certificate with this CA `FILE` (https:// etcd URLs)"},
+			&cli.StringFlag{Name: "etcd-cert", Usage: "client certificate `FILE` for etcd"},
+			&cli.StringFlag{Name: "etcd-key", Usage: "the etcd client certificate's key `FILE`"},
 			&cli.StringFlag{Name: "prefix", Value: config.DefaultPrefix, Usage: "etcd key `PREFIX`"},
 			&cli.StringFlag{Name: "name", Value: fmt.Sprintf("%s-%d", host, os.Getpid()), Usage: "this candidate's `NAME` in the election"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},

@@ -18,6 +18,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
+	"github.com/volplugin/volplugin/storage/internal/vollock"
 )
 
 var (
@@ -34,7 +35,7 @@ var (
 type Backend struct {
 	cfg   Config
 	host  host
-	locks locker
+	locks vollock.Locker
 
 	mu     sync.Mutex
 	closed bool

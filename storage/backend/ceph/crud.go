@@ -14,6 +14,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // Create makes a new image of v.Size bytes with the configured features
@@ -32,7 +33,7 @@ func (b *Backend) Create(ctx context.Context, v storage.Volume) error {
 		return volErr("create", v, err)
 	}
 	defer opts.Destroy()
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("create", v, err)
 	}
@@ -135,7 +136,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	if err != nil {
 		return fmt.Errorf("destroy: %w", err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("destroy", v, err)
 	}
@@ -147,7 +148,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 }
 
 func (b *Backend) destroy(ctx context.Context, vl vol) error {
-	if m, err := mountAt(vl.mount); err != nil || m != nil {
+	if m, err := fsutil.MountAt(vl.mount); err != nil || m != nil {
 		return errors.Join(err, fmt.Errorf("mounted on %s: %w", vl.mount, storage.ErrInUse))
 	}
 	conn, err := b.conn(ctx, vl.client)
@@ -230,7 +231,7 @@ func (b *Backend) Resize(ctx context.Context, v storage.Volume, size int64) erro
 	if size <= 0 || size > config.MaxSize {
 		return volErr("resize", v, fmt.Errorf("size %d out of range: %w", size, config.ErrInvalid))
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("resize", v, err)
 	}
@@ -267,7 +268,7 @@ func (b *Backend) resize(ctx context.Context, vl vol, size int64) error {
 		return fmt.Errorf("shrink %s from %d to %d bytes: %w", vl.spec(), cur, size, storage.ErrUnsupported)
 	}
 
-	m, err := mountAt(vl.mount)
+	m, err := fsutil.MountAt(vl.mount)
 	if err != nil {
 		return err
 	}

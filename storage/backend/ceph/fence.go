@@ -17,6 +17,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // Image metadata keys: informational records for operators and for the
@@ -136,7 +137,7 @@ func (b *Backend) BreakLock(ctx context.Context, v storage.Volume, reason string
 	if strings.TrimSpace(reason) == "" {
 		return volErr("break lock", v, fmt.Errorf("a reason is required: %w", config.ErrInvalid))
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("break lock", v, err)
 	}
@@ -148,7 +149,7 @@ func (b *Backend) BreakLock(ctx context.Context, v storage.Volume, reason string
 }
 
 func (b *Backend) breakLock(ctx context.Context, vl vol, reason string) error {
-	if m, err := mountAt(vl.mount); err != nil || m != nil {
+	if m, err := fsutil.MountAt(vl.mount); err != nil || m != nil {
 		return errors.Join(err, fmt.Errorf("mounted on this host at %s: %w", vl.mount, storage.ErrInUse))
 	}
 	if mp, err := b.getMapper(ctx); err == nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // MountPath is <MountRoot>/<policy>/<name>, or "" if v's names are invalid.
@@ -40,12 +41,12 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 	if err != nil {
 		return storage.Mount{}, fmt.Errorf("mount: %w", err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return storage.Mount{}, volErr("mount", v, err)
 	}
 	defer unlock()
-	m, err := mountAt(vl.mount)
+	m, err := fsutil.MountAt(vl.mount)
 	if err != nil {
 		return storage.Mount{}, volErr("mount", v, err)
 	}
@@ -94,21 +95,21 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 		}
 	}
 
-	fsType, err := b.host.formatIfBlank(ctx, vl.Volume, dev)
+	fsType, err := fsutil.FormatIfBlank(ctx, b.host.timeout, vl.Volume, dev)
 	if err != nil {
 		return "", err
 	}
-	created, err := mkdirMount(vl.mount)
+	created, err := fsutil.MkdirMount(vl.mount)
 	if created != "" {
-		undo = append(undo, func(context.Context) error { return removeDirs(vl.mount, created) })
+		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(vl.mount, created) })
 	}
 	if err != nil {
 		return "", err
 	}
 	// A mount(8) killed by the timeout may have mounted all the same.
-	undo = append(undo, func(ctx context.Context) error { return b.host.unmountAll(ctx, vl.mount) })
-	if err := b.host.mount(ctx, fsType, dev, vl.mount); err != nil {
-		return "", err
+	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.host.timeout, vl.mount) })
+	if err := fsutil.Mount(ctx, b.host.timeout, fsType, dev, vl.mount); err != nil {
+		return "", fmt.Errorf("mount %s: %w", dev, err)
 	}
 	return dev, nil
 }
@@ -154,12 +155,12 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 	if err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("unmount", v, err)
 	}
 	defer unlock()
-	if err := b.host.unmountAll(ctx, vl.mount); err != nil {
+	if err := fsutil.UnmountAll(ctx, b.host.timeout, vl.mount); err != nil {
 		return volErr("unmount", v, err)
 	}
 	mp, err := b.getMapper(ctx)
@@ -184,7 +185,7 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 // Mounted lists the volumes mounted under the mount root, sorted by policy
 // and name.
 func (b *Backend) Mounted(ctx context.Context) ([]storage.Mount, error) {
-	ms, err := mountsUnder(b.cfg.MountRoot)
+	ms, err := fsutil.MountsUnder(b.cfg.MountRoot)
 	if err != nil {
 		return nil, fmt.Errorf("list mounts: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // TestLifecycleFuse runs a volume through its life on the real cluster with
@@ -158,7 +159,7 @@ func TestLifecycleFuse(t *testing.T) {
 func assertUnmapped(t *testing.T, b *Backend, image string) {
 	t.Helper()
 	id, _ := ParseImageName(image)
-	if ms, _ := mountsUnder(b.cfg.MountRoot); len(ms) > 0 {
+	if ms, _ := fsutil.MountsUnder(b.cfg.MountRoot); len(ms) > 0 {
 		t.Errorf("still mounted: %+v", ms)
 	}
 	if _, err := os.Stat(b.MountPath(storage.Volume{Policy: id.Policy, Name: id.Name})); !os.IsNotExist(err) {
@@ -214,7 +215,7 @@ func TestFormatSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mi, err := mountAt(m.Path); err != nil || mi == nil || mi.FSType != "ext4" {
+	if mi, err := fsutil.MountAt(m.Path); err != nil || mi == nil || mi.FSType != "ext4" {
 		t.Fatalf("mounted %+v, %v", mi, err)
 	}
 	if err := b.Unmount(ctx, v); err != nil {

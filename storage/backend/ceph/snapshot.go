@@ -14,6 +14,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // CreateSnapshot takes RBD snapshot snap of v; storage.ErrExists if it is
@@ -29,7 +30,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap str
 	if err := config.ValidateName("snapshot", snap); err != nil {
 		return volErr("create snapshot of", v, err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("create snapshot of", v, err)
 	}
@@ -64,7 +65,7 @@ func (b *Backend) createSnapshot(ctx context.Context, vl vol, snap string) error
 		}
 		return nil
 	}
-	m, err := mountAt(vl.mount)
+	m, err := fsutil.MountAt(vl.mount)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, v storage.Volume, snap str
 	if err := config.ValidateName("snapshot", snap); err != nil {
 		return volErr("remove snapshot of", v, err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("remove snapshot of", v, err)
 	}
@@ -232,7 +233,7 @@ func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap strin
 		return volErr("copy snapshot to", to, err)
 	}
 	defer opts.Destroy()
-	unlock, err := b.locks.lockPair(ctx, id(v), id(to))
+	unlock, err := b.locks.LockPair(ctx, id(v), id(to))
 	if err != nil {
 		return volErr("copy snapshot of", v, err)
 	}

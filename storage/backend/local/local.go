@@ -18,6 +18,8 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
+	"github.com/volplugin/volplugin/storage/internal/vollock"
 )
 
 var (
@@ -55,7 +57,7 @@ type Backend struct {
 	dataDir   string
 	mountRoot string
 	timeout   time.Duration
-	locks     locker
+	locks     vollock.Locker
 }
 
 // New checks cfg and returns a Backend. Directories are created on first use
@@ -135,7 +137,7 @@ func (b *Backend) Create(ctx context.Context, v storage.Volume) error {
 	if v.Size <= 0 {
 		return volErr("create", v, fmt.Errorf("size %d must be positive: %w", v.Size, config.ErrInvalid))
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("create", v, err)
 	}
@@ -178,7 +180,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	if err != nil {
 		return fmt.Errorf("destroy: %w", err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("destroy", v, err)
 	}
@@ -186,7 +188,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	if err := statImage(p.image); err != nil {
 		return volErr("destroy", v, err)
 	}
-	m, err := mountAt(p.mount)
+	m, err := fsutil.MountAt(p.mount)
 	if err != nil {
 		return volErr("destroy", v, err)
 	}

@@ -1,8 +1,6 @@
 package local
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,51 +83,4 @@ func (b *Backend) refresh(ctx context.Context, dev string) error {
 		return fmt.Errorf("refresh loop device size: %w", err)
 	}
 	return nil
-}
-
-// content is what blkid found on a device or image file.
-type content struct {
-	blank  bool
-	fsType string // TYPE, e.g. ext4; empty if not a filesystem
-	ptType string // PTTYPE, set for a partition table
-}
-
-func (c content) String() string {
-	switch {
-	case c.blank:
-		return "nothing"
-	case c.fsType != "":
-		return c.fsType
-	case c.ptType != "":
-		return "a " + c.ptType + " partition table"
-	default:
-		return "unrecognised content"
-	}
-}
-
-// blkidNothingFound is blkid's exit status when it recognises nothing.
-const blkidNothingFound = 2
-
-// probe reads the device itself (-p, bypassing blkid's cache, which could be
-// stale for a reused loop device).
-func (b *Backend) probe(ctx context.Context, dev string) (content, error) {
-	out, err := sysexec.Run(ctx, b.timeout, "blkid", "--probe", "--output", "export", dev)
-	if sysexec.ExitCode(err) == blkidNothingFound {
-		return content{blank: true}, nil
-	}
-	if err != nil {
-		return content{}, fmt.Errorf("probe %s: %w", dev, err)
-	}
-	var c content
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, val, _ := strings.Cut(sc.Text(), "=")
-		switch k {
-		case "TYPE":
-			c.fsType = val
-		case "PTTYPE":
-			c.ptType = val
-		}
-	}
-	return c, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 func TestMountRoundTrip(t *testing.T) {
@@ -143,8 +144,8 @@ func TestMountWrongFilesystem(t *testing.T) {
 		t.Fatalf("Mount = %v, want ErrWrongFilesystem and a clean rollback", err)
 	}
 	assertClean(t, b, v)
-	c, err := b.probe(ctx, p.image)
-	if err != nil || c.fsType != other {
+	c, err := fsutil.Probe(ctx, b.timeout, p.image)
+	if err != nil || c.FSType != other {
 		t.Fatalf("image now holds %v (%v), want %s untouched", c, err, other)
 	}
 	// Asking for what is there mounts it.

@@ -9,6 +9,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // Resize grows v's image to size bytes, then its filesystem: online when
@@ -24,7 +25,7 @@ func (b *Backend) Resize(ctx context.Context, v storage.Volume, size int64) erro
 	if size <= 0 || size > config.MaxSize {
 		return volErr("resize", v, fmt.Errorf("size %d out of range: %w", size, config.ErrInvalid))
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("resize", v, err)
 	}
@@ -43,7 +44,7 @@ func (b *Backend) resize(ctx context.Context, p paths, size int64) error {
 	if size < fi.Size() {
 		return fmt.Errorf("shrink from %d to %d bytes: %w", fi.Size(), size, storage.ErrUnsupported)
 	}
-	m, err := mountAt(p.mount)
+	m, err := fsutil.MountAt(p.mount)
 	if err != nil {
 		return err
 	}
@@ -98,11 +99,11 @@ func (b *Backend) growOnline(ctx context.Context, fsType, dev, mountPath string)
 var e2fsckClean = []int{0, 1}
 
 func (b *Backend) growOffline(ctx context.Context, image string) error {
-	c, err := b.probe(ctx, image)
+	c, err := fsutil.Probe(ctx, b.timeout, image)
 	if err != nil {
 		return err
 	}
-	switch c.fsType {
+	switch c.FSType {
 	case "ext2", "ext3", "ext4":
 	default:
 		// Blank images are formatted at their full size on first mount.

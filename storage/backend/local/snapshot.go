@@ -14,6 +14,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 // copyChunk bounds one kernel copy so that a cancelled ctx is noticed.
@@ -37,7 +38,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap str
 	if err != nil {
 		return volErr("create snapshot", v, err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("create snapshot", v, err)
 	}
@@ -58,7 +59,7 @@ func (b *Backend) createSnapshot(ctx context.Context, p paths, sp string) (err e
 	if err := os.MkdirAll(p.snapDir, 0o700); err != nil {
 		return err
 	}
-	m, err := mountAt(p.mount)
+	m, err := fsutil.MountAt(p.mount)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, v storage.Volume, snap str
 	if err != nil {
 		return volErr("remove snapshot", v, err)
 	}
-	unlock, err := b.locks.lock(ctx, v.Policy, v.Name)
+	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
 		return volErr("remove snapshot", v, err)
 	}
@@ -137,7 +138,7 @@ func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap strin
 	if err != nil {
 		return volErr("copy snapshot", v, err)
 	}
-	unlock, err := b.locks.lockPair(ctx, id(v), id(to))
+	unlock, err := b.locks.LockPair(ctx, id(v), id(to))
 	if err != nil {
 		return volErr("copy snapshot", v, err)
 	}

@@ -6,23 +6,21 @@
 package nfs
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
 
 var _ storage.Mounter = (*Backend)(nil)
@@ -129,7 +127,7 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 	if err != nil {
 		return storage.Mount{}, volErr("mount", v, err)
 	}
-	if m, err := mountAt(path); err != nil || m != nil {
+	if m, err := fsutil.MountAt(path); err != nil || m != nil {
 		if err != nil {
 			return storage.Mount{}, volErr("mount", v, err)
 		}
@@ -154,7 +152,7 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 	}
 	// Bounded: someone may have stacked mounts, but never loop forever.
 	for range 8 {
-		m, err := mountAt(path)
+		m, err := fsutil.MountAt(path)
 		if err != nil {
 			return volErr("unmount", v, err)
 		}
@@ -174,56 +172,11 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 
 // Mounted lists the volumes mounted under the mount root, sorted.
 func (b *Backend) Mounted(ctx context.Context) ([]storage.Mount, error) {
-	root, err := filepath.EvalSymlinks(b.mountRoot)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ms, err := fsutil.MountsUnder(b.mountRoot)
 	if err != nil {
 		return nil, fmt.Errorf("list mounts: %w", err)
 	}
-	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
-	if err != nil {
-		return nil, fmt.Errorf("list mounts: %w", err)
-	}
-	byID := map[storage.ID]storage.Mount{}
-	for _, in := range infos {
-		rel, err := filepath.Rel(root, in.Mountpoint)
-		if err != nil {
-			continue
-		}
-		policy, name, ok := strings.Cut(rel, string(filepath.Separator))
-		vid := storage.ID{Policy: policy, Name: name}
-		if !ok || config.ValidateName("policy", policy) != nil || config.ValidateName("volume", name) != nil {
-			continue
-		}
-		byID[vid] = storage.Mount{Volume: vid, Device: in.Source, Path: filepath.Join(b.mountRoot, policy, name)}
-	}
-	out := make([]storage.Mount, 0, len(byID))
-	for _, m := range byID {
-		out = append(out, m)
-	}
-	slices.SortFunc(out, func(a, b storage.Mount) int {
-		return cmp.Or(strings.Compare(a.Volume.Policy, b.Volume.Policy), strings.Compare(a.Volume.Name, b.Volume.Name))
-	})
-	return out, nil
-}
-
-// mountAt returns the topmost mount on path, or nil.
-func mountAt(path string) (*mountinfo.Info, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		return m.Mountpoint != real, false
-	})
-	if err != nil || len(infos) == 0 {
-		return nil, err
-	}
-	return infos[len(infos)-1], nil
+	return ms, nil
 }
 
 func volErr(op string, v storage.Volume, err error) error {

@@ -1,4 +1,7 @@
-package local
+// Package vollock serialises operations on one volume within a process. The
+// local and Ceph backends both need it (two concurrent Mounts of a volume must
+// not attach or map its device twice), so it lives here once.
+package vollock
 
 import (
 	"context"
@@ -7,10 +10,10 @@ import (
 	"github.com/volplugin/volplugin/storage"
 )
 
-// locker serialises operations on the same volume within this process so
+// Locker serialises operations on the same volume within this process so
 // that, say, two concurrent Mounts cannot attach two loop devices. Different
-// volumes proceed in parallel.
-type locker struct {
+// volumes proceed in parallel. The zero value is ready to use.
+type Locker struct {
 	mu sync.Mutex
 	m  map[storage.ID]*volLock
 }
@@ -20,8 +23,8 @@ type volLock struct {
 	refs int           // holders and waiters; the entry is dropped at zero
 }
 
-// lock locks volume policy/name, waiting until it is free or ctx is done.
-func (l *locker) lock(ctx context.Context, policy, name string) (unlock func(), err error) {
+// Lock locks volume policy/name, waiting until it is free or ctx is done.
+func (l *Locker) Lock(ctx context.Context, policy, name string) (unlock func(), err error) {
 	id := storage.ID{Policy: policy, Name: name}
 	l.mu.Lock()
 	if l.m == nil {
@@ -58,20 +61,20 @@ func (l *locker) lock(ctx context.Context, policy, name string) (unlock func(), 
 	}
 }
 
-// lockPair locks two volumes in a fixed order, so that two calls locking the
+// LockPair locks two volumes in a fixed order, so that two calls locking the
 // same pair the other way round cannot deadlock.
-func (l *locker) lockPair(ctx context.Context, a, b storage.ID) (unlock func(), err error) {
+func (l *Locker) LockPair(ctx context.Context, a, b storage.ID) (unlock func(), err error) {
 	if a == b {
-		return l.lock(ctx, a.Policy, a.Name)
+		return l.Lock(ctx, a.Policy, a.Name)
 	}
 	if b.Policy < a.Policy || (b.Policy == a.Policy && b.Name < a.Name) {
 		a, b = b, a
 	}
-	ua, err := l.lock(ctx, a.Policy, a.Name)
+	ua, err := l.Lock(ctx, a.Policy, a.Name)
 	if err != nil {
 		return nil, err
 	}
-	ub, err := l.lock(ctx, b.Policy, b.Name)
+	ub, err := l.Lock(ctx, b.Policy, b.Name)
 	if err != nil {
 		ua()
 		return nil, err

@@ -1,0 +1,160 @@
+// Package fsutil holds the host-side filesystem steps that every backend
+// mounting a block device or export repeats: creating and rolling back mount
+// points, reading /proc/self/mountinfo, probing a device with blkid and
+// formatting it only if blank, and mount/umount. The local, Ceph and NFS
+// backends share it so that they behave (and fail) alike. Commands run
+// through internal/sysexec, each bounded by the caller's timeout.
+package fsutil
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// MkdirMount creates the mount point and returns the topmost directory it
+// created ("" if none), so that a rollback (RemoveDirs) removes exactly those.
+func MkdirMount(path string) (created string, err error) {
+	for d := path; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		created = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return created, err
+	}
+	// mount(8) follows the mount point; it must be a real directory, not a
+	// symlink planted to redirect the mount.
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return created, err
+	}
+	if !fi.IsDir() {
+		return created, fmt.Errorf("mount point %s is not a directory", path)
+	}
+	return created, nil
+}
+
+// RemoveDirs removes the empty directories from path up to and including top,
+// undoing MkdirMount.
+func RemoveDirs(path, top string) error {
+	for d := path; ; d = filepath.Dir(d) {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if d == top || filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+// MountAt returns the topmost mount on path, or nil if nothing is mounted
+// there (or path does not exist). It is how backends tell whether a volume
+// is mounted without keeping state of their own.
+func MountAt(path string) (*mountinfo.Info, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != real, false
+	})
+	if err != nil || len(infos) == 0 {
+		return nil, err
+	}
+	return infos[len(infos)-1], nil
+}
+
+// MountsUnder lists the volumes mounted under root as <root>/<policy>/<name>
+// (with valid names), topmost mount per mount point, sorted by policy and
+// name. It backs every backend's Mounted.
+func MountsUnder(root string) ([]storage.Mount, error) {
+	real, err := filepath.EvalSymlinks(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(real))
+	if err != nil {
+		return nil, err
+	}
+	byID := map[storage.ID]storage.Mount{}
+	for _, in := range infos {
+		rel, err := filepath.Rel(real, in.Mountpoint)
+		if err != nil {
+			continue
+		}
+		policy, name, ok := strings.Cut(rel, string(filepath.Separator))
+		if !ok || config.ValidateName("policy", policy) != nil || config.ValidateName("volume", name) != nil {
+			continue
+		}
+		vid := storage.ID{Policy: policy, Name: name}
+		// Later entries are mounted on top of earlier ones.
+		byID[vid] = storage.Mount{Volume: vid, Device: in.Source, Path: filepath.Join(root, policy, name)}
+	}
+	out := make([]storage.Mount, 0, len(byID))
+	for _, m := range byID {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b storage.Mount) int {
+		return cmp.Or(strings.Compare(a.Volume.Policy, b.Volume.Policy), strings.Compare(a.Volume.Name, b.Volume.Name))
+	})
+	return out, nil
+}
+
+// Mount mounts dev (holding fsType) on path. The error is sysexec's, as is:
+// callers add their own context.
+func Mount(ctx context.Context, timeout time.Duration, fsType, dev, path string) error {
+	argv := []string{"mount"}
+	if fsType == "xfs" {
+		// A copy of a snapshot has its origin's UUID, which xfs refuses to
+		// mount twice on one host.
+		argv = append(argv, "-o", "nouuid")
+	}
+	_, err := sysexec.Run(ctx, timeout, append(argv, dev, path)...)
+	return err
+}
+
+// UnmountAll unmounts everything mounted on path; a path with nothing
+// mounted is not an error. Backends never stack mounts, but someone else
+// may have; a bounded loop peels them off without risking spinning forever,
+// and what is left is storage.ErrInUse.
+func UnmountAll(ctx context.Context, timeout time.Duration, path string) error {
+	for range 8 {
+		m, err := MountAt(path)
+		if err != nil || m == nil {
+			return err
+		}
+		if _, err := sysexec.Run(ctx, timeout, "umount", path); err != nil {
+			return err
+		}
+	}
+	if m, err := MountAt(path); err != nil || m != nil {
+		return errors.Join(err, fmt.Errorf("%s is still mounted: %w", path, storage.ErrInUse))
+	}
+	return nil
+}
