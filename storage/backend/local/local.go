@@ -197,7 +197,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	}
 	// A loop device that is still attached may be mounted elsewhere or be
 	// about to be; removing the file under it would leave a phantom device.
-	devs, err := b.loops(ctx, p.image)
+	devs, err := b.settledLoops(ctx, p.image)
 	if err != nil {
 		return volErr("destroy", v, err)
 	}

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/volplugin/volplugin/internal/sysexec"
-	"github.com/volplugin/volplugin/storage"
 )
 
 // loops returns the loop devices backed by image. losetup matches the backing
@@ -37,32 +35,48 @@ func (b *Backend) attach(ctx context.Context, image string) (string, error) {
 	return dev, nil
 }
 
-// detach detaches a loop device and waits until it is gone: while something
-// (udev's blkid, say) still has it open, the kernel only marks it to clear
-// on last close, and the image would still look attached.
 func (b *Backend) detach(ctx context.Context, dev string) error {
 	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--detach", dev); err != nil {
 		return fmt.Errorf("detach loop device: %w", err)
 	}
-	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+	return nil
+}
+
+// settledLoops returns the loop devices still backed by image, waiting a
+// little for ones being detached: while something (udev's blkid, say) still
+// has a detached device open, the kernel only marks it to clear on last
+// close.
+func (b *Backend) settledLoops(ctx context.Context, image string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, detachWait)
 	defer cancel()
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if _, err := os.Stat(backing); errors.Is(err, fs.ErrNotExist) {
-			return nil
+		devs, err := b.loops(ctx, image)
+		if err != nil || len(devs) == 0 || !allDetaching(devs) {
+			return devs, err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("loop device %s still attached %s after detach: %w", dev, detachWait, storage.ErrInUse)
+			return devs, nil
 		case <-t.C:
 		}
 	}
 }
 
-// detachWait bounds the wait for a detached loop device to clear.
-const detachWait = 10 * time.Second
+// allDetaching reports whether every device is marked to clear on last close.
+func allDetaching(devs []string) bool {
+	for _, d := range devs {
+		b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d), "loop", "autoclear"))
+		if err != nil || strings.TrimSpace(string(b)) != "1" {
+			return false
+		}
+	}
+	return true
+}
+
+// detachWait bounds the wait for detached loop devices to clear.
+const detachWait = 5 * time.Second
 
 // detachAll detaches every loop device backed by image.
 func (b *Backend) detachAll(ctx context.Context, image string) error {
