@@ -4,23 +4,19 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/diag"
+	"github.com/volplugin/volplugin/internal/cmdutil"
 	"github.com/volplugin/volplugin/volmaster"
 )
 
 func main() {
 	app := &cli.App{
-		Version: diag.Version + " (" + diag.Commit + ")",
-		Name:    "volmaster",
-		Usage:   "the volplugin control plane: REST API over policies and volumes in etcd",
+		Name:  "volmaster",
+		Usage: "the volplugin control plane: REST API over policies and volumes in etcd",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
@@ -41,17 +37,7 @@ func main() {
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging (also switched live by the global config's Debug)"},
 		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return cli.Exit(fmt.Sprintf("volmaster takes no arguments, got %q", c.Args().Slice()), 2)
-			}
-			log := logrus.New()
-			if c.Bool("debug") {
-				log.SetLevel(logrus.DebugLevel)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			diag.DumpOnSIGUSR1(ctx, log)
+		Action: cmdutil.Action("volmaster", func(ctx context.Context, c *cli.Context, log *logrus.Logger) error {
 			return volmaster.Serve(ctx, volmaster.Options{
 				Listen: c.String("listen"), Etcd: c.StringSlice("etcd"),
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
@@ -65,10 +51,7 @@ func main() {
 					fmt.Printf("volmaster API: %s\netcd client URL: %s\n", api, etcd[0])
 				},
 			})
-		},
+		}),
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "volmaster:", err)
-		os.Exit(1)
-	}
+	cmdutil.Main(app)
 }

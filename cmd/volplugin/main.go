@@ -5,14 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/internal/client"
-	"github.com/volplugin/volplugin/internal/diag"
+	"github.com/volplugin/volplugin/internal/cmdutil"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/volplugin"
 )
@@ -20,9 +18,8 @@ import (
 func main() {
 	host, _ := os.Hostname()
 	app := &cli.App{
-		Version: diag.Version + " (" + diag.Commit + ")",
-		Name:    "volplugin",
-		Usage:   "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
+		Name:  "volplugin",
+		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
@@ -47,17 +44,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
 		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return cli.Exit(fmt.Sprintf("volplugin takes no arguments, got %q", c.Args().Slice()), 2)
-			}
-			log := logrus.New()
-			if c.Bool("debug") {
-				log.SetLevel(logrus.DebugLevel)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			diag.DumpOnSIGUSR1(ctx, log)
+		Action: cmdutil.Action("volplugin", func(ctx context.Context, c *cli.Context, log *logrus.Logger) error {
 			return volplugin.Serve(ctx, volplugin.Options{
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
@@ -71,10 +58,7 @@ func main() {
 				MetricsStarted: func(url string) { fmt.Printf("volplugin metrics: %s\n", url) },
 				Started:        func(sock string) { fmt.Printf("volplugin socket: %s\n", sock) },
 			})
-		},
+		}),
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "volplugin:", err)
-		os.Exit(1)
-	}
+	cmdutil.Main(app)
 }

@@ -5,23 +5,20 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/diag"
+	"github.com/volplugin/volplugin/internal/cmdutil"
 	"github.com/volplugin/volplugin/volsupervisor"
 )
 
 func main() {
 	host, _ := os.Hostname()
 	app := &cli.App{
-		Version: diag.Version + " (" + diag.Commit + ")",
-		Name:    "volsupervisor",
-		Usage:   "leader-elected scheduled snapshots and pruning for volplugin volumes",
+		Name:  "volsupervisor",
+		Usage: "leader-elected scheduled snapshots and pruning for volplugin volumes",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "etcd", EnvVars: []string{"VOLPLUGIN_ETCD"}, Usage: "etcd client `URL`s (volmaster prints its embedded etcd's)"},
 			&cli.StringFlag{Name: "etcd-ca", Usage: "verify etcd's TLS certificate with this CA `FILE` (https:// etcd URLs)"},
@@ -35,28 +32,16 @@ func main() {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9007", Usage: "`HOST:PORT` of GET /info (status), /metrics (Prometheus) and /healthz; empty to disable"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
 		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return cli.Exit(fmt.Sprintf("volsupervisor takes no arguments, got %q", c.Args().Slice()), 2)
-			}
-			log := logrus.New()
-			if c.Bool("debug") {
-				log.SetLevel(logrus.DebugLevel)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			diag.DumpOnSIGUSR1(ctx, log)
+		Action: cmdutil.Action("volsupervisor", func(ctx context.Context, c *cli.Context, log *logrus.Logger) error {
 			return volsupervisor.Serve(ctx, volsupervisor.Options{
 				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
 				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Listen: c.String("listen"), Log: log,
-				CephConf:      c.String("ceph-conf"),
+				CephConf: c.String("ceph-conf"),
+				EtcdCA:   c.String("etcd-ca"), EtcdCert: c.String("etcd-cert"), EtcdKey: c.String("etcd-key"),
 				ListenStarted: func(url string) { fmt.Printf("volsupervisor status: %s/info\n", url) },
 				Started:       func(name string) { fmt.Printf("volsupervisor: campaigning as %s\n", name) },
 			})
-		},
+		}),
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "volsupervisor:", err)
-		os.Exit(1)
-	}
+	cmdutil.Main(app)
 }

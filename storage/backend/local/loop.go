@@ -13,13 +13,23 @@ import (
 )
 
 // loops returns the loop devices backed by image. losetup matches the backing
-// file by device and inode, so a symlinked data directory still matches.
+// file by device and inode, so a symlinked data directory still matches; but
+// an inode can be reused after a backing file was deleted while its device
+// stayed, so a device whose backing file is marked deleted is not image's.
 func (b *Backend) loops(ctx context.Context, image string) ([]string, error) {
 	out, err := sysexec.Run(ctx, b.timeout, "losetup", "--list", "--noheadings", "--output", "NAME", "--associated", image)
 	if err != nil {
 		return nil, fmt.Errorf("find loop devices: %w", err)
 	}
-	return strings.Fields(string(out)), nil
+	var devs []string
+	for _, d := range strings.Fields(string(out)) {
+		bf, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d), "loop", "backing_file"))
+		if err == nil && strings.HasSuffix(strings.TrimSpace(string(bf)), "(deleted)") {
+			continue
+		}
+		devs = append(devs, d)
+	}
+	return devs, nil
 }
 
 // attach attaches image to a free loop device and returns the device.
@@ -47,8 +57,8 @@ func (b *Backend) detach(ctx context.Context, dev string) error {
 // has a detached device open, the kernel only marks it to clear on last
 // close.
 func (b *Backend) settledLoops(ctx context.Context, image string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, detachWait)
-	defer cancel()
+	deadline := time.NewTimer(detachWait)
+	defer deadline.Stop()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -58,6 +68,8 @@ func (b *Backend) settledLoops(ctx context.Context, image string) ([]string, err
 		}
 		select {
 		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
 			return devs, nil
 		case <-t.C:
 		}
