@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/volplugin/volplugin/internal/sysexec"
 )
 
@@ -45,11 +47,37 @@ func (b *Backend) attach(ctx context.Context, image string) (string, error) {
 	return dev, nil
 }
 
+// detach detaches a loop device. While something still has the device open
+// the kernel only marks it to clear on last close; if that something is
+// transient (udev probing it) detach waits a little for the device to go,
+// so the image does not look attached right after an unmount. A device
+// still mounted elsewhere (another "host" on the same machine) is left to
+// clear when that mount goes.
 func (b *Backend) detach(ctx context.Context, dev string) error {
 	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--detach", dev); err != nil {
 		return fmt.Errorf("detach loop device: %w", err)
 	}
-	return nil
+	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+	deadline := time.NewTimer(detachWait)
+	defer deadline.Stop()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(backing); err != nil {
+			return nil
+		}
+		bySource := func(m *mountinfo.Info) (skip, stop bool) { return m.Source != dev, false }
+		if mounted, err := mountinfo.GetMounts(bySource); err == nil && len(mounted) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline.C:
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // settledLoops returns the loop devices still backed by image, waiting a
