@@ -227,6 +227,24 @@ func openImage(io *rados.IOContext, vl vol, readOnly bool) (*rbd.Image, error) {
 	return img, nil
 }
 
+// openVolume opens vl's image (see openImage) in its pool and returns it
+// with the function that closes both again.
+func (b *Backend) openVolume(ctx context.Context, vl vol, readOnly bool) (*rbd.Image, func(), error) {
+	io, err := b.ioctx(ctx, vl)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := openImage(io, vl, readOnly)
+	if err != nil {
+		io.Destroy()
+		return nil, nil, err
+	}
+	return img, func() {
+		_ = img.Close()
+		io.Destroy()
+	}, nil
+}
+
 // errno returns the (positive) errno a go-ceph error carries, or 0.
 func errno(err error) syscall.Errno {
 	var ce interface{ ErrorCode() int }

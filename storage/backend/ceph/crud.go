@@ -76,19 +76,14 @@ func (b *Backend) Exists(ctx context.Context, v storage.Volume) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("exists: %w", err)
 	}
-	io, err := b.ioctx(ctx, vl)
-	if err != nil {
-		return false, volErr("exists", v, err)
-	}
-	defer io.Destroy()
-	img, err := openImage(io, vl, true)
+	_, done, err := b.openVolume(ctx, vl, true)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, volErr("exists", v, err)
 	}
-	_ = img.Close() // read-only: nothing to flush
+	done()
 	return true, nil
 }
 

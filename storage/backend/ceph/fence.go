@@ -167,16 +167,11 @@ func (b *Backend) breakLock(ctx context.Context, vl vol, reason string) error {
 	if err != nil {
 		return err
 	}
-	io, err := b.ioctx(ctx, vl)
+	img, done, err := b.openVolume(ctx, vl, false)
 	if err != nil {
 		return err
 	}
-	defer io.Destroy()
-	img, err := openImage(io, vl, false)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
+	defer done()
 	hs, err := holders(conn, img)
 	if err != nil || len(hs) == 0 {
 		return err

@@ -123,16 +123,11 @@ func (b *Backend) claim(ctx context.Context, vl vol) error {
 	if err != nil {
 		return err
 	}
-	io, err := b.ioctx(ctx, vl)
+	img, done, err := b.openVolume(ctx, vl, false)
 	if err != nil {
 		return err
 	}
-	defer io.Destroy()
-	img, err := openImage(io, vl, false)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
+	defer done()
 	hs, err := holders(conn, img)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", vl.spec(), err)

@@ -42,16 +42,11 @@ func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap str
 }
 
 func (b *Backend) createSnapshot(ctx context.Context, vl vol, snap string) error {
-	io, err := b.ioctx(ctx, vl)
+	img, done, err := b.openVolume(ctx, vl, false)
 	if err != nil {
 		return err
 	}
-	defer io.Destroy()
-	img, err := openImage(io, vl, false)
-	if err != nil {
-		return err
-	}
-	defer img.Close()
+	defer done()
 	names, err := snapNames(img)
 	if err != nil {
 		return fmt.Errorf("%s: %w", vl.spec(), err)
@@ -153,16 +148,11 @@ func (b *Backend) ListSnapshots(ctx context.Context, v storage.Volume) ([]string
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	io, err := b.ioctx(ctx, vl)
+	img, done, err := b.openVolume(ctx, vl, true)
 	if err != nil {
 		return nil, volErr("list snapshots of", v, err)
 	}
-	defer io.Destroy()
-	img, err := openImage(io, vl, true)
-	if err != nil {
-		return nil, volErr("list snapshots of", v, err)
-	}
-	defer img.Close()
+	defer done()
 	names, err := snapNames(img)
 	if err != nil {
 		return nil, volErr("list snapshots of", v, err)
