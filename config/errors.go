@@ -1,6 +1,10 @@
 package config
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors shared by every layer. Check them with errors.Is; the
 // volmaster maps them to HTTP status codes and the client maps the codes back,
@@ -64,4 +68,13 @@ func CodeError(code string) error {
 	default:
 		return nil
 	}
+}
+
+// EtcdError wraps a failed etcd call as ErrUnavailable, so callers tell it
+// from bad input; a call the caller cancelled stays context.Canceled.
+func EtcdError(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: etcd: %v: %w", op, err, ErrUnavailable)
 }

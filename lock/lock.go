@@ -43,13 +43,6 @@ func New(cli *clientv3.Client, keys config.Keys, timeout time.Duration) *Manager
 	return &Manager{cli: cli, keys: keys, timeout: timeout}
 }
 
-func etcdErr(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fmt.Errorf("%s: etcd: %v: %w", op, err, config.ErrUnavailable)
-}
-
 // Grant gives host a new lease of ttl seconds and records it under the
 // host's key (on the lease itself, so the record goes when the lease does).
 func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.HostLease, error) {
@@ -60,7 +53,7 @@ func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.Hos
 	defer cancel()
 	g, err := m.cli.Grant(ctx, ttl)
 	if err != nil {
-		return config.HostLease{}, etcdErr("grant lease to "+host, err)
+		return config.HostLease{}, config.EtcdError("grant lease to "+host, err)
 	}
 	hl := config.HostLease{Host: host, ID: int64(g.ID), TTL: g.TTL, Since: time.Now().UTC()}
 	b, err := json.Marshal(hl)
@@ -69,7 +62,7 @@ func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.Hos
 	}
 	if _, err := m.cli.Put(ctx, m.keys.Host(host), string(b), clientv3.WithLease(g.ID)); err != nil {
 		_, _ = m.cli.Revoke(ctx, g.ID)
-		return config.HostLease{}, etcdErr("record lease of "+host, err)
+		return config.HostLease{}, config.EtcdError("record lease of "+host, err)
 	}
 	return hl, nil
 }
@@ -84,7 +77,7 @@ func (m *Manager) KeepAlive(ctx context.Context, id int64) (int64, error) {
 		return 0, fmt.Errorf("lease %d has expired: %w", id, config.ErrNotFound)
 	}
 	if err != nil {
-		return 0, etcdErr(fmt.Sprintf("renew lease %d", id), err)
+		return 0, config.EtcdError(fmt.Sprintf("renew lease %d", id), err)
 	}
 	return resp.TTL, nil
 }
@@ -96,7 +89,7 @@ func (m *Manager) Revoke(ctx context.Context, id int64) error {
 	defer cancel()
 	_, err := m.cli.Revoke(ctx, clientv3.LeaseID(id))
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return etcdErr(fmt.Sprintf("revoke lease %d", id), err)
+		return config.EtcdError(fmt.Sprintf("revoke lease %d", id), err)
 	}
 	return nil
 }
@@ -165,7 +158,7 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			return config.Use{}, fmt.Errorf("lease %d of host %s has expired: %w", req.Lease, req.Hostname, config.ErrNotFound)
 		}
 		if err != nil {
-			return config.Use{}, etcdErr("lock "+ref.String(), err)
+			return config.Use{}, config.EtcdError("lock "+ref.String(), err)
 		}
 		if resp.Succeeded {
 			return u, nil
@@ -221,7 +214,7 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 		resp, err := m.cli.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(ops...).Commit()
 		cancel()
 		if err != nil {
-			return nil, etcdErr("unlock "+ref.String(), err)
+			return nil, config.EtcdError("unlock "+ref.String(), err)
 		}
 		if resp.Succeeded {
 			if rest == nil {
@@ -241,7 +234,7 @@ func (m *Manager) usage(ctx context.Context, ref config.VolumeRef, change func(*
 	defer cancel()
 	resp, err := m.cli.Get(ctx, m.keys.Usage(ref))
 	if err != nil {
-		return clientv3.Op{}, etcdErr("read usage of "+ref.String(), err)
+		return clientv3.Op{}, config.EtcdError("read usage of "+ref.String(), err)
 	}
 	var us config.Usage
 	if len(resp.Kvs) == 1 {
@@ -261,7 +254,7 @@ func (m *Manager) get(ctx context.Context, key string) (*config.Use, int64, erro
 	defer cancel()
 	resp, err := m.cli.Get(ctx, key)
 	if err != nil {
-		return nil, 0, etcdErr("read lock", err)
+		return nil, 0, config.EtcdError("read lock", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil

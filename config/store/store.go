@@ -7,7 +7,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -49,20 +48,12 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.timeout)
 }
 
-// unavailable wraps an etcd failure so callers can tell it from bad input.
-func unavailable(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fmt.Errorf("%s: etcd: %v: %w", op, err, config.ErrUnavailable)
-}
-
 func (s *Store) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	if err != nil {
-		return nil, unavailable(op, err)
+		return nil, config.EtcdError(op, err)
 	}
 	return resp, nil
 }
@@ -72,7 +63,7 @@ func (s *Store) get(ctx context.Context, op, key string, opts ...clientv3.OpOpti
 	defer cancel()
 	resp, err := s.cli.Get(ctx, key, opts...)
 	if err != nil {
-		return nil, unavailable(op, err)
+		return nil, config.EtcdError(op, err)
 	}
 	return resp, nil
 }
@@ -151,7 +142,7 @@ func (s *Store) PutGlobal(ctx context.Context, g config.Global) (int64, error) {
 	defer cancel()
 	resp, err := s.cli.Put(ctx, s.keys.Global(), string(b))
 	if err != nil {
-		return 0, unavailable("put global", err)
+		return 0, config.EtcdError("put global", err)
 	}
 	return resp.Header.Revision, nil
 }

@@ -102,7 +102,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	defer cancel()
 	resp, err := s.cli.Delete(ctx, s.keys.Token(id))
 	if err != nil {
-		return unavailable("revoke token", err)
+		return config.EtcdError("revoke token", err)
 	}
 	if resp.Deleted == 0 {
 		return fmt.Errorf("token %s: %w", id, config.ErrNotFound)

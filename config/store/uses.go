@@ -53,7 +53,7 @@ func (s *Store) DeleteUse(ctx context.Context, ref config.VolumeRef) (int64, err
 	defer cancel()
 	resp, err := s.cli.Delete(ctx, s.keys.Use(ref))
 	if err != nil {
-		return 0, unavailable("delete use of "+ref.String(), err)
+		return 0, config.EtcdError("delete use of "+ref.String(), err)
 	}
 	if resp.Deleted == 0 {
 		return 0, fmt.Errorf("no mount lock on volume %s: %w", ref, config.ErrNotFound)
