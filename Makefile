@@ -13,7 +13,7 @@ RUN_DIR ?= $(CURDIR)/.run
 BENCHTIME ?= 2s
 export CGO_ENABLED := 1
 
-.PHONY: all deps build test vet fmt-check bench run clean fuzz
+.PHONY: all deps build test vet fmt-check bench run clean fuzz plugin
 
 all: build
 
@@ -84,6 +84,14 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# The managed Docker plugin: a rootfs built from Debian packages (cached in
+# .cache/) plus bin/volplugin, then `docker plugin create $(PLUGIN)` against
+# the engine DOCKER_HOST names (default: the local one). Enable it with
+# `docker plugin set` + `docker plugin enable` (docs/operator-guide.md).
+PLUGIN ?= volplugin:latest
+plugin: build
+	scripts/plugin create $(PLUGIN) $(BIN)/volplugin
 
 # Installation. `make build` first, then as root `make install`. PREFIX is
 # where the binaries live at run time (the units' ExecStart= is rewritten to

@@ -62,7 +62,22 @@ func (p *proc) logs() string {
 // when the test ends.
 func startProc(tb testing.TB, name string, args []string, keys ...string) *proc {
 	tb.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	return startProcVia(tb, nil, name, args, keys...)
+}
+
+// netns is a command prefix that runs a program in the network namespace of
+// process pid (a private dockerd's, whose plugins and containers cannot
+// reach the host's loopback).
+func netns(pid int) []string {
+	return []string{"nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), "--"}
+}
+
+// startProcVia is startProc with bin/name run through the command prefix wrap
+// (nil: directly).
+func startProcVia(tb testing.TB, wrap []string, name string, args []string, keys ...string) *proc {
+	tb.Helper()
+	argv := append(append(slices.Clone(wrap), filepath.Join(binDir, name)), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	// If the test binary dies, its daemons die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
@@ -142,11 +157,17 @@ type volmaster struct {
 // dataDir/mnt) and waits until it prints its URLs.
 func startVolmaster(tb testing.TB, dataDir string, extra ...string) *volmaster {
 	tb.Helper()
+	return startVolmasterVia(tb, nil, dataDir, extra...)
+}
+
+// startVolmasterVia is startVolmaster run through the command prefix wrap.
+func startVolmasterVia(tb testing.TB, wrap []string, dataDir string, extra ...string) *volmaster {
+	tb.Helper()
 	args := append([]string{
 		"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--mount-root", filepath.Join(dataDir, "mnt"),
 		"--etcd-listen", "http://127.0.0.1:0", "--etcd-peer-listen", "http://127.0.0.1:0",
 	}, extra...)
-	p := startProc(tb, "volmaster", args, "volmaster API", "etcd client URL")
+	p := startProcVia(tb, wrap, "volmaster", args, "volmaster API", "etcd client URL")
 	return &volmaster{proc: p, URL: p.lines["volmaster API"], EtcdURL: p.lines["etcd client URL"]}
 }
 
@@ -165,9 +186,16 @@ func startVolplugin(tb testing.TB, vm *volmaster, dataDir, plugin, host string, 
 // volcli runs the volcli binary and returns its stdout, stderr and exit code.
 func volcli(tb testing.TB, url, stdin string, args ...string) (string, string, int) {
 	tb.Helper()
+	return volcliVia(tb, nil, url, stdin, args...)
+}
+
+// volcliVia is volcli run through the command prefix wrap (see netns).
+func volcliVia(tb testing.TB, wrap []string, url, stdin string, args ...string) (string, string, int) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "volcli"), append([]string{"--volmaster", url}, args...)...)
+	argv := append(append(slices.Clone(wrap), filepath.Join(binDir, "volcli"), "--volmaster", url), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

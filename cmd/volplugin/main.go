@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -20,7 +21,7 @@ func main() {
 	app := &cli.App{
 		Name:  "volplugin",
 		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
-		Flags: []cli.Flag{
+		Flags: withEnv([]cli.Flag{
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
 			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
@@ -43,8 +44,12 @@ func main() {
 			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS with volmaster"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
-		},
+		}),
 		Action: cmdutil.Action("volplugin", func(ctx context.Context, c *cli.Context, log *logrus.Logger) error {
+			if c.String("host-label") == "" {
+				// An empty VOLPLUGIN_HOST_LABEL (the managed plugin's default) means this host's name.
+				_ = c.Set("host-label", host)
+			}
 			return volplugin.Serve(ctx, volplugin.Options{
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
@@ -61,4 +66,28 @@ func main() {
 		}),
 	}
 	cmdutil.Main(app)
+}
+
+// withEnv lets every flag without an environment variable of its own also be
+// set by VOLPLUGIN_<FLAG> (dashes as underscores): the managed Docker plugin
+// is configured through settable environment variables, not arguments.
+func withEnv(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		env := []string{"VOLPLUGIN_" + strings.ToUpper(strings.ReplaceAll(f.Names()[0], "-", "_"))}
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if len(f.EnvVars) == 0 {
+				f.EnvVars = env
+			}
+		case *cli.IntFlag:
+			if len(f.EnvVars) == 0 {
+				f.EnvVars = env
+			}
+		case *cli.BoolFlag:
+			if len(f.EnvVars) == 0 {
+				f.EnvVars = env
+			}
+		}
+	}
+	return flags
 }

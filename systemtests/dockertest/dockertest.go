@@ -177,7 +177,7 @@ func (d *Daemon) status(ctx context.Context) (map[string]string, error) {
 	return st, nil
 }
 
-// stop removes the daemon's containers and stops it; it logs the daemon's log
+// stop removes the daemon's containers and plugins and stops it; it logs the daemon's log
 // tail when the test failed.
 func (d *Daemon) stop(tb testing.TB, keep bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -190,6 +190,16 @@ func (d *Daemon) stop(tb testing.TB, keep bool) {
 		if f := strings.Fields(ids); len(f) > 0 {
 			if _, _, err := d.Docker(ctx, append([]string{"rm", "-f", "-v"}, f...)...); err != nil {
 				tb.Errorf("dockertest: removing containers of %s: %v", d.Name, err)
+			}
+		}
+		// Managed plugins run as containers too and hold their mounts.
+		plugins, _, err := d.Docker(ctx, "plugin", "ls", "-q")
+		if err != nil {
+			tb.Logf("dockertest: listing plugins of %s: %v", d.Name, err)
+		}
+		for _, p := range strings.Fields(plugins) {
+			if _, _, err := d.Docker(ctx, "plugin", "rm", "-f", p); err != nil {
+				tb.Errorf("dockertest: removing plugin %s of %s: %v", p, d.Name, err)
 			}
 		}
 	}
