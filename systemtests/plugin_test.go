@@ -45,15 +45,9 @@ func TestManagedPlugin(t *testing.T) {
 	img := d.Image(t)
 
 	const plugin = "vpsys-managed:latest"
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	createPlugin(t, d, plugin)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	create := exec.CommandContext(ctx, "../scripts/plugin", "create", plugin, filepath.Join(binDir, "volplugin"))
-	create.Env = d.Env()
-	start := time.Now()
-	if out, err := create.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/plugin create: %v\n%s", err, out)
-	}
-	t.Logf("scripts/plugin create took %s", time.Since(start).Round(time.Second))
 	image := filepath.Join(data, "local", "images", "policy1", "x.img")
 	t.Cleanup(func() {
 		// A failed run may leave the plugin's loop device on the image.
@@ -114,5 +108,123 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	if out, _ := execOut(ctx, "losetup", "--associated", image, "--noheadings"); strings.TrimSpace(out) != "" {
 		t.Errorf("loop device left on the image after the plugin went: %s", out)
+	}
+}
+
+// createPlugin runs scripts/plugin create name against d with the volplugin
+// binary built for this run.
+func createPlugin(t *testing.T, d *dockertest.Daemon, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	create := exec.CommandContext(ctx, "../scripts/plugin", "create", name, filepath.Join(binDir, "volplugin"))
+	create.Env = d.Env()
+	start := time.Now()
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/plugin create: %v\n%s", err, out)
+	}
+	t.Logf("scripts/plugin create took %s", time.Since(start).Round(time.Second))
+}
+
+// The managed plugin on Ceph: rbd-fuse and the loop device run inside the
+// plugin, which reads ceph.conf and its keyring from the host's /etc/ceph
+// (here a directory standing in for the host's /etc, given as etc.source).
+// The daemon shares the host's network so the plugin reaches the monitors.
+func TestManagedPluginCeph(t *testing.T) {
+	conf := cephConf(t)
+	if err := exec.Command("ip", "link", "show", "docker0").Run(); err == nil {
+		dockertest.SkipOrFail(t, "this host has a docker0 bridge: a host-network test dockerd would delete it")
+	}
+	etc := t.TempDir()
+	pluginCephConf(t, conf, filepath.Join(etc, "ceph"))
+	data := t.TempDir()
+	vm := startVolmaster(t, data, "--ceph-conf", conf)
+	if _, e, code := volcli(t, vm.URL, `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`, "policy", "upload", "cephmp"); code != 0 {
+		t.Fatalf("policy upload: %s", e)
+	}
+	d := dockertest.Start(t, "vp-managed-ceph", dockertest.WithPluginsDir(t.TempDir()), dockertest.WithHostNetwork())
+	img := d.Image(t)
+	const plugin = "vpsys-managed-ceph:latest"
+	createPlugin(t, d, plugin)
+	docker(t, d, "plugin", "set", plugin, "VOLMASTER="+vm.URL, "VOLPLUGIN_HOST_LABEL=hostC",
+		"VOLPLUGIN_METRICS_LISTEN=", "VOLPLUGIN_CEPH_CONF=/etc/ceph/ceph.conf", "VOLPLUGIN_CEPH_MAPPER=fuse",
+		"etc.source="+etc, "data.source="+data)
+	docker(t, d, "plugin", "enable", "--timeout", "60", plugin)
+
+	docker(t, d, "volume", "create", "-d", plugin, "cephmp/x")
+	t.Cleanup(func() { _, _, _ = volcli(t, vm.URL, "", "volume", "remove", "cephmp/x") })
+	if imgs := rbdImages(t, conf); !strings.Contains(imgs, "cephmp:x") {
+		t.Fatalf("rbd ls after docker volume create: %q", imgs)
+	}
+	docker(t, d, "run", "--rm", "-v", "cephmp/x:/data", img, "sh", "-c", "echo hello > /data/f && sync")
+	if got := docker(t, d, "run", "--rm", "-v", "cephmp/x:/data", img, "cat", "/data/f"); got != "hello\n" {
+		t.Fatalf("second container read %q", got)
+	}
+	docker(t, d, "plugin", "disable", "-f", plugin)
+	docker(t, d, "plugin", "rm", "-f", plugin)
+
+	// The data is in the cluster: export the image and read the file.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	export := filepath.Join(t.TempDir(), "x.img")
+	if out, err := execOut(ctx, "rbd", "-c", conf, "export", "rbd/cephmp:x", export); err != nil {
+		t.Fatalf("rbd export: %v\n%s", err, out)
+	}
+	if out, err := execOut(ctx, "debugfs", "-R", "cat /f", export); err != nil || !strings.Contains(out, "hello\n") {
+		t.Fatalf("debugfs cat /f of the exported image: %v\n%s", err, out)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "remove", "cephmp/x"); code != 0 {
+		t.Errorf("volume remove after the plugin went: %s", e)
+	}
+	if imgs := rbdImages(t, conf); strings.Contains(imgs, "cephmp:") {
+		t.Errorf("images left: %q", imgs)
+	}
+}
+
+// pluginCephConf writes dir/ceph.conf and dir/keyring for a client that sees
+// them as /etc/ceph: the cluster-wide settings of conf's [global] section and
+// the client keyring conf names, at its new path.
+func pluginCephConf(t *testing.T, conf, dir string) {
+	t.Helper()
+	raw, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := map[string]bool{"fsid": true, "mon_host": true, "auth_cluster_required": true, "auth_service_required": true,
+		"auth_client_required": true, "client_mount_timeout": true, "rados_mon_op_timeout": true, "rados_osd_op_timeout": true}
+	out := []string{"[global]"}
+	section, keyring := "", ""
+	for line := range strings.Lines(string(raw)) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case !ok:
+		case section == "[global]" && keep[k]:
+			out = append(out, k+" = "+v)
+		case section == "[client]" && k == "keyring":
+			keyring = v
+		}
+	}
+	if keyring == "" {
+		t.Fatalf("%s names no [client] keyring", conf)
+	}
+	key, err := os.ReadFile(keyring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, "keyring = /etc/ceph/keyring")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ceph.conf"), []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keyring"), key, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,6 +36,7 @@ type options struct {
 	pluginsDir   string
 	sharedMounts []string
 	keep         bool
+	hostNet      bool
 }
 
 // WithPluginsDir runs the daemon in a private mount namespace where dir is
@@ -52,6 +53,13 @@ func WithPluginsDir(dir string) Option {
 // nothing is left mounted under it.
 func WithSharedMount(dir string) Option {
 	return func(o *options) { o.sharedMounts = append(o.sharedMounts, dir) }
+}
+
+// WithHostNetwork runs the daemon in the host's network namespace, for a
+// managed plugin (network type host) that must reach services on the host's
+// loopback. scripts/docker-dev refuses it when the host has a docker0 bridge.
+func WithHostNetwork() Option {
+	return func(o *options) { o.hostNet = true }
 }
 
 // WithKeepDataRoot leaves the data-root on disk after the test (for debugging).
@@ -139,6 +147,9 @@ func Start(tb testing.TB, name string, opts ...Option) *Daemon {
 	}
 	for _, m := range o.sharedMounts {
 		args = append(args, "--shared-mount", m)
+	}
+	if o.hostNet {
+		args = append(args, "--host-net")
 	}
 	out, err := run(ctx, script, args...)
 	if err != nil {
