@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/etcdclient"
 	"github.com/volplugin/volplugin/internal/etcdserver"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
@@ -93,15 +92,9 @@ func Serve(ctx context.Context, o Options) error {
 		endpoints = srv.Endpoints
 		o.Log.WithField("endpoints", endpoints).Info("embedded etcd started")
 	}
-	ecfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: ctx}
-	if o.EtcdCA != "" || o.EtcdCert != "" || o.EtcdKey != "" {
-		if ecfg.TLS, err = client.TLSConfig(o.EtcdCA, o.EtcdCert, o.EtcdKey); err != nil {
-			return fmt.Errorf("etcd TLS: %w", err)
-		}
-	}
-	cli, err := clientv3.New(ecfg)
+	cli, err := etcdclient.Dial(ctx, etcdclient.Config{Endpoints: endpoints, CA: o.EtcdCA, Cert: o.EtcdCert, Key: o.EtcdKey})
 	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
+		return err
 	}
 	defer cli.Close()
 

@@ -9,11 +9,10 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/diag"
+	"github.com/volplugin/volplugin/internal/etcdclient"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/storage/backend/local"
@@ -49,15 +48,9 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	ecfg := clientv3.Config{Endpoints: o.Etcd, DialTimeout: 5 * time.Second, Context: ctx}
-	if o.EtcdCA != "" || o.EtcdCert != "" || o.EtcdKey != "" {
-		if ecfg.TLS, err = client.TLSConfig(o.EtcdCA, o.EtcdCert, o.EtcdKey); err != nil {
-			return fmt.Errorf("etcd TLS: %w", err)
-		}
-	}
-	cli, err := clientv3.New(ecfg)
+	cli, err := etcdclient.Dial(ctx, etcdclient.Config{Endpoints: o.Etcd, CA: o.EtcdCA, Cert: o.EtcdCert, Key: o.EtcdKey})
 	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", o.Etcd, err)
+		return err
 	}
 	defer cli.Close()
 	lb, err := local.New(local.Config{DataDir: o.LocalDataDir, MountRoot: o.MountRoot})
