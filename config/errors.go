@@ -21,6 +21,9 @@ var (
 	ErrInUse = errors.New("in use")
 	// ErrUnavailable marks an unreachable dependency (etcd, a storage backend).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrSchema marks an etcd key layout this build cannot work with: newer
+	// than its own, an unknown schema value, or one it failed to migrate.
+	ErrSchema = errors.New("unsupported etcd schema")
 )
 
 // Error codes carried in the "code" field of volmaster's JSON errors.

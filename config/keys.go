@@ -10,16 +10,18 @@ import (
 // DefaultPrefix is the etcd key prefix when none is configured.
 const DefaultPrefix = "/volplugin"
 
-// SchemaVersion is the version of the key layout below.
-const SchemaVersion = 1
+// SchemaVersion is the version of the key layout below. Version 2 added
+// policy-heads; config/store migrates an older layout (see migrate.go there).
+const SchemaVersion = 2
 
 // Keys is the etcd key layout, the only place that builds or parses keys.
 // Names never contain '/', so every segment below is one name.
 //
-//	<prefix>/schema                                 schema version ("1")
+//	<prefix>/schema                                 schema version ("2")
 //	<prefix>/global                                 Global (JSON)
 //	<prefix>/policies/<policy>                      Policy, current revision (JSON)
 //	<prefix>/policy-revisions/<policy>/<rev:%020d>  Policy, every upload (JSON); rev counts from 1
+//	<prefix>/policy-heads/<policy>                  number of the policy's latest revision (JSON); since schema 2
 //	<prefix>/volumes/<policy>/<volume>              Volume without runtime (JSON)
 //	<prefix>/runtime/<policy>/<volume>              RuntimeOptions (JSON)
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
@@ -33,7 +35,11 @@ const SchemaVersion = 1
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
-// stays readable and numbering continues if the policy is uploaded again.
+// stays readable. A policy's head, written in the same transaction as each
+// revision, also survives it: an upload takes its number from the head (one
+// key) rather than from the last revision key, which etcd can only find by
+// reading and sorting the policy's whole history, and numbering continues
+// after a deletion even if old revisions are ever pruned.
 type Keys struct {
 	Prefix string
 }
@@ -64,9 +70,12 @@ func (k Keys) Policies() string { return k.Prefix + "/policies/" }
 // Policy is the current revision of one policy.
 func (k Keys) Policy(name string) string { return k.Policies() + name }
 
+// AllPolicyRevisions is the prefix of every policy's revisions.
+func (k Keys) AllPolicyRevisions() string { return k.Prefix + "/policy-revisions/" }
+
 // PolicyRevisions is the prefix of one policy's revisions.
 func (k Keys) PolicyRevisions(name string) string {
-	return k.Prefix + "/policy-revisions/" + name + "/"
+	return k.AllPolicyRevisions() + name + "/"
 }
 
 // PolicyRevision is one numbered revision of a policy.
@@ -83,6 +92,12 @@ func (k Keys) ParsePolicyRevision(name, key string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil && n > 0
 }
+
+// PolicyHeads is the prefix of every policy's head.
+func (k Keys) PolicyHeads() string { return k.Prefix + "/policy-heads/" }
+
+// PolicyHead holds the number of a policy's latest revision.
+func (k Keys) PolicyHead(name string) string { return k.PolicyHeads() + name }
 
 // Volumes is the prefix of every volume record.
 func (k Keys) Volumes() string { return k.Prefix + "/volumes/" }

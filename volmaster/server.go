@@ -107,7 +107,11 @@ func (s *Server) Store() *store.Store { return s.store }
 // the background work stops with ctx.
 func (s *Server) Run(ctx context.Context) error {
 	s.runCtx = ctx
-	if err := s.store.Init(ctx); err != nil {
+	migrated, err := s.store.Upgrade(ctx)
+	for _, m := range migrated {
+		s.log.WithFields(logrus.Fields{"from": m.From, "to": m.To, "ops": m.Ops}).Infof("etcd schema migrated: %s: %s", m.What, m.Summary)
+	}
+	if err != nil {
 		return err
 	}
 	go s.cache.Run(ctx)

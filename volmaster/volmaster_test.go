@@ -351,7 +351,7 @@ func TestRemove(t *testing.T) {
 	if _, err := os.Stat(img); !os.IsNotExist(err) {
 		t.Errorf("image still there after remove: %v", err)
 	}
-	if d := h.dump(t); len(d) != 3 { // schema, policy, its revision, and nothing of v
+	if d := h.dump(t); len(d) != 4 { // schema, policy, its revision and head, and nothing of v
 		t.Errorf("keys left after remove: %v", d)
 	}
 	// Force removes only the record.

@@ -108,6 +108,9 @@ func (s *Supervisor) publish(ctx context.Context, sess *concurrency.Session) {
 // Run campaigns for leadership and leads until ctx ends, campaigning again
 // whenever leadership is lost.
 func (s *Supervisor) Run(ctx context.Context) error {
+	if err := s.store.CheckSchema(ctx); err != nil {
+		return err
+	}
 	go s.cache.Run(ctx)
 	for ctx.Err() == nil {
 		if err := s.term(ctx); err != nil && ctx.Err() == nil {

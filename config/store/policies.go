@@ -30,42 +30,89 @@ func DecodePolicyRecord(b []byte) (PolicyRecord, error) {
 	return r, nil
 }
 
+// PolicyHead is the stored value of a policy's head (schema 2): the number
+// of its latest revision, kept after the policy is deleted.
+type PolicyHead struct {
+	Revision int64 `json:"revision"`
+}
+
 // PutPolicy stores p as its policy's new current version and as the next
-// numbered revision, in one transaction. It returns the revision number and
-// the etcd revision of the write.
+// numbered revision, and moves the policy's head to it, in one transaction.
+// It returns the revision number and the etcd revision of the write.
 func (s *Store) PutPolicy(ctx context.Context, p config.Policy, now time.Time) (PolicyRecord, int64, error) {
 	if err := p.Normalize(); err != nil {
 		return PolicyRecord{}, 0, err
 	}
-	prefix := s.keys.PolicyRevisions(p.Name)
+	headKey := s.keys.PolicyHead(p.Name)
+	behind := false
 	for range maxTxnRetries {
-		last, err := s.get(ctx, "put policy "+p.Name, prefix, clientv3.WithLastKey()...)
+		n, headRev, err := s.lastRevision(ctx, p.Name, behind)
 		if err != nil {
 			return PolicyRecord{}, 0, err
-		}
-		var n int64
-		if len(last.Kvs) == 1 {
-			n, _ = s.keys.ParsePolicyRevision(p.Name, string(last.Kvs[0].Key))
 		}
 		rec := PolicyRecord{Revision: n + 1, Time: now.UTC(), Policy: p}
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return PolicyRecord{}, 0, err
 		}
+		head, err := json.Marshal(PolicyHead{Revision: rec.Revision})
+		if err != nil {
+			return PolicyRecord{}, 0, err
+		}
 		revKey := s.keys.PolicyRevision(p.Name, rec.Revision)
 		resp, err := s.txn(ctx, "put policy "+p.Name,
-			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(revKey), "=", 0)},
-			[]clientv3.Op{clientv3.OpPut(revKey, string(b)), clientv3.OpPut(s.keys.Policy(p.Name), string(b))},
-			nil)
+			[]clientv3.Cmp{
+				// The head is the optimistic lock between uploads of one policy;
+				// the revision key check keeps a number from ever being reused.
+				clientv3.Compare(clientv3.ModRevision(headKey), "=", headRev),
+				clientv3.Compare(clientv3.CreateRevision(revKey), "=", 0),
+			},
+			[]clientv3.Op{clientv3.OpPut(revKey, string(b)), clientv3.OpPut(s.keys.Policy(p.Name), string(b)), clientv3.OpPut(headKey, string(head))},
+			[]clientv3.Op{clientv3.OpGet(revKey, clientv3.WithCountOnly())})
 		if err != nil {
 			return PolicyRecord{}, 0, err
 		}
 		if resp.Succeeded {
 			return rec, resp.Header.Revision, nil
 		}
-		// Another upload took this revision number; read the new last one.
+		// Either another upload moved the head (read it again), or the
+		// number is taken although the head did not say so: a schema-1
+		// volmaster still running during an upgrade wrote revisions without
+		// moving the head. Then take the number from the history once.
+		behind = resp.Responses[0].GetResponseRange().Count > 0
 	}
 	return PolicyRecord{}, 0, fmt.Errorf("put policy %s: too many concurrent uploads: %w", p.Name, config.ErrInUse)
+}
+
+// lastRevision returns the number of a policy's latest revision from its
+// head, with the head's etcd mod revision (0 if there is none). With
+// fromHistory it also reads the last revision key and returns the larger
+// number: the head may be behind a schema-1 writer.
+func (s *Store) lastRevision(ctx context.Context, name string, fromHistory bool) (int64, int64, error) {
+	ops := []clientv3.Op{clientv3.OpGet(s.keys.PolicyHead(name))}
+	if fromHistory {
+		ops = append(ops, clientv3.OpGet(s.keys.PolicyRevisions(name), append(clientv3.WithLastKey(), clientv3.WithKeysOnly())...))
+	}
+	resp, err := s.txn(ctx, "put policy "+name, nil, ops, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n, headRev int64
+	if kvs := rangeKvs(resp, 0); len(kvs) == 1 {
+		var h PolicyHead
+		if err := json.Unmarshal(kvs[0].Value, &h); err != nil {
+			return 0, 0, fmt.Errorf("stored head of policy %s is corrupt: %w", name, err)
+		}
+		n, headRev = h.Revision, kvs[0].ModRevision
+	}
+	if fromHistory {
+		if kvs := rangeKvs(resp, 1); len(kvs) == 1 {
+			if last, ok := s.keys.ParsePolicyRevision(name, string(kvs[0].Key)); ok && last > n {
+				n = last
+			}
+		}
+	}
+	return n, headRev, nil
 }
 
 // GetPolicy returns the current version of a policy.

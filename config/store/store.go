@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,6 +26,11 @@ type Store struct {
 	cli     *clientv3.Client
 	keys    config.Keys
 	timeout time.Duration
+
+	// faultBeforeMigrationCommit, if set, runs between planning a schema
+	// migration step and committing it. Fault injection for tests only: it
+	// lets a test change keys in that window.
+	faultBeforeMigrationCommit func(context.Context)
 }
 
 // New returns a store using cli under the given key layout; each etcd call is
@@ -66,30 +70,6 @@ func (s *Store) get(ctx context.Context, op, key string, opts ...clientv3.OpOpti
 		return nil, config.EtcdError(op, err)
 	}
 	return resp, nil
-}
-
-// Init records the schema version on first use and refuses a layout written
-// by a newer version of the suite.
-func (s *Store) Init(ctx context.Context) error {
-	want := strconv.Itoa(config.SchemaVersion)
-	resp, err := s.txn(ctx, "init schema",
-		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.keys.Schema()), "=", 0)},
-		[]clientv3.Op{clientv3.OpPut(s.keys.Schema(), want)},
-		[]clientv3.Op{clientv3.OpGet(s.keys.Schema())})
-	if err != nil {
-		return err
-	}
-	if resp.Succeeded {
-		return nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 1 {
-		got, err := strconv.Atoi(string(kvs[0].Value))
-		if err != nil || got > config.SchemaVersion {
-			return fmt.Errorf("etcd prefix %s holds schema %q, newer than this build's %s: upgrade volmaster", s.keys.Prefix, kvs[0].Value, want)
-		}
-	}
-	return nil
 }
 
 // Dump returns every key and value under the prefix, for tests and backups.

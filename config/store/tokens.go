@@ -35,7 +35,7 @@ func (s *Store) CreateToken(ctx context.Context, req config.TokenRequest, now ti
 	}
 	id, secret := randomHex(8), randomHex(24)
 	t := config.Token{ID: id, Hash: hashSecret(secret), Role: req.Role, Policies: req.Policies,
-		Description: req.Description, Created: now.UTC()}
+		Host: req.Host, Description: req.Description, Created: now.UTC()}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return config.NewToken{}, err

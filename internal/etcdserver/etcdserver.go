@@ -32,6 +32,9 @@ type Server struct {
 	Endpoints []string
 }
 
+// MaxTxnOps is the embedded etcd's limit of operations per transaction.
+const MaxTxnOps = 16384
+
 // Start starts etcd and waits until it serves or ctx ends.
 func Start(ctx context.Context, c Config) (*Server, error) {
 	cfg := embed.NewConfig()
@@ -44,6 +47,9 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.Fast {
 		cfg.TickMs, cfg.ElectionMs = 10, 50
 	}
+	// A schema migration is one transaction of one put per policy; etcd's
+	// default of 128 operations would stop it beyond 127 policies.
+	cfg.MaxTxnOps = MaxTxnOps
 	cu, err := url.Parse(c.ClientURL)
 	if err != nil || cu.Host == "" {
 		return nil, fmt.Errorf("etcd client URL %q: must look like http://127.0.0.1:9379", c.ClientURL)
