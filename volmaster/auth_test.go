@@ -2,6 +2,8 @@ package volmaster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,7 +48,9 @@ func startAuth(t *testing.T) *authHarness {
 	t.Cleanup(ts.Close)
 	h := &authHarness{harness: &harness{srv: srv, url: ts.URL, dataDir: dataDir}, tokens: map[string]string{}}
 	for name, req := range map[string]config.TokenRequest{
-		"admin": {Role: config.RoleAdmin}, "read-only": {Role: config.RoleReadOnly}, "host": {Role: config.RoleHost},
+		"admin": {Role: config.RoleAdmin}, "read-only": {Role: config.RoleReadOnly},
+		"host": {Role: config.RoleHost, Host: "h1"}, "host-h2": {Role: config.RoleHost, Host: "h2"},
+		"host-pa":  {Role: config.RoleHost, Host: "h1", Policies: []string{"a"}},
 		"tenant-a": {Role: config.RoleTenant, Policies: []string{"a"}}, "tenant-b": {Role: config.RoleTenant, Policies: []string{"b"}},
 	} {
 		nt, err := srv.Store().CreateToken(ctx, req, time.Now())
@@ -56,7 +60,22 @@ func startAuth(t *testing.T) *authHarness {
 		h.tokens[name] = nt.Secret
 	}
 	h.tokens["bad"] = strings.Repeat("0", 16) + ".nope"
+	h.tokens["host-old"] = h.storeLegacyHostToken(t)
 	return h
+}
+
+// storeLegacyHostToken writes a host token as stored before host tokens
+// named their host (no "host" field), which CreateToken no longer makes,
+// and returns its bearer string.
+func (h *authHarness) storeLegacyHostToken(t *testing.T) string {
+	t.Helper()
+	const id, secret = "0123456789abcdef", "legacy-secret"
+	sum := sha256.Sum256([]byte(secret))
+	b, _ := json.Marshal(config.Token{ID: id, Hash: hex.EncodeToString(sum[:]), Role: config.RoleHost, Created: time.Now()})
+	if _, err := h.srv.Store().Client().Put(context.Background(), h.srv.Store().Keys().Token(id), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	return id + "." + secret
 }
 
 func (h *authHarness) as(t *testing.T, who, method, path, body string) (int, string) {
@@ -89,7 +108,9 @@ func (h *authHarness) mustAs(t *testing.T, who string, want int, method, path, b
 
 // Every mutating route, called with no token, a bad token, a read-only
 // token and a tenant of another policy, is refused (401/403) and changes
-// nothing in etcd; the right role succeeds.
+// nothing in etcd; a Host route also refuses the host token of another host
+// (naming both hosts) and a host token that names no host (asking for a
+// re-issue); the right role succeeds.
 func TestAuthMatrix(t *testing.T) {
 	h := startAuth(t)
 	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
@@ -120,10 +141,10 @@ func TestAuthMatrix(t *testing.T) {
 		"PUT /v1/uses/{policy}/{name}":                           {"PUT", "/v1/uses/a/v", lockBody, "host", nil},
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}":            {"DELETE", "/v1/uses/a/v/mounts/m1?host=h1", "", "host", func() { h.mustAs(t, "host", 200, "PUT", "/v1/uses/a/v", lockBody) }},
 		"DELETE /v1/uses/{policy}/{name}":                        {"DELETE", "/v1/uses/a/v", "", "admin", func() { h.mustAs(t, "host", 200, "PUT", "/v1/uses/a/v", lockBody) }},
-		"POST /v1/leases":                                        {"POST", "/v1/leases", `{"host":"h2"}`, "host", nil},
+		"POST /v1/leases":                                        {"POST", "/v1/leases", `{"host":"h2"}`, "host-h2", nil},
 		"PUT /v1/leases/{id}":                                    {"PUT", fmt.Sprintf("/v1/leases/%d", lease.ID), `{}`, "host", nil},
 		"DELETE /v1/leases/{id}":                                 {"DELETE", fmt.Sprintf("/v1/leases/%d", lease.ID), "", "host", nil},
-		"POST /v1/tokens":                                        {"POST", "/v1/tokens", `{"role":"host"}`, "admin", nil},
+		"POST /v1/tokens":                                        {"POST", "/v1/tokens", `{"role":"host","host":"h9"}`, "admin", nil},
 		"DELETE /v1/tokens/{id}":                                 {"DELETE", "/v1/tokens/" + victim.ID, "", "admin", nil},
 	}
 	// The order matters only where one call consumes another's object.
@@ -134,7 +155,14 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",
 		"PUT /v1/leases/{id}", "DELETE /v1/leases/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
 	}
+	hostRoute := map[string]bool{}
 	for _, rt := range Routes() {
+		if rt.Access == Host {
+			hostRoute[rt.Method+" "+rt.Path] = true
+			if rt.owner == nil {
+				t.Errorf("host route %s %s declares no owner function", rt.Method, rt.Path)
+			}
+		}
 		if rt.Method == "GET" {
 			continue
 		}
@@ -142,15 +170,20 @@ func TestAuthMatrix(t *testing.T) {
 			t.Errorf("mutating route %s %s has no case in the auth matrix", rt.Method, rt.Path)
 		}
 	}
+	otherHost := map[string]string{"host": "host-h2", "host-h2": "host"}
 	for _, name := range order {
 		c := calls[name]
 		if c.setup != nil {
 			c.setup()
 		}
-		for _, who := range []string{"", "bad", "read-only", "tenant-b"} {
-			if who == "tenant-b" && c.ok == "host" {
-				who = "tenant-a" // tenants are not hosts either
-			}
+		refused := []string{"", "bad", "read-only", "tenant-b"}
+		if c.ok == "host" || c.ok == "host-h2" {
+			refused = []string{"", "bad", "read-only", "tenant-a", otherHost[c.ok], "host-old"}
+		}
+		if hostRoute[name] != (len(refused) == 6) {
+			t.Errorf("%s: host route %v, but its case succeeds as %s", name, hostRoute[name], c.ok)
+		}
+		for _, who := range refused {
 			before := h.dump(t)
 			code, body := h.as(t, who, c.method, c.path, c.body)
 			want := http.StatusForbidden
@@ -159,6 +192,16 @@ func TestAuthMatrix(t *testing.T) {
 			}
 			if code != want {
 				t.Errorf("%s as %q: %d, want %d: %s", name, who, code, want, body)
+			}
+			switch who {
+			case "host", "host-h2":
+				if !strings.Contains(body, `\"h1\"`) || !strings.Contains(body, `\"h2\"`) {
+					t.Errorf("%s as %s: the refusal does not name both hosts: %s", name, who, body)
+				}
+			case "host-old":
+				if !strings.Contains(body, "re-issue") {
+					t.Errorf("%s as a host token without a host: %s", name, body)
+				}
 			}
 			if after := h.dump(t); !reflect.DeepEqual(before, after) {
 				t.Errorf("%s as %q changed etcd", name, who)
@@ -172,8 +215,8 @@ func TestAuthMatrix(t *testing.T) {
 	// need no token.
 	h.mustAs(t, "tenant-a", 200, "GET", "/v1/volumes/a/v", "")
 	h.mustAs(t, "tenant-b", 403, "GET", "/v1/volumes/a/v", "")
-	h.mustAs(t, "tenant-a", 403, "GET", "/v1/volumes", "")
 	h.mustAs(t, "read-only", 200, "GET", "/v1/volumes", "")
+	h.mustAs(t, "host-old", 200, "GET", "/v1/volumes", "")
 	h.mustAs(t, "", 401, "GET", "/v1/volumes", "")
 	h.mustAs(t, "", 200, "GET", "/healthz", "")
 	h.mustAs(t, "read-only", 403, "GET", "/v1/audit", "")
@@ -182,12 +225,201 @@ func TestAuthMatrix(t *testing.T) {
 	if len(audit) < 40 {
 		t.Errorf("audit kept %d entries", len(audit))
 	}
-	var sawRefusal, sawSuccess bool
+	var sawRefusal, sawSuccess, sawHostRefusal bool
 	for _, e := range audit {
 		sawRefusal = sawRefusal || (e.Status == 403 && e.Role == "read-only")
 		sawSuccess = sawSuccess || (e.Status == 201 && e.Route == "/v1/volumes" && e.Role == "tenant")
+		sawHostRefusal = sawHostRefusal || (e.Status == 403 && e.Role == "host" && e.Route == "/v1/leases/{id}")
 	}
-	if !sawRefusal || !sawSuccess {
-		t.Errorf("audit lacks a refusal or a success: %+v", audit[len(audit)-3:])
+	if !sawRefusal || !sawSuccess || !sawHostRefusal {
+		t.Errorf("audit lacks a refusal, a host refusal or a success: %+v", audit[len(audit)-3:])
 	}
+}
+
+// A host token acts only for its own host, whatever part of the request
+// names another one: the lease in a mount request, the holder of the lock
+// being released; a lease that is not (or no longer) its host's is refused,
+// while an expired lease still gets its 404 so volplugin takes a new one.
+func TestHostTokenScope(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v"}`)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"w"}`)
+	var l1, l2 config.HostLease
+	_ = json.Unmarshal([]byte(h.mustAs(t, "host", 201, "POST", "/v1/leases", `{"host":"h1"}`)), &l1)
+	_ = json.Unmarshal([]byte(h.mustAs(t, "host-h2", 201, "POST", "/v1/leases", `{"host":"h2"}`)), &l2)
+
+	refused := func(who, method, path, body string, want ...string) {
+		t.Helper()
+		before := h.dump(t)
+		out := h.mustAs(t, who, 403, method, path, body)
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s %s as %s: %s lacks %q", method, path, who, out, w)
+			}
+		}
+		if after := h.dump(t); !reflect.DeepEqual(before, after) {
+			t.Errorf("%s %s as %s changed etcd", method, path, who)
+		}
+	}
+	// h1 names itself but hangs its lock on h2's lease.
+	refused("host", "PUT", "/v1/uses/a/v", fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m"}`, l2.ID),
+		fmt.Sprintf("lease %d belongs to host", l2.ID), "h2", "h1")
+	// h2 holds a/w; h1 may not release it, even naming itself in ?host=.
+	h.mustAs(t, "host-h2", 200, "PUT", "/v1/uses/a/w", fmt.Sprintf(`{"hostname":"h2","lease":%d,"mount-id":"m"}`, l2.ID))
+	refused("host", "DELETE", "/v1/uses/a/w/mounts/m?host=h1", "", "the mount lock on a/w is held by host", "h2", "h1")
+	refused("host", "DELETE", "/v1/uses/a/w/mounts/m?host=h2", "", "names host", "h2", "h1")
+	h.mustAs(t, "host-h2", 200, "DELETE", "/v1/uses/a/w/mounts/m?host=h2", "")
+	// Releasing a lock that is gone is still the no-op it always was.
+	h.mustAs(t, "host", 200, "DELETE", "/v1/uses/a/w/mounts/m?host=h1", "")
+
+	// A second grant moves h1's record to a new lease: the old one belongs
+	// to no host and h1's token may no longer renew it.
+	var l1b config.HostLease
+	_ = json.Unmarshal([]byte(h.mustAs(t, "host", 201, "POST", "/v1/leases", `{"host":"h1"}`)), &l1b)
+	refused("host", "PUT", fmt.Sprintf("/v1/leases/%d", l1.ID), `{}`, fmt.Sprintf("lease %d belongs to no host", l1.ID))
+	h.mustAs(t, "host", 200, "PUT", fmt.Sprintf("/v1/leases/%d", l1b.ID), `{}`)
+	h.mustAs(t, "admin", 204, "DELETE", fmt.Sprintf("/v1/leases/%d", l1.ID), "")
+	// Expired or revoked: nothing to protect, the handler's 404 stands.
+	h.mustAs(t, "host", 404, "PUT", fmt.Sprintf("/v1/leases/%d", l1.ID), `{}`)
+	h.mustAs(t, "host", 204, "DELETE", fmt.Sprintf("/v1/leases/%d", l1.ID), "")
+
+	// Bad input from a host token is a 400, not a 403.
+	h.mustAs(t, "host", 400, "PUT", "/v1/leases/nope", `{}`)
+	h.mustAs(t, "host", 400, "POST", "/v1/leases", `{"host":`)
+
+	// Tokens: a host token needs its host, and only host tokens have one.
+	for _, body := range []string{`{"role":"host"}`, `{"role":"host","host":"a/b"}`, `{"role":"admin","host":"h1"}`, `{"role":"tenant","policies":["a"],"host":"h1"}`} {
+		h.mustAs(t, "admin", 400, "POST", "/v1/tokens", body)
+	}
+	var nt config.NewToken
+	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/tokens", `{"role":"host","host":"h3"}`)), &nt)
+	var toks []config.Token
+	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 200, "GET", "/v1/tokens", "")), &toks)
+	found := false
+	for _, tk := range toks {
+		found = found || (tk.ID == nt.ID && tk.Host == "h3" && tk.Role == config.RoleHost)
+	}
+	if !found || nt.Host != "h3" {
+		t.Errorf("token list lacks host h3's token: %+v", toks)
+	}
+}
+
+// docker volume create/rm through volplugin: a host token issued with
+// policies may create and remove volumes in those (and only those); one
+// without may not change volumes at all. Mount locks stay host-scoped.
+func TestHostTokenPolicies(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/b", localPolicy)
+	refused := func(who, method, path, body, want string) {
+		t.Helper()
+		before := h.dump(t)
+		if out := h.mustAs(t, who, 403, method, path, body); !strings.Contains(out, want) {
+			t.Errorf("%s %s as %s: %s lacks %q", method, path, who, out, want)
+		}
+		if after := h.dump(t); !reflect.DeepEqual(before, after) {
+			t.Errorf("%s %s as %s changed etcd", method, path, who)
+		}
+	}
+	refused("host", "POST", "/v1/volumes", `{"policy":"a","name":"x"}`, "has no policies")
+	refused("host-pa", "POST", "/v1/volumes", `{"policy":"b","name":"x"}`, "policy b is not one of the token's")
+	h.mustAs(t, "host-pa", 201, "POST", "/v1/volumes", `{"policy":"a","name":"x"}`)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"b","name":"y"}`)
+	refused("host-pa", "DELETE", "/v1/volumes/b/y", "", "policy b is not one of the token's")
+	refused("host", "DELETE", "/v1/volumes/a/x", "", "has no policies")
+	// Policies stay admin business for every host token.
+	refused("host-pa", "PUT", "/v1/policies/a", localPolicy, "hosts may only")
+	// Its host scope still holds: h1's token with policies is not h2's.
+	refused("host-pa", "POST", "/v1/leases", `{"host":"h2"}`, "h2")
+	h.mustAs(t, "host-pa", 204, "DELETE", "/v1/volumes/a/x", "")
+	h.mustAs(t, "host-pa", 200, "GET", "/v1/volumes/b/y", "")
+	// Issued and listed with both scopes.
+	var nt config.NewToken
+	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/tokens", `{"role":"host","host":"h3","policies":["a","b"]}`)), &nt)
+	if nt.Host != "h3" || !reflect.DeepEqual(nt.Policies, []string{"a", "b"}) {
+		t.Errorf("created host token: %+v", nt.Token)
+	}
+	h.mustAs(t, "admin", 400, "POST", "/v1/tokens", `{"role":"read-only","policies":["a"]}`)
+}
+
+// A tenant listing across policies gets its own policies' objects only (200,
+// not 403); read-only, host and admin see everything. Every List route is
+// checked, so a new one that forgets the filter fails here.
+func TestTenantListsAreFiltered(t *testing.T) {
+	h := startAuth(t)
+	reclaimable := `{"backend":"local","create":{"size":"10MB"},"reclaim":{"unused-for":"1ns"}}`
+	for _, p := range []string{"a", "bpolicy"} {
+		h.mustAs(t, "admin", 200, "PUT", "/v1/policies/"+p, reclaimable)
+	}
+	for _, ref := range []string{"a/v1", "a/v2", "bpolicy/w1", "bpolicy/w2", "bpolicy/w3"} {
+		p, n, _ := strings.Cut(ref, "/")
+		h.mustAs(t, "admin", 201, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":%q,"name":%q}`, p, n))
+	}
+	var lease config.HostLease
+	_ = json.Unmarshal([]byte(h.mustAs(t, "host", 201, "POST", "/v1/leases", `{"host":"h1"}`)), &lease)
+	for _, ref := range []string{"a/v1", "bpolicy/w1"} {
+		h.mustAs(t, "host", 200, "PUT", "/v1/uses/"+ref, fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m"}`, lease.ID))
+	}
+
+	var refs []config.VolumeRef
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-a", 200, "GET", "/v1/volumes", "")), &refs)
+	if want := []config.VolumeRef{{Policy: "a", Name: "v1"}, {Policy: "a", Name: "v2"}}; !reflect.DeepEqual(refs, want) {
+		t.Errorf("tenant-a lists %v, want %v", refs, want)
+	}
+	for _, who := range []string{"admin", "read-only", "host"} {
+		_ = json.Unmarshal([]byte(h.mustAs(t, who, 200, "GET", "/v1/volumes", "")), &refs)
+		if len(refs) != 5 {
+			t.Errorf("%s lists %v, want all 5 volumes", who, refs)
+		}
+	}
+	var vols []config.Volume
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-a", 200, "GET", "/v1/volumes?detail=true", "")), &vols)
+	if len(vols) != 2 || vols[0].Policy != "a" || vols[1].Policy != "a" {
+		t.Errorf("tenant-a detail list: %+v", vols)
+	}
+	var pols []string
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-a", 200, "GET", "/v1/policies", "")), &pols)
+	if !reflect.DeepEqual(pols, []string{"a"}) {
+		t.Errorf("tenant-a policies = %v", pols)
+	}
+	var uses []config.Use
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-a", 200, "GET", "/v1/uses", "")), &uses)
+	if len(uses) != 1 || uses[0].Volume != (config.VolumeRef{Policy: "a", Name: "v1"}) {
+		t.Errorf("tenant-a uses = %+v", uses)
+	}
+	var recl []config.Reclaimable
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-a", 200, "GET", "/v1/reclaimable", "")), &recl)
+	if len(recl) != 1 || recl[0].Volume != (config.VolumeRef{Policy: "a", Name: "v2"}) {
+		t.Errorf("tenant-a reclaimable = %+v", recl)
+	}
+	// tenant-b has no volumes at all: an empty list, not another's.
+	_ = json.Unmarshal([]byte(h.mustAs(t, "tenant-b", 200, "GET", "/v1/volumes", "")), &refs)
+	if len(refs) != 0 {
+		t.Errorf("tenant-b lists %v", refs)
+	}
+
+	// Every List route: the other policy's name shows up for the admin
+	// (so the check can fail) and never for the tenant, in any form.
+	for _, rt := range Routes() {
+		if rt.Access != List {
+			continue
+		}
+		path := rt.Path + "?detail=true"
+		if out := h.mustAs(t, "admin", 200, "GET", path, ""); !strings.Contains(out, "bpolicy") {
+			t.Errorf("GET %s as admin lacks bpolicy: the test has no data for it: %s", rt.Path, out)
+		}
+		if out := h.mustAs(t, "tenant-a", 200, "GET", path, ""); strings.Contains(out, "bpolicy") || strings.Contains(out, "w1") {
+			t.Errorf("GET %s as tenant-a leaks another policy: %s", rt.Path, out)
+		}
+	}
+	// Reads that are not per-policy lists stay closed to tenants, and a
+	// tenant's own policy is readable while another's is not.
+	for _, path := range []string{"/info", "/v1/global", "/v1/supervisor"} {
+		h.mustAs(t, "tenant-a", 403, "GET", path, "")
+	}
+	h.mustAs(t, "tenant-a", 200, "GET", "/v1/policies/a", "")
+	h.mustAs(t, "tenant-a", 403, "GET", "/v1/policies/bpolicy", "")
+	h.mustAs(t, "tenant-a", 403, "GET", "/v1/volumes/bpolicy", "")
+	h.mustAs(t, "tenant-a", 403, "PUT", "/v1/policies/a", localPolicy)
 }

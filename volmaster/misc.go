@@ -58,7 +58,7 @@ func (s *Server) listUses(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, uses)
+	writeJSON(w, http.StatusOK, visibleOnly(r, uses, func(u config.Use) string { return u.Volume.Policy }))
 }
 
 func (s *Server) getUse(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	recs = visiblePolicies(r, recs)
 	if wantDetail(r) {
 		out := make([]config.Policy, len(recs))
 		for i, rec := range recs {

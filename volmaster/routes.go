@@ -11,52 +11,55 @@ import (
 
 // Route is one API route; Routes lists them all (the docs are checked
 // against this table). Access says who may call it when auth is on; the one
-// authorization middleware decides from it, no handler checks roles.
+// authorization middleware decides from it, no handler checks roles. A Host
+// route also names its owner function: how the middleware finds the hosts a
+// request touches, so that a host token acts only for its own host.
 type Route struct {
 	Method string
 	Path   string
 	Access Access
 	handle func(*Server, http.ResponseWriter, *http.Request)
+	owner  ownerFunc
 }
 
 // Routes returns the API's routes.
 func Routes() []Route {
 	return []Route{
-		{"GET", "/healthz", Public, (*Server).healthz},
-		{"GET", "/metrics", Public, (*Server).serveMetrics},
-		{"GET", "/info", Read, (*Server).info},
-		{"GET", "/v1/policies", Read, (*Server).listPolicies},
-		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy},
-		{"PUT", "/v1/policies/{policy}", Admin, (*Server).putPolicy},
-		{"DELETE", "/v1/policies/{policy}", Admin, (*Server).deletePolicy},
-		{"GET", "/v1/policies/{policy}/revisions", Read, (*Server).listRevisions},
-		{"GET", "/v1/policies/{policy}/revisions/{rev}", Read, (*Server).getRevision},
-		{"GET", "/v1/volumes", Read, (*Server).listVolumes},
-		{"POST", "/v1/volumes", VolumeWrite, (*Server).createVolume},
-		{"GET", "/v1/volumes/{policy}", Read, (*Server).listVolumes},
-		{"GET", "/v1/volumes/{policy}/{name}", Read, (*Server).getVolume},
-		{"DELETE", "/v1/volumes/{policy}/{name}", VolumeWrite, (*Server).removeVolume},
-		{"GET", "/v1/volumes/{policy}/{name}/snapshots", Read, (*Server).listSnapshots},
-		{"POST", "/v1/volumes/{policy}/{name}/snapshots", VolumeWrite, (*Server).takeSnapshot},
-		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot},
-		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime},
-		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime},
-		{"GET", "/v1/global", Read, (*Server).getGlobal},
-		{"PUT", "/v1/global", Admin, (*Server).putGlobal},
-		{"GET", "/v1/uses", Read, (*Server).listUses},
-		{"GET", "/v1/uses/{policy}/{name}", Read, (*Server).getUse},
-		{"DELETE", "/v1/uses/{policy}/{name}", Admin, (*Server).deleteUse},
-		{"PUT", "/v1/uses/{policy}/{name}", Host, (*Server).acquireUse},
-		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", Host, (*Server).releaseUse},
-		{"GET", "/v1/supervisor", Read, (*Server).listSupervisors},
-		{"GET", "/v1/reclaimable", Read, (*Server).listReclaimable},
-		{"POST", "/v1/leases", Host, (*Server).grantLease},
-		{"PUT", "/v1/leases/{id}", Host, (*Server).keepAlive},
-		{"DELETE", "/v1/leases/{id}", Host, (*Server).revokeLease},
-		{"GET", "/v1/tokens", Admin, (*Server).listTokens},
-		{"POST", "/v1/tokens", Admin, (*Server).createToken},
-		{"DELETE", "/v1/tokens/{id}", Admin, (*Server).revokeToken},
-		{"GET", "/v1/audit", Admin, (*Server).listAudit},
+		{"GET", "/healthz", Public, (*Server).healthz, nil},
+		{"GET", "/metrics", Public, (*Server).serveMetrics, nil},
+		{"GET", "/info", Read, (*Server).info, nil},
+		{"GET", "/v1/policies", List, (*Server).listPolicies, nil},
+		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy, nil},
+		{"PUT", "/v1/policies/{policy}", Admin, (*Server).putPolicy, nil},
+		{"DELETE", "/v1/policies/{policy}", Admin, (*Server).deletePolicy, nil},
+		{"GET", "/v1/policies/{policy}/revisions", Read, (*Server).listRevisions, nil},
+		{"GET", "/v1/policies/{policy}/revisions/{rev}", Read, (*Server).getRevision, nil},
+		{"GET", "/v1/volumes", List, (*Server).listVolumes, nil},
+		{"POST", "/v1/volumes", VolumeWrite, (*Server).createVolume, nil},
+		{"GET", "/v1/volumes/{policy}", Read, (*Server).listVolumes, nil},
+		{"GET", "/v1/volumes/{policy}/{name}", Read, (*Server).getVolume, nil},
+		{"DELETE", "/v1/volumes/{policy}/{name}", VolumeWrite, (*Server).removeVolume, nil},
+		{"GET", "/v1/volumes/{policy}/{name}/snapshots", Read, (*Server).listSnapshots, nil},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots", VolumeWrite, (*Server).takeSnapshot, nil},
+		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot, nil},
+		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime, nil},
+		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
+		{"GET", "/v1/global", Read, (*Server).getGlobal, nil},
+		{"PUT", "/v1/global", Admin, (*Server).putGlobal, nil},
+		{"GET", "/v1/uses", List, (*Server).listUses, nil},
+		{"GET", "/v1/uses/{policy}/{name}", Read, (*Server).getUse, nil},
+		{"DELETE", "/v1/uses/{policy}/{name}", Admin, (*Server).deleteUse, nil},
+		{"PUT", "/v1/uses/{policy}/{name}", Host, (*Server).acquireUse, mountRequestOwner},
+		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", Host, (*Server).releaseUse, mountLockOwner},
+		{"GET", "/v1/supervisor", Read, (*Server).listSupervisors, nil},
+		{"GET", "/v1/reclaimable", List, (*Server).listReclaimable, nil},
+		{"POST", "/v1/leases", Host, (*Server).grantLease, leaseRequestOwner},
+		{"PUT", "/v1/leases/{id}", Host, (*Server).keepAlive, leaseOwner},
+		{"DELETE", "/v1/leases/{id}", Host, (*Server).revokeLease, leaseOwner},
+		{"GET", "/v1/tokens", Admin, (*Server).listTokens, nil},
+		{"POST", "/v1/tokens", Admin, (*Server).createToken, nil},
+		{"DELETE", "/v1/tokens/{id}", Admin, (*Server).revokeToken, nil},
+		{"GET", "/v1/audit", Admin, (*Server).listAudit, nil},
 	}
 }
 

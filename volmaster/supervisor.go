@@ -24,6 +24,7 @@ func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	vols = visibleOnly(r, vols, func(v config.Volume) string { return v.Policy })
 	usage, err := s.store.Usages(r.Context())
 	if err != nil {
 		writeError(w, err)

@@ -32,6 +32,7 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	vols = visibleOnly(r, vols, func(v config.Volume) string { return v.Policy })
 	if wantDetail(r) {
 		writeJSON(w, http.StatusOK, vols)
 		return

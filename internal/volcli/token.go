@@ -19,14 +19,15 @@ func tokenCommand(e *env) *cli.Command {
 				Usage: "create a token and print its secret (shown only this once)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "role", Usage: "`ROLE`: admin, tenant, host or read-only", Required: true},
-					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` a tenant token may use (repeatable)"},
+					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` a tenant token may use, or a host token may create and remove volumes in (docker volume create/rm) (repeatable; required for tenant tokens)"},
+					&cli.StringFlag{Name: "host", Usage: "host label (`NAME`, the volplugin's --host-label) a host token acts for (host tokens only, required for them)"},
 					&cli.StringFlag{Name: "description", Usage: "free `TEXT` to tell tokens apart"},
 				},
 				Action: e.action(0, tokenCreate),
 			},
 			{
 				Name:   "list",
-				Usage:  "list tokens: ID, role, policies, description (never secrets)",
+				Usage:  "list tokens: ID, role, scope (a tenant's policies, a host token's host), description (never secrets)",
 				Action: e.action(0, tokenList),
 			},
 			{
@@ -40,7 +41,8 @@ func tokenCommand(e *env) *cli.Command {
 }
 
 func tokenCreate(k *call) error {
-	req := config.TokenRequest{Role: k.c.String("role"), Policies: k.c.StringSlice("policy"), Description: k.c.String("description")}
+	req := config.TokenRequest{Role: k.c.String("role"), Policies: k.c.StringSlice("policy"), Host: k.c.String("host"),
+		Description: k.c.String("description")}
 	if err := req.Validate(); err != nil {
 		return invalid(err)
 	}
@@ -61,12 +63,26 @@ func tokenList(k *call) error {
 		return k.fail(err, "")
 	}
 	return printList(k, ts, func(t config.Token) string {
-		pol := strings.Join(t.Policies, ",")
-		if pol == "" {
-			pol = "-"
-		}
-		return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.Role, pol, t.Description)
+		return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.Role, tokenScope(t), t.Description)
 	})
+}
+
+// tokenScope is what a token is limited to: a tenant's policies, a host
+// token's host and policies ("host=NAME P1,P2"; "host=? (re-issue)" for one
+// made before host tokens named their host), or "-".
+func tokenScope(t config.Token) string {
+	switch {
+	case t.Role == config.RoleTenant:
+		return strings.Join(t.Policies, ",")
+	case t.Role == config.RoleHost && t.Host == "":
+		return "host=? (re-issue)"
+	case t.Role == config.RoleHost && len(t.Policies) > 0:
+		return "host=" + t.Host + " " + strings.Join(t.Policies, ",")
+	case t.Role == config.RoleHost:
+		return "host=" + t.Host
+	default:
+		return "-"
+	}
 }
 
 func tokenRevoke(k *call) error {

@@ -1,0 +1,34 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// LeaseHost returns the host a live lease was granted to, found from the
+// host record Grant attached to it. A lease that is alive but carries no host
+// record (another host's record has moved to a newer lease, or the lease is
+// not a host lease at all) gives "" and no error; a lease that does not exist
+// (expired, revoked, never granted) gives ErrNotFound.
+func (m *Manager) LeaseHost(ctx context.Context, id int64) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	resp, err := m.cli.TimeToLive(ctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+	if err != nil {
+		return "", config.EtcdError(fmt.Sprintf("look up lease %d", id), err)
+	}
+	if resp.TTL < 0 {
+		return "", fmt.Errorf("lease %d does not exist or has expired: %w", id, config.ErrNotFound)
+	}
+	for _, k := range resp.Keys {
+		if host, ok := strings.CutPrefix(string(k), m.keys.Hosts()); ok && host != "" {
+			return host, nil
+		}
+	}
+	return "", nil
+}

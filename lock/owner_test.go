@@ -1,0 +1,54 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+func TestLeaseHost(t *testing.T) {
+	m, _ := setup(t)
+	ctx := context.Background()
+	first, err := m.Grant(ctx, "hostA", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := m.LeaseHost(ctx, first.ID); err != nil || h != "hostA" {
+		t.Errorf("LeaseHost(first) = %q, %v; want hostA", h, err)
+	}
+	b, err := m.Grant(ctx, "hostB", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := m.LeaseHost(ctx, b.ID); err != nil || h != "hostB" {
+		t.Errorf("LeaseHost(b) = %q, %v; want hostB", h, err)
+	}
+	// A new grant moves hostA's record to the new lease: the old one, still
+	// alive, belongs to no host any more.
+	second, err := m.Grant(ctx, "hostA", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := m.LeaseHost(ctx, second.ID); err != nil || h != "hostA" {
+		t.Errorf("LeaseHost(second) = %q, %v; want hostA", h, err)
+	}
+	if h, err := m.LeaseHost(ctx, first.ID); err != nil || h != "" {
+		t.Errorf("LeaseHost(superseded) = %q, %v; want no host", h, err)
+	}
+	// A lease that is not a host lease (say, an election session's).
+	raw, err := m.cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := m.LeaseHost(ctx, int64(raw.ID)); err != nil || h != "" {
+		t.Errorf("LeaseHost(raw) = %q, %v; want no host", h, err)
+	}
+	if err := m.Revoke(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := m.LeaseHost(ctx, b.ID); !errors.Is(err, config.ErrNotFound) {
+		t.Errorf("LeaseHost(revoked) = %q, %v; want ErrNotFound", h, err)
+	}
+}
