@@ -12,6 +12,10 @@ RUN_DIR ?= $(CURDIR)/.run
 # benchmarks against a live volmaster (it creates the volumes it needs).
 BENCHTIME ?= 2s
 export CGO_ENABLED := 1
+# Debian's own Go (scripts/deps.sh installs it where none is found) defaults
+# to GOTOOLCHAIN=local and would refuse go.mod's newer go line: let it fetch
+# that toolchain through the module proxy.
+export GOTOOLCHAIN ?= auto
 
 .PHONY: all deps build test vet fmt-check bench run clean fuzz plugin
 

@@ -12,19 +12,42 @@ for p in "${packages[@]}"; do
 		missing+=("$p")
 	fi
 done
-if ! command -v go >/dev/null 2>&1; then
-	# Debian's go is older than go.mod asks; it fetches the right toolchain
-	# itself (GOTOOLCHAIN=auto) through the module proxy.
-	missing+=(golang-go)
+# A Go that can fetch the toolchain go.mod asks for (GOTOOLCHAIN=auto, through
+# the module proxy) must be 1.21 or newer: Debian 12's golang-go is 1.19, its
+# bookworm-backports one is new enough.
+go_ok() {
+	local v
+	v=$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null) && [[ $v =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 21))
+}
+backports=0
+if ! go_ok; then
+	# shellcheck source=/dev/null
+	[[ $(. /etc/os-release && echo "${VERSION_CODENAME:-}") == bookworm ]] ||
+		{ echo "deps: no Go >= 1.21 here and this is not Debian 12: install one first" >&2; exit 1; }
+	backports=1
 fi
-if ((${#missing[@]})); then
+if ((${#missing[@]} || backports)); then
 	if [[ $(id -u) -ne 0 ]]; then
-		echo "deps: missing packages ${missing[*]}; run as root or install them" >&2
+		echo "deps: missing packages ${missing[*]}$( ((backports)) && echo " golang-go (>= 1.21)"); run as root or install them" >&2
 		exit 1
 	fi
-	echo "deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	if ((backports)); then
+		list=/etc/apt/sources.list.d/bookworm-backports.list
+		grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ ||
+			echo "deb http://deb.debian.org/debian bookworm-backports main" >"$list"
+	fi
 	apt-get update -qq -o DPkg::Lock::Timeout=120
-	apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "${missing[@]}" >/dev/null
+	if ((${#missing[@]})); then
+		echo "deps: installing ${missing[*]}"
+		apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	if ((backports)); then
+		echo "deps: installing golang-go from bookworm-backports (Go >= 1.21)"
+		apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends -t bookworm-backports golang-go >/dev/null
+		hash -r
+		go_ok || { echo "deps: the installed go is still older than 1.21" >&2; exit 1; }
+	fi
 fi
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 go mod download
