@@ -157,16 +157,24 @@ func (s *Server) permit(rt Route, t config.Token, r *http.Request) (policyFilter
 		if rt.Access != Host {
 			return deny("hosts may only read, manage leases and mount locks, and change volumes of the token's policies")
 		}
-		if t.Host == "" {
-			return deny(fmt.Sprintf("token %s names no host (it was issued before host tokens were scoped to one host); "+
-				"re-issue it with 'volcli token create --role host --host HOST-LABEL' and revoke this one", t.ID))
-		}
 		if rt.owner == nil {
 			return deny("the route declares no owner rule")
 		}
 		claims, err := rt.owner(s, r)
 		if err != nil {
 			return policyFilter{}, err
+		}
+		if t.Host == "" {
+			// Issued before host tokens named their host, perhaps one token
+			// shared by every host: refusing it (or binding it to the first
+			// host) would cut running volplugins off their leases at the
+			// upgrade, and their locks would go while containers write. It
+			// keeps acting for any host until re-issued.
+			if _, seen := s.legacyTokens.LoadOrStore(t.ID, true); !seen {
+				s.log.WithField("token", t.ID).Warn("host token issued before host tokens named their host acts for any host: " +
+					"re-issue one per host with 'volcli token create --role host --host HOST-LABEL' and revoke it")
+			}
+			return all, nil
 		}
 		for _, c := range claims {
 			if c.host == t.Host {

@@ -61,6 +61,8 @@ type Server struct {
 	now      func() time.Time
 	owner    string
 	global   atomic.Pointer[config.Global]
+	// legacyTokens holds the IDs of unscoped host tokens already warned about.
+	legacyTokens sync.Map
 
 	runCtx  context.Context
 	sessMu  sync.Mutex

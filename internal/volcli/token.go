@@ -68,14 +68,14 @@ func tokenList(k *call) error {
 }
 
 // tokenScope is what a token is limited to: a tenant's policies, a host
-// token's host and policies ("host=NAME P1,P2"; "host=? (re-issue)" for one
-// made before host tokens named their host), or "-".
+// token's host and policies ("host=NAME P1,P2"; "host=* (unscoped:
+// re-issue)" for one made before host tokens named their host), or "-".
 func tokenScope(t config.Token) string {
 	switch {
 	case t.Role == config.RoleTenant:
 		return strings.Join(t.Policies, ",")
 	case t.Role == config.RoleHost && t.Host == "":
-		return "host=? (re-issue)"
+		return "host=* (unscoped: re-issue)"
 	case t.Role == config.RoleHost && len(t.Policies) > 0:
 		return "host=" + t.Host + " " + strings.Join(t.Policies, ",")
 	case t.Role == config.RoleHost:
