@@ -34,7 +34,7 @@ if ((${#missing[@]} || backports)); then
 	export DEBIAN_FRONTEND=noninteractive
 	if ((backports)); then
 		list=/etc/apt/sources.list.d/bookworm-backports.list
-		grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ ||
+		grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ ||
 			echo "deb http://deb.debian.org/debian bookworm-backports main" >"$list"
 	fi
 	apt-get update -qq -o DPkg::Lock::Timeout=120

@@ -68,25 +68,20 @@ func main() {
 	cmdutil.Main(app)
 }
 
-// withEnv lets every flag without an environment variable of its own also be
-// set by VOLPLUGIN_<FLAG> (dashes as underscores): the managed Docker plugin
-// is configured through settable environment variables, not arguments.
+// withEnv lets every flag also be set by VOLPLUGIN_<FLAG> (dashes as
+// underscores), after any variable of its own (VOLMASTER): the managed Docker
+// plugin is configured through settable environment variables, not
+// arguments.
 func withEnv(flags []cli.Flag) []cli.Flag {
 	for _, f := range flags {
-		env := []string{"VOLPLUGIN_" + strings.ToUpper(strings.ReplaceAll(f.Names()[0], "-", "_"))}
+		env := "VOLPLUGIN_" + strings.ToUpper(strings.ReplaceAll(f.Names()[0], "-", "_"))
 		switch f := f.(type) {
 		case *cli.StringFlag:
-			if len(f.EnvVars) == 0 {
-				f.EnvVars = env
-			}
+			f.EnvVars = append(f.EnvVars, env)
 		case *cli.IntFlag:
-			if len(f.EnvVars) == 0 {
-				f.EnvVars = env
-			}
+			f.EnvVars = append(f.EnvVars, env)
 		case *cli.BoolFlag:
-			if len(f.EnvVars) == 0 {
-				f.EnvVars = env
-			}
+			f.EnvVars = append(f.EnvVars, env)
 		}
 	}
 	return flags

@@ -181,6 +181,9 @@ func (s *Store) createSchema(ctx context.Context) (bool, error) {
 func (s *Store) migrate(ctx context.Context, m migration, schemaModRev int64) (Migrated, bool, error) {
 	from, to := strconv.Itoa(m.from), strconv.Itoa(m.from+1)
 	p, err := m.plan(ctx, s)
+	if errors.Is(err, errPlanStale) {
+		return Migrated{}, false, nil // read again, like a failed guard
+	}
 	if err != nil {
 		return Migrated{}, false, fmt.Errorf("migrate etcd schema %s to %s: %w", from, to, err)
 	}
@@ -200,6 +203,10 @@ func (s *Store) migrate(ctx context.Context, m migration, schemaModRev int64) (M
 		return Migrated{}, false, fmt.Errorf("migrate etcd schema %s to %s: the step needs %d operations in one transaction, more than etcd allows (its --max-txn-ops, 128 by default); nothing was changed: run etcd with --max-txn-ops=%d or more for the upgrade: %w: %w",
 			from, to, n, n, config.ErrSchema, err)
 	}
+	if errors.Is(err, rpctypes.ErrRequestTooLarge) {
+		return Migrated{}, false, fmt.Errorf("migrate etcd schema %s to %s: the step's transaction is larger than etcd accepts (its --max-request-bytes, 1.5 MiB by default); nothing was changed: raise it for the upgrade: %w: %w",
+			from, to, config.ErrSchema, err)
+	}
 	if err != nil {
 		return Migrated{}, false, config.EtcdError("migrate etcd schema "+from+" to "+to, err)
 	}
@@ -208,6 +215,10 @@ func (s *Store) migrate(ctx context.Context, m migration, schemaModRev int64) (M
 	}
 	return Migrated{From: m.from, To: m.from + 1, What: m.what, Summary: p.summary, Ops: len(ops)}, true, nil
 }
+
+// errPlanStale says a plan's reads could not be completed at one etcd
+// revision (compacted meanwhile): the step starts again.
+var errPlanStale = errors.New("etcd compacted the revision the migration was reading at")
 
 // migrationPage bounds each read of a migration plan, so a long history is
 // read in pieces rather than in one huge response.
@@ -228,9 +239,14 @@ func planPolicyHeads(ctx context.Context, s *Store) (migrationPlan, error) {
 		if atRev != 0 {
 			opts = append(opts, clientv3.WithRev(atRev))
 		}
-		resp, err := s.get(ctx, "read policy revisions", from, opts...)
+		rctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Get(rctx, from, opts...)
+		cancel()
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return migrationPlan{}, errPlanStale
+		}
 		if err != nil {
-			return migrationPlan{}, err
+			return migrationPlan{}, config.EtcdError("read policy revisions", err)
 		}
 		if atRev == 0 {
 			atRev = resp.Header.Revision

@@ -19,7 +19,7 @@ func tokenCommand(e *env) *cli.Command {
 				Usage: "create a token and print its secret (shown only this once)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "role", Usage: "`ROLE`: admin, tenant, host or read-only", Required: true},
-					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` a tenant token may use, or a host token may create and remove volumes in (docker volume create/rm) (repeatable; required for tenant tokens)"},
+					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` whose volumes a tenant token may use, or a host token may change like a tenant (docker volume create/rm, snapshots, runtime) (repeatable; required for tenant tokens)"},
 					&cli.StringFlag{Name: "host", Usage: "host label (`NAME`, the volplugin's --host-label) a host token acts for (host tokens only, required for them)"},
 					&cli.StringFlag{Name: "description", Usage: "free `TEXT` to tell tokens apart"},
 				},
