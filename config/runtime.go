@@ -93,3 +93,18 @@ func DecodeRuntime(data []byte) (RuntimeOptions, error) {
 	}
 	return r, nil
 }
+
+// RuntimeChange is the current runtime options of a volume whose runtime
+// record changed at etcd revision Revision.
+type RuntimeChange struct {
+	VolumeRef
+	Runtime  RuntimeOptions `json:"runtime"`
+	Revision int64          `json:"revision"`
+}
+
+// RuntimeChanges answers GET /v1/runtimes (a long poll): the changes after
+// the asked revision, and the revision to ask after next time.
+type RuntimeChanges struct {
+	Revision int64           `json:"revision"`
+	Changes  []RuntimeChange `json:"changes"`
+}

@@ -429,6 +429,9 @@ func TestTenantListsAreFiltered(t *testing.T) {
 			continue
 		}
 		path := rt.Path + "?detail=true"
+		if rt.Path == "/v1/runtimes" {
+			path = rt.Path + "?volume=a/v1&volume=bpolicy/w1"
+		}
 		if out := h.mustAs(t, "admin", 200, "GET", path, ""); !strings.Contains(out, "bpolicy") {
 			t.Errorf("GET %s as admin lacks bpolicy: the test has no data for it: %s", rt.Path, out)
 		}

@@ -44,6 +44,7 @@ func Routes() []Route {
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot, nil},
 		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
+		{"GET", "/v1/runtimes", List, (*Server).watchRuntimes, nil},
 		{"GET", "/v1/global", Read, (*Server).getGlobal, nil},
 		{"PUT", "/v1/global", Admin, (*Server).putGlobal, nil},
 		{"GET", "/v1/uses", List, (*Server).listUses, nil},

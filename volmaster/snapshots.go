@@ -144,9 +144,11 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if rerr := s.store.RollbackCreate(cctx, to, h); rerr != nil {
+		rev, rerr := s.store.RollbackCreate(cctx, to, h)
+		if rerr != nil {
 			return config.Volume{}, errors.Join(backendErr(err), rerr)
 		}
+		s.settle(cctx, rev)
 		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, backendErr(err))
 	}
 	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), to, h)

@@ -126,10 +126,13 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 			defer cancel()
-			if rerr := s.store.RollbackCreate(cctx, ref, h); rerr != nil {
+			rev, rerr := s.store.RollbackCreate(cctx, ref, h)
+			if rerr != nil {
 				s.log.WithError(rerr).WithField("volume", ref.String()).Error("rolling back a failed create")
 				return config.Volume{}, errors.Join(backendErr(err), rerr)
 			}
+			// The caller reads its own (undone) write: no volume.
+			s.settle(cctx, rev)
 			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, backendErr(err))
 		}
 	}
@@ -227,4 +230,76 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 	}
 	s.settle(r.Context(), rev)
 	writeJSON(w, http.StatusOK, rt)
+}
+
+// maxRuntimeWait bounds a long poll of GET /v1/runtimes; maxRuntimeRefs the
+// volumes one poll may name.
+const (
+	maxRuntimeWait = time.Minute
+	maxRuntimeRefs = 10000
+)
+
+// watchRuntimes is a long poll for runtime changes: it answers as soon as
+// one of the named volumes' runtime records changes after ?since= (at once
+// for since 0 or a change already there), or with no changes after ?wait=.
+// volplugin holds one per host instead of polling each mounted volume.
+func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "volume" && k != "since" && k != "wait" {
+			writeError(w, fmt.Errorf("unknown parameter %q (volume, since, wait): %w", k, config.ErrInvalid))
+			return
+		}
+	}
+	if len(q["volume"]) > maxRuntimeRefs {
+		writeError(w, fmt.Errorf("%d volumes in one poll, at most %d: %w", len(q["volume"]), maxRuntimeRefs, config.ErrInvalid))
+		return
+	}
+	seen := map[config.VolumeRef]bool{}
+	var refs []config.VolumeRef
+	for _, v := range q["volume"] {
+		ref, err := config.ParseVolumeRef(v)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !seen[ref] {
+			seen[ref] = true
+			refs = append(refs, ref)
+		}
+	}
+	refs = visibleOnly(r, refs, func(v config.VolumeRef) string { return v.Policy })
+	var since int64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, fmt.Errorf("since %q is not an etcd revision (0 or more): %w", v, config.ErrInvalid))
+			return
+		}
+		since = n
+	}
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxRuntimeWait {
+			writeError(w, fmt.Errorf("wait %q is not a duration between 0s and %s: %w", v, maxRuntimeWait, config.ErrInvalid))
+			return
+		}
+		wait = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	if s.runCtx != nil {
+		// A shutting-down volmaster answers its long polls at once.
+		defer context.AfterFunc(s.runCtx, cancel)()
+	}
+	changes, rev, err := s.cache.WaitRuntimes(ctx, refs, since)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if changes == nil {
+		changes = []config.RuntimeChange{}
+	}
+	writeJSON(w, http.StatusOK, config.RuntimeChanges{Revision: rev, Changes: changes})
 }

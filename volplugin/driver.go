@@ -78,6 +78,9 @@ type Driver struct {
 
 	mu     sync.Mutex
 	mounts map[config.VolumeRef]*mounted
+	// mountsChanged is signalled when a volume is mounted or unmounted, so
+	// the runtime long poll starts again with the new set.
+	mountsChanged chan struct{}
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -96,7 +99,7 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now()}
+	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now(), mountsChanged: make(chan struct{}, 1)}
 	d.metrics = newMetrics(d)
 	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
 	d.health = newHealth(cfg.Host, cfg.Health)
@@ -316,6 +319,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	d.mu.Lock()
 	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}}
 	d.mu.Unlock()
+	d.noteMounts()
 	d.applyLimits(ref, mnt.Device, v.Runtime)
 	log.WithField("path", mnt.Path).WithField("device", mnt.Device).Info("mounted")
 	return &volume.MountResponse{Mountpoint: mnt.Path}, nil
@@ -375,6 +379,7 @@ func (d *Driver) unmount(req *volume.UnmountRequest) error {
 	d.mu.Lock()
 	delete(d.mounts, ref)
 	d.mu.Unlock()
+	d.noteMounts()
 	d.dropLimits(ref)
 	if !m.vol.Unlocked {
 		d.release(ref, req.ID)

@@ -8,10 +8,10 @@ import (
 	"github.com/volplugin/volplugin/internal/iolimit"
 )
 
-// runtimePoll is how often runtime options of mounted volumes are re-read
-// from volmaster, so a `volcli volume runtime upload` reaches the running
-// containers within about this long, without a remount.
-const runtimePoll = 3 * time.Second
+// runtimeWait is how long one long poll for runtime changes waits on
+// volmaster; a change reaches the running containers as soon as volmaster's
+// cache sees it, without a remount.
+const runtimeWait = 30 * time.Second
 
 func limitsOf(rt config.RuntimeOptions) iolimit.Limits {
 	r := rt.RateLimit
@@ -46,45 +46,83 @@ func (d *Driver) dropLimits(ref config.VolumeRef) {
 	}
 }
 
-// watchRuntime re-reads the runtime options of every mounted volume and
-// re-applies changed rate limits, until ctx ends.
+// noteMounts tells watchRuntime that the set of mounted volumes changed.
+func (d *Driver) noteMounts() {
+	select {
+	case d.mountsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// watchRuntime keeps one long poll on volmaster for runtime changes of the
+// mounted volumes and re-applies changed rate limits, until ctx ends. A
+// change of the mounted set restarts the poll with the new set (since 0 for
+// it: a volume mounted meanwhile gets its current runtime again).
 func (d *Driver) watchRuntime(ctx context.Context) {
-	t := time.NewTicker(runtimePoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	var since int64
+	for ctx.Err() == nil {
 		d.mu.Lock()
 		refs := make([]config.VolumeRef, 0, len(d.mounts))
 		for ref := range d.mounts {
 			refs = append(refs, ref)
 		}
 		d.mu.Unlock()
-		for _, ref := range refs {
-			rctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-			rt, err := d.cfg.API.Runtime(rctx, ref)
-			cancel()
-			if err != nil {
-				continue
+		if len(refs) == 0 {
+			since = 0
+			select {
+			case <-ctx.Done():
+			case <-d.mountsChanged:
 			}
-			d.mu.Lock()
-			m := d.mounts[ref]
-			changed := m != nil && m.vol.Runtime != rt
-			if changed {
-				m.vol.Runtime = rt
-			}
-			var dev string
-			if m != nil {
-				dev = m.device
-			}
-			d.mu.Unlock()
-			if changed {
-				d.log.WithField("volume", ref.String()).Info("runtime options changed; re-applying I/O limits")
-				d.applyLimits(ref, dev, rt)
-			}
+			continue
 		}
+		pctx, cancel := context.WithTimeout(ctx, runtimeWait+d.cfg.Timeout)
+		reset := make(chan bool, 1)
+		go func() {
+			select {
+			case <-d.mountsChanged:
+				cancel()
+				reset <- true
+			case <-pctx.Done():
+				reset <- false
+			}
+		}()
+		got, err := d.cfg.API.WaitRuntimes(pctx, refs, since, runtimeWait)
+		cancel()
+		if <-reset {
+			since = 0
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.WithError(err).Debug("waiting for runtime changes")
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		since = got.Revision
+		for _, ch := range got.Changes {
+			d.runtimeChanged(ch.VolumeRef, ch.Runtime)
+		}
+	}
+}
+
+// runtimeChanged records a volume's new runtime options and re-applies its
+// rate limits if they differ from what it has.
+func (d *Driver) runtimeChanged(ref config.VolumeRef, rt config.RuntimeOptions) {
+	d.mu.Lock()
+	m := d.mounts[ref]
+	changed := m != nil && m.vol.Runtime != rt
+	var dev string
+	if changed {
+		m.vol.Runtime = rt
+		dev = m.device
+	}
+	d.mu.Unlock()
+	if changed {
+		d.log.WithField("volume", ref.String()).Info("runtime options changed; re-applying I/O limits")
+		d.applyLimits(ref, dev, rt)
 	}
 }

@@ -97,6 +97,7 @@ func (d *Driver) adopt(ctx context.Context, mnt storage.Mount) {
 	d.mu.Lock()
 	d.mounts[ref] = m
 	d.mu.Unlock()
+	d.noteMounts()
 	d.applyLimits(ref, mnt.Device, v.Runtime)
 	log.Info("re-adopted a mount that survived a restart")
 }

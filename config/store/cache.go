@@ -24,16 +24,24 @@ import (
 type Cache struct {
 	s *Store
 
-	mu       sync.RWMutex
-	synced   bool
-	rev      int64
-	changed  chan struct{} // closed and replaced whenever rev moves
-	volumes  map[config.VolumeRef]config.Volume
-	runtimes map[config.VolumeRef]config.RuntimeOptions
-	policies map[string]PolicyRecord
+	mu      sync.RWMutex
+	synced  bool
+	rev     int64
+	changed chan struct{} // closed and replaced whenever rev moves
+	cacheData
 	// encoded holds volumes already rendered as JSON for GET; an entry is
 	// dropped whenever its volume or runtime changes.
 	encoded map[config.VolumeRef][]byte
+}
+
+// cacheData is what the cache holds, replaced whole on a reload.
+type cacheData struct {
+	volumes  map[config.VolumeRef]config.Volume
+	runtimes map[config.VolumeRef]config.RuntimeOptions
+	// runtimeRevs is the etcd revision of each runtime record's last
+	// change, for WaitRuntimes.
+	runtimeRevs map[config.VolumeRef]int64
+	policies    map[string]PolicyRecord
 }
 
 // NewCache returns an empty cache; Run fills it.
@@ -68,16 +76,15 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vols := map[config.VolumeRef]config.Volume{}
-	rts := map[config.VolumeRef]config.RuntimeOptions{}
-	pols := map[string]PolicyRecord{}
+	d := cacheData{volumes: map[config.VolumeRef]config.Volume{}, runtimes: map[config.VolumeRef]config.RuntimeOptions{},
+		runtimeRevs: map[config.VolumeRef]int64{}, policies: map[string]PolicyRecord{}}
 	for i := range 3 {
 		for _, kv := range rangeKvs(resp, i) {
-			c.apply(vols, rts, pols, mvccpb.PUT, kv)
+			c.apply(&d, mvccpb.PUT, kv)
 		}
 	}
 	c.mu.Lock()
-	c.volumes, c.runtimes, c.policies = vols, rts, pols
+	c.cacheData = d
 	c.encoded = map[config.VolumeRef][]byte{}
 	c.mu.Unlock()
 	c.advance(resp.Header.Revision, true)
@@ -109,7 +116,7 @@ func (c *Cache) runOnce(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			for _, ev := range wr.Events {
-				if ref, ok := c.apply(c.volumes, c.runtimes, c.policies, ev.Type, ev.Kv); ok {
+				if ref, ok := c.apply(&c.cacheData, ev.Type, ev.Kv); ok {
 					delete(c.encoded, ref)
 				}
 			}
@@ -119,10 +126,10 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	}
 }
 
-// apply records one key's new value (or deletion) in the maps and returns
-// the volume it touched, if any.
-func (c *Cache) apply(vols map[config.VolumeRef]config.Volume, rts map[config.VolumeRef]config.RuntimeOptions,
-	pols map[string]PolicyRecord, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) (config.VolumeRef, bool) {
+// apply records one key's new value (or deletion) in d and returns the
+// volume it touched, if any.
+func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) (config.VolumeRef, bool) {
+	vols, rts, pols := d.volumes, d.runtimes, d.policies
 	k := c.s.keys
 	key := string(kv.Key)
 	del := typ == mvccpb.DELETE
@@ -148,6 +155,11 @@ func (c *Cache) apply(vols map[config.VolumeRef]config.Volume, rts map[config.Vo
 			delete(rts, ref)
 		} else if json.Unmarshal(kv.Value, &rt) == nil {
 			rts[ref] = rt
+		}
+		if del {
+			delete(d.runtimeRevs, ref)
+		} else {
+			d.runtimeRevs[ref] = kv.ModRevision
 		}
 		return ref, true
 	case strings.HasPrefix(key, k.Policies()):
@@ -194,6 +206,38 @@ func (c *Cache) WaitRevision(ctx context.Context, rev int64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("cache behind etcd revision %d: %w", rev, config.ErrUnavailable)
+		}
+	}
+}
+
+// WaitRuntimes returns the runtime options of those of refs whose runtime
+// record changed after etcd revision since (all of them for since 0), with
+// the cache's revision to pass as since next time. Without such a change it
+// waits for one until ctx ends, then returns no changes and no error: a
+// long poll. Volumes that do not exist are left out.
+func (c *Cache) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since int64) ([]config.RuntimeChange, int64, error) {
+	for {
+		c.mu.RLock()
+		if err := c.read(); err != nil {
+			c.mu.RUnlock()
+			return nil, 0, err
+		}
+		var out []config.RuntimeChange
+		for _, ref := range refs {
+			rev, ok := c.runtimeRevs[ref]
+			if _, vol := c.volumes[ref]; ok && vol && rev > since {
+				out = append(out, config.RuntimeChange{VolumeRef: ref, Runtime: c.runtimes[ref], Revision: rev})
+			}
+		}
+		cur, ch := c.rev, c.changed
+		c.mu.RUnlock()
+		if len(out) > 0 {
+			return out, cur, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, cur, nil
 		}
 	}
 }

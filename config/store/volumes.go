@@ -109,9 +109,8 @@ func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (
 
 // RollbackCreate deletes the record, runtime and lock written by CreateVolume,
 // provided h still holds the lock.
-func (s *Store) RollbackCreate(ctx context.Context, ref config.VolumeRef, h Holder) error {
-	_, err := s.deleteUnderLock(ctx, "roll back create of "+ref.String(), ref, h)
-	return err
+func (s *Store) RollbackCreate(ctx context.Context, ref config.VolumeRef, h Holder) (int64, error) {
+	return s.deleteUnderLock(ctx, "roll back create of "+ref.String(), ref, h)
 }
 
 func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.VolumeRef, h Holder) (int64, error) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/volplugin/volplugin/config"
 )
@@ -102,6 +103,18 @@ func (c *Client) RemoveVolume(ctx context.Context, ref config.VolumeRef, force b
 func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.RuntimeOptions, error) {
 	var out config.RuntimeOptions
 	return out, c.do(ctx, http.MethodGet, "/v1/volumes/"+refPath(ref)+"/runtime", nil, nil, &out)
+}
+
+// WaitRuntimes long-polls for runtime changes of refs after etcd revision
+// since (0: the current runtime of each at once), waiting up to wait; ctx
+// must allow for the wait.
+func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since int64, wait time.Duration) (config.RuntimeChanges, error) {
+	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "wait": {wait.String()}}
+	for _, r := range refs {
+		q.Add("volume", r.String())
+	}
+	var out config.RuntimeChanges
+	return out, c.do(ctx, http.MethodGet, "/v1/runtimes", q, nil, &out)
 }
 
 // PutRuntime replaces a volume's runtime options with a JSON document.

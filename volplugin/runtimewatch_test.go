@@ -1,0 +1,108 @@
+package volplugin
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/etcdtest"
+	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/volmaster"
+)
+
+// BenchmarkRuntimeWatch1000Mounts runs volplugin's runtime watch for a host
+// with 1,000 mounted volumes (mount-only volumes put in the driver's table;
+// no devices needed) against a real volmaster, counts the requests it sends
+// over one 30 s window, then measures how long a runtime upload takes to
+// reach the driver. Polling each volume every 3 s would be 333 requests/s.
+func BenchmarkRuntimeWatch1000Mounts(b *testing.B) {
+	cli, _ := etcdtest.Start(b)
+	keys, _ := config.NewKeys("")
+	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := srv.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var requests atomic.Int64
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	api, _ := client.New(ts.URL)
+	if _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
+		b.Fatal(err)
+	}
+	d, err := New(Config{API: api, Host: "host1", Log: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v, err := api.CreateVolume(ctx, config.VolumeRequest{Policy: "nfs", Name: fmt.Sprintf("v%04d", i)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			d.mu.Lock()
+			d.mounts[v.Ref()] = &mounted{vol: v, ids: map[string]bool{"m": true}}
+			d.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	go d.watchRuntime(ctx)
+	d.noteMounts()
+
+	const window = 30 * time.Second
+	b.ResetTimer()
+	r0 := requests.Load()
+	time.Sleep(window) // the measurement window itself, not synchronisation
+	r1 := requests.Load()
+
+	ref := config.VolumeRef{Policy: "nfs", Name: "v0500"}
+	start := time.Now()
+	if _, err := api.PutRuntime(ctx, ref, []byte(`{"rate-limit":{"write-bps":"5MB"}}`)); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		d.mu.Lock()
+		got := d.mounts[ref].vol.Runtime.RateLimit.WriteBPS
+		d.mu.Unlock()
+		if got == 5<<20 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			b.Fatalf("the runtime upload did not reach the driver within 10 s")
+		}
+		time.Sleep(time.Millisecond) // polling interval of the measurement
+	}
+	latency := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(r1-r0)/window.Seconds(), "requests/s")
+	b.ReportMetric(float64(latency.Microseconds())/1000, "change-ms")
+	b.ReportMetric(n, "mounts")
+}
