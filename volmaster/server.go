@@ -18,6 +18,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/lock"
 	"github.com/volplugin/volplugin/storage"
@@ -61,6 +62,8 @@ type Server struct {
 	now      func() time.Time
 	owner    string
 	global   atomic.Pointer[config.Global]
+	// logFloor is the log level at start: the global Debug only adds to it.
+	logFloor logrus.Level
 	// legacyTokens holds the IDs of unscoped host tokens already warned about.
 	legacyTokens sync.Map
 
@@ -85,6 +88,7 @@ func New(cfg Config) (*Server, error) {
 		store:    store.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout),
 		backends: cfg.Backends,
 		log:      cfg.Log,
+		logFloor: cfg.Log.GetLevel(),
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		started:  cfg.Now(),
@@ -138,13 +142,7 @@ func (s *Server) watchGlobal(ctx context.Context) {
 	for g := range s.store.WatchGlobal(ctx) {
 		g := g
 		s.global.Store(&g)
-		level := logrus.InfoLevel
-		if g.Debug {
-			level = logrus.DebugLevel
-		}
-		if s.log.GetLevel() != level {
-			s.log.SetLevel(level)
-		}
+		diag.FollowDebug(s.log, s.logFloor, g.Debug)
 	}
 }
 

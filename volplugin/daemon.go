@@ -159,6 +159,7 @@ func Serve(ctx context.Context, o Options) error {
 	go d.lease.Run(ctx)
 	go limits.Run(ctx, limitScan)
 	go d.watchRuntime(ctx)
+	go d.watchGlobal(ctx, globalPoll)
 	go d.health.run(ctx, healthEvery, o.Log.Warnf)
 
 	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")

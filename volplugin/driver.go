@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
@@ -30,7 +31,8 @@ type Config struct {
 	// Maintenance refuses new mounts while existing ones keep their locks.
 	Maintenance bool
 	// Timeout bounds each Docker request's work (volmaster calls, map,
-	// mkfs, mount); global Timeout is used if zero.
+	// mkfs, mount); global Timeout is used if zero. watchGlobal replaces it
+	// when the global Timeout changes.
 	Timeout time.Duration
 	// Limits applies rate limits to the containers using a device; nil
 	// disables rate limiting.
@@ -81,6 +83,12 @@ type Driver struct {
 	// mountsChanged is signalled when a volume is mounted or unmounted, so
 	// the runtime long poll starts again with the new set.
 	mountsChanged chan struct{}
+	// timeout is the current Timeout (nanoseconds), following the global
+	// configuration.
+	timeout atomic.Int64
+	// logFloor is the log level at start (--debug): the global Debug only
+	// adds to it.
+	logFloor logrus.Level
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -100,6 +108,8 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
 	}
 	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now(), mountsChanged: make(chan struct{}, 1)}
+	d.timeout.Store(int64(cfg.Timeout))
+	d.logFloor = cfg.Log.GetLevel()
 	d.metrics = newMetrics(d)
 	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
 	d.health = newHealth(cfg.Host, cfg.Health)
@@ -111,7 +121,12 @@ func New(cfg Config) (*Driver, error) {
 }
 
 func (d *Driver) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d.cfg.Timeout)
+	return context.WithTimeout(context.Background(), d.opTimeout())
+}
+
+// opTimeout bounds one Docker request's work.
+func (d *Driver) opTimeout() time.Duration {
+	return time.Duration(d.timeout.Load())
 }
 
 func parseName(name string) (config.VolumeRef, error) {

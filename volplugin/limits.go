@@ -75,7 +75,7 @@ func (d *Driver) watchRuntime(ctx context.Context) {
 			}
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, runtimeWait+d.cfg.Timeout)
+		pctx, cancel := context.WithTimeout(ctx, runtimeWait+d.opTimeout())
 		reset := make(chan bool, 1)
 		go func() {
 			select {

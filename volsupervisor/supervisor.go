@@ -22,6 +22,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -91,6 +92,17 @@ func (s *Supervisor) update(f func(*config.SupervisorStatus)) {
 	s.mu.Unlock()
 }
 
+// followDebug applies the global Debug setting to the log level, leader or
+// not, until ctx ends.
+func (s *Supervisor) followDebug(ctx context.Context) {
+	floor := s.cfg.Log.GetLevel()
+	for g := range s.store.WatchGlobal(ctx) {
+		if diag.FollowDebug(s.cfg.Log, floor, g.Debug) {
+			s.log.WithField("level", s.cfg.Log.GetLevel().String()).Info("log level changed by the global configuration")
+		}
+	}
+}
+
 // publish writes the status under the session's lease, so volmaster can
 // show every running supervisor and a dead one's record goes with it.
 func (s *Supervisor) publish(ctx context.Context, sess *concurrency.Session) {
@@ -112,6 +124,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	go s.cache.Run(ctx)
+	go s.followDebug(ctx)
 	for ctx.Err() == nil {
 		if err := s.term(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("leadership term ended")

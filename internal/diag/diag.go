@@ -74,3 +74,19 @@ func DumpOnSIGUSR1(ctx context.Context, log logrus.FieldLogger) {
 		}
 	}()
 }
+
+// FollowDebug sets log's level for the global configuration's Debug: debug
+// while it is set, otherwise floor (the level the daemon started with, which
+// --debug may have raised), never below info. It reports whether the level
+// changed.
+func FollowDebug(log *logrus.Logger, floor logrus.Level, debug bool) bool {
+	level := max(logrus.InfoLevel, floor)
+	if debug {
+		level = logrus.DebugLevel
+	}
+	if log.GetLevel() == level {
+		return false
+	}
+	log.SetLevel(level)
+	return true
+}

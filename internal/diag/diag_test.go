@@ -45,3 +45,25 @@ func TestSIGUSR1DumpsGoroutines(t *testing.T) {
 		t.Fatal("no dump after SIGUSR1")
 	}
 }
+
+func TestFollowDebug(t *testing.T) {
+	log := logrus.New()
+	for _, c := range []struct {
+		floor logrus.Level
+		debug bool
+		want  logrus.Level
+	}{
+		{logrus.InfoLevel, true, logrus.DebugLevel},
+		{logrus.InfoLevel, false, logrus.InfoLevel},
+		{logrus.DebugLevel, false, logrus.DebugLevel}, // --debug stays
+		{logrus.WarnLevel, false, logrus.InfoLevel},   // never below info
+	} {
+		log.SetLevel(logrus.ErrorLevel)
+		if changed := FollowDebug(log, c.floor, c.debug); !changed || log.GetLevel() != c.want {
+			t.Errorf("floor %s debug %v: level %s (changed %v), want %s", c.floor, c.debug, log.GetLevel(), changed, c.want)
+		}
+		if FollowDebug(log, c.floor, c.debug) {
+			t.Errorf("floor %s debug %v: a second call changed the level again", c.floor, c.debug)
+		}
+	}
+}
