@@ -14,10 +14,22 @@ import (
 // host record Grant attached to it. A lease that is alive but carries no host
 // record (another host's record has moved to a newer lease, or the lease is
 // not a host lease at all) gives "" and no error; a lease that does not exist
-// (expired, revoked, never granted) gives ErrNotFound.
-func (m *Manager) LeaseHost(ctx context.Context, id int64) (string, error) {
+// (expired, revoked, never granted) gives ErrNotFound. hint, if not empty,
+// is the host expected: when its record is on the lease that is the answer
+// from one key, without listing the lease's keys (one per mount lock).
+func (m *Manager) LeaseHost(ctx context.Context, id int64, hint string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
+	if hint != "" {
+		resp, err := m.cli.Get(ctx, m.keys.Host(hint))
+		if err != nil {
+			return "", config.EtcdError("read host record of "+hint, err)
+		}
+		// A key on a lease exists only while the lease lives.
+		if len(resp.Kvs) == 1 && resp.Kvs[0].Lease == id {
+			return hint, nil
+		}
+	}
 	resp, err := m.cli.TimeToLive(ctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
 	if err != nil {
 		return "", config.EtcdError(fmt.Sprintf("look up lease %d", id), err)
