@@ -2,6 +2,7 @@ package volplugin
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/volplugin/volplugin/config"
@@ -60,6 +61,7 @@ func (d *Driver) noteMounts() {
 // it: a volume mounted meanwhile gets its current runtime again).
 func (d *Driver) watchRuntime(ctx context.Context) {
 	var since int64
+	warned := false
 	for ctx.Err() == nil {
 		d.mu.Lock()
 		refs := make([]config.VolumeRef, 0, len(d.mounts))
@@ -94,6 +96,12 @@ func (d *Driver) watchRuntime(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
+				if errors.Is(err, config.ErrNotFound) && !warned {
+					// No such route: a volmaster older than this volplugin
+					// (upgrade volmaster first, docs/operator-guide.md).
+					d.log.WithError(err).Warn("volmaster does not serve GET /v1/runtimes: runtime changes reach this host only after volmaster is upgraded")
+					warned = true
+				}
 				d.log.WithError(err).Debug("waiting for runtime changes")
 				select {
 				case <-ctx.Done():
