@@ -3,6 +3,7 @@ package docs
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"go/ast"
 	"go/parser"
@@ -543,5 +544,53 @@ func verifyUnits(t *testing.T, dest string, unitFiles []string) {
 	}
 	if err != nil || ours {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// The managed plugin's config.json configures volplugin through environment
+// variables: each must be one volplugin reads (VOLMASTER or VOLPLUGIN_<FLAG>
+// of an existing flag; a misspelt one would be ignored without a word), and
+// the operator guide must name each, and each mount.
+func TestPluginConfigMatchesVolplugin(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "packaging", "plugin", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Entrypoint []string
+		Env        []struct{ Name string }
+		Mounts     []struct{ Name string }
+		Interface  struct{ Socket string }
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("config.json: %v", err)
+	}
+	reads := map[string]bool{"VOLMASTER": true}
+	flags := map[string]bool{}
+	for _, f := range daemonFlags(t, filepath.Join(root, "cmd", "volplugin", "main.go")) {
+		flags[f] = true
+		reads["VOLPLUGIN_"+strings.ToUpper(strings.ReplaceAll(f, "-", "_"))] = true
+	}
+	for _, a := range cfg.Entrypoint[1:] {
+		if f, ok := strings.CutPrefix(a, "--"); ok && !flags[f] {
+			t.Errorf("config.json's entrypoint passes --%s, which volplugin does not have", f)
+		}
+	}
+	guide := section(t, read(t, "operator-guide.md"), "## Managed Docker plugin")
+	for _, e := range cfg.Env {
+		if !reads[e.Name] {
+			t.Errorf("config.json sets %s, which volplugin does not read", e.Name)
+		}
+		if !strings.Contains(guide, "`"+e.Name+"`") {
+			t.Errorf("operator-guide.md's managed plugin section does not name %s", e.Name)
+		}
+	}
+	for _, m := range cfg.Mounts {
+		if !strings.Contains(guide, "mount `"+m.Name+"`") {
+			t.Errorf("operator-guide.md's managed plugin section does not describe mount %s", m.Name)
+		}
+	}
+	if cfg.Interface.Socket != "volplugin.sock" || !slices.Contains(cfg.Entrypoint, "volplugin") {
+		t.Errorf("config.json's socket %q must be the entrypoint's --plugin-name + .sock", cfg.Interface.Socket)
 	}
 }
