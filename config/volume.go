@@ -14,18 +14,22 @@ import (
 // its runtime options, which are stored under their own key so that they can
 // change while the volume is mounted.
 type Volume struct {
-	Policy         string               `json:"policy"`
-	Name           string               `json:"name"`
-	PolicyRevision int64                `json:"policy-revision,omitzero"`
-	CreatedAt      time.Time            `json:"created-at,omitzero"`
-	Backends       Backends             `json:"backends"`
-	Driver         Driver               `json:"driver"`
-	Create         CreateOptions        `json:"create"`
-	Runtime        RuntimeOptions       `json:"runtime,omitzero"`
-	Unlocked       bool                 `json:"unlocked,omitempty"`
-	Ephemeral      bool                 `json:"ephemeral,omitempty"`
-	Reclaim        Reclaim              `json:"reclaim,omitzero"`
-	FileSystems    map[string]FSCommand `json:"filesystems,omitempty"`
+	Policy         string    `json:"policy"`
+	Name           string    `json:"name"`
+	PolicyRevision int64     `json:"policy-revision,omitzero"`
+	CreatedAt      time.Time `json:"created-at,omitzero"`
+	// ResizedAt is when the volume last grew (POST .../resize): Create.Size
+	// is then its current size, and volplugin grows the filesystem to the
+	// device at each mount.
+	ResizedAt   time.Time            `json:"resized-at,omitzero"`
+	Backends    Backends             `json:"backends"`
+	Driver      Driver               `json:"driver"`
+	Create      CreateOptions        `json:"create"`
+	Runtime     RuntimeOptions       `json:"runtime,omitzero"`
+	Unlocked    bool                 `json:"unlocked,omitempty"`
+	Ephemeral   bool                 `json:"ephemeral,omitempty"`
+	Reclaim     Reclaim              `json:"reclaim,omitzero"`
+	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
 }
 
 // Ref returns the volume's policy/name reference.
@@ -46,6 +50,34 @@ func (v *Volume) MkfsCommand() (FSCommand, error) {
 		return nil, fmt.Errorf("volume %s: filesystem %q has no command: %w", v.Ref(), v.Create.Filesystem, ErrInvalid)
 	}
 	return cmd, nil
+}
+
+// ResizeRequest is the body of POST /v1/volumes/{policy}/{name}/resize.
+type ResizeRequest struct {
+	Size string `json:"size"`
+}
+
+// Grow returns v at size s (a size like 2GiB), validated: volumes only grow,
+// and only volumes whose backend has a size. The same size again is allowed
+// (it grows a filesystem an earlier resize left behind).
+func (v Volume) Grow(s string, now time.Time) (Volume, int64, error) {
+	n, err := ParseSize(s)
+	if err != nil {
+		return Volume{}, 0, err
+	}
+	cur, err := v.SizeBytes()
+	if err != nil {
+		return Volume{}, 0, err
+	}
+	if cur == 0 {
+		return Volume{}, 0, fmt.Errorf("volume %s has no size (backend %s): %w", v.Ref(), v.Backends.CRUD, ErrInvalid)
+	}
+	if n < cur {
+		return Volume{}, 0, fmt.Errorf("volume %s is %s; volumes only grow (asked for %s): %w", v.Ref(), v.Create.Size, s, ErrInvalid)
+	}
+	v.Create.Size = strings.TrimSpace(s)
+	v.ResizedAt = now.UTC()
+	return v, n, nil
 }
 
 // VolumeRequest is the body of POST /v1/volumes.

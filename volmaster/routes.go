@@ -39,6 +39,7 @@ func Routes() []Route {
 		{"GET", "/v1/volumes/{policy}", Read, (*Server).listVolumes, nil},
 		{"GET", "/v1/volumes/{policy}/{name}", Read, (*Server).getVolume, nil},
 		{"DELETE", "/v1/volumes/{policy}/{name}", VolumeWrite, (*Server).removeVolume, nil},
+		{"POST", "/v1/volumes/{policy}/{name}/resize", VolumeWrite, (*Server).resizeVolume, nil},
 		{"GET", "/v1/volumes/{policy}/{name}/snapshots", Read, (*Server).listSnapshots, nil},
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots", VolumeWrite, (*Server).takeSnapshot, nil},
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot, nil},

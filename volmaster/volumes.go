@@ -303,3 +303,86 @@ func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, config.RuntimeChanges{Revision: rev, Changes: changes})
 }
+
+func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req config.ResizeRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, fmt.Errorf("resize request: %w", err))
+		return
+	}
+	v, err := s.ResizeVolume(r.Context(), ref, req.Size)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ResizeVolume grows an unmounted volume's image (and, where the backend can
+// do it here, its filesystem) under the operation lock, then records the new
+// size. Mounts wait for it (the operation lock), and volplugin grows the
+// filesystem to the device at the next mount. A failed grow leaves the record
+// at the old size; asking for the same size again finishes it.
+func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size string) (config.Volume, error) {
+	cur, err := s.cache.Volume(ref)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	// Checked before taking the lock, and again on the record read under it.
+	if _, _, err := cur.Grow(size, s.now()); err != nil {
+		return config.Volume{}, err
+	}
+	backend, err := s.crud(&cur)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if backend == nil {
+		return config.Volume{}, fmt.Errorf("volume %s is mount-only (backend %s has no images to grow): %w", ref, cur.Backends.Mount, config.ErrInvalid)
+	}
+	h, err := s.holder(ctx)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	locked, err := s.store.BeginOp(ctx, ref, "resize", h, true)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if rev, err := s.store.ReleaseOp(rctx, ref, h); err == nil {
+			s.settle(rctx, rev)
+		}
+	}
+	grown, n, err := locked.Grow(size, s.now())
+	if err != nil {
+		release()
+		return config.Volume{}, err
+	}
+	sv, err := storage.FromConfig(&locked)
+	if err != nil {
+		release()
+		return config.Volume{}, err
+	}
+	bctx, cancel := context.WithTimeout(ctx, s.timeout())
+	start := time.Now()
+	err = backend.Resize(bctx, sv, n)
+	cancel()
+	s.metrics.observeBackend(locked.Backends.CRUD, "resize", start, err)
+	if err != nil {
+		release()
+		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, backendErr(err))
+	}
+	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
+	if err != nil {
+		return config.Volume{}, err
+	}
+	s.settle(ctx, rev)
+	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
+	return grown, nil
+}

@@ -107,6 +107,27 @@ func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (
 	return resp.Header.Revision, nil
 }
 
+// FinishResize stores v's record (grown) and drops the operation lock in one
+// transaction, provided h still holds the lock; it returns the revision.
+func (s *Store) FinishResize(ctx context.Context, v config.Volume, h Holder) (int64, error) {
+	ref := v.Ref()
+	rec, _, err := s.encodeVolume(v)
+	if err != nil {
+		return 0, err
+	}
+	key := s.keys.OpLock(ref)
+	resp, err := s.txn(ctx, "resize volume "+ref.String(),
+		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
+		[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpDelete(key)}, nil)
+	if err != nil {
+		return 0, err
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("resize volume %s: operation lock lost (lease expired?): %w", ref, config.ErrInUse)
+	}
+	return resp.Header.Revision, nil
+}
+
 // RollbackCreate deletes the record, runtime and lock written by CreateVolume,
 // provided h still holds the lock.
 func (s *Store) RollbackCreate(ctx context.Context, ref config.VolumeRef, h Holder) (int64, error) {

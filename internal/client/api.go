@@ -99,6 +99,16 @@ func (c *Client) RemoveVolume(ctx context.Context, ref config.VolumeRef, force b
 	return c.do(ctx, http.MethodDelete, "/v1/volumes/"+refPath(ref), q, nil, nil)
 }
 
+// ResizeVolume grows a volume to size (like "2GiB") and returns its record.
+func (c *Client) ResizeVolume(ctx context.Context, ref config.VolumeRef, size string) (config.Volume, error) {
+	body, err := json.Marshal(config.ResizeRequest{Size: size})
+	if err != nil {
+		return config.Volume{}, err
+	}
+	var out config.Volume
+	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/resize", nil, body, &out)
+}
+
 // Runtime returns a volume's runtime options.
 func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.RuntimeOptions, error) {
 	var out config.RuntimeOptions

@@ -1,0 +1,96 @@
+package volmaster
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/volplugin/volplugin/config"
+)
+
+// ext4Bytes reads an ext4 image's size from its superblock.
+func ext4Bytes(t *testing.T, image string) int64 {
+	t.Helper()
+	out, err := exec.Command("dumpe2fs", "-h", image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dumpe2fs %s: %v\n%s", image, err, out)
+	}
+	field := func(name string) int64 {
+		m := regexp.MustCompile(`(?m)^` + name + `:\s+(\d+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("dumpe2fs shows no %s:\n%s", name, out)
+		}
+		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		return n
+	}
+	return field("Block count") * field("Block size")
+}
+
+// POST .../resize grows an unmounted volume: the image, its ext4 filesystem
+// (offline, for the local backend) and the record. Shrinking, bad sizes and
+// mounted volumes are refused and change nothing.
+func TestResizeVolume(t *testing.T) {
+	if _, err := exec.LookPath("dumpe2fs"); err != nil {
+		t.Skipf("dumpe2fs missing: %v", err)
+	}
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
+	image := filepath.Join(h.dataDir, "images", "p", "v.img")
+	// As volplugin's first mount would have left it.
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", image).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	if got := ext4Bytes(t, image); got != 10<<20 {
+		t.Fatalf("filesystem before: %d bytes", got)
+	}
+
+	var v config.Volume
+	_ = json.Unmarshal([]byte(h.must(t, 200, "POST", "/v1/volumes/p/v/resize", `{"size":"24MB"}`)), &v)
+	if v.Create.Size != "24MB" || v.ResizedAt.IsZero() {
+		t.Errorf("answer: size %q, resized-at %v", v.Create.Size, v.ResizedAt)
+	}
+	if fi, err := os.Stat(image); err != nil || fi.Size() != 24<<20 {
+		t.Errorf("image after the resize: %v, %v", fi, err)
+	}
+	if got := ext4Bytes(t, image); got != 24<<20 {
+		t.Errorf("filesystem after the resize: %d bytes, want %d", got, 24<<20)
+	}
+	_ = json.Unmarshal([]byte(h.must(t, 200, "GET", "/v1/volumes/p/v", "")), &v)
+	if v.Create.Size != "24MB" {
+		t.Errorf("record after the resize: %q", v.Create.Size)
+	}
+	// The same size again is a no-op that succeeds (it finishes a grow).
+	h.must(t, 200, "POST", "/v1/volumes/p/v/resize", `{"size":"24MB"}`)
+
+	unchanged := func(status int, path, body, want string) {
+		t.Helper()
+		before := h.dump(t)
+		if out := h.must(t, status, "POST", path, body); !strings.Contains(out, want) {
+			t.Errorf("POST %s %s: %s lacks %q", path, body, out, want)
+		}
+		if after := h.dump(t); !reflect.DeepEqual(before, after) {
+			t.Errorf("POST %s %s changed etcd", path, body)
+		}
+		if fi, _ := os.Stat(image); fi.Size() != 24<<20 {
+			t.Errorf("POST %s %s changed the image to %d bytes", path, body, fi.Size())
+		}
+	}
+	unchanged(400, "/v1/volumes/p/v/resize", `{"size":"12MB"}`, "volumes only grow")
+	unchanged(400, "/v1/volumes/p/v/resize", `{"size":"lots"}`, "not a size")
+	unchanged(400, "/v1/volumes/p/v/resize", `{}`, "size is empty")
+	unchanged(400, "/v1/volumes/p/v/resize", `{"size":"1GB","shrink":true}`, "unknown field")
+	unchanged(404, "/v1/volumes/p/nope/resize", `{"size":"1GB"}`, "not found")
+
+	var lease config.HostLease
+	_ = json.Unmarshal([]byte(h.must(t, 201, "POST", "/v1/leases", `{"host":"h1"}`)), &lease)
+	h.must(t, 200, "PUT", "/v1/uses/p/v", fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m"}`, lease.ID))
+	unchanged(409, "/v1/volumes/p/v/resize", `{"size":"48MB"}`, `mounted on host \"h1\"`)
+}
