@@ -19,8 +19,8 @@ type Volume struct {
 	PolicyRevision int64     `json:"policy-revision,omitzero"`
 	CreatedAt      time.Time `json:"created-at,omitzero"`
 	// ResizedAt is when the volume last grew (POST .../resize): Create.Size
-	// is then its current size, and volplugin grows the filesystem to the
-	// device at each mount.
+	// is then its current size, and each mount grows a filesystem smaller
+	// than its device (storage.Volume.Grow).
 	ResizedAt   time.Time            `json:"resized-at,omitzero"`
 	Backends    Backends             `json:"backends"`
 	Driver      Driver               `json:"driver"`

@@ -41,6 +41,9 @@ type Volume struct {
 	Filesystem string
 	// Mkfs is the argv that formats a blank device; "%" is the device.
 	Mkfs []string
+	// Grow is set for a volume that was resized: Mount grows its filesystem
+	// to the device when it is smaller.
+	Grow bool
 }
 
 // ID names an image a backend holds.

@@ -17,6 +17,7 @@ func FromConfig(v *config.Volume) (Volume, error) {
 		Pool:       v.Driver.Pool,
 		Options:    v.Driver.Options,
 		Filesystem: v.Create.Filesystem,
+		Grow:       !v.ResizedAt.IsZero(),
 	}
 	if v.Create.Filesystem != "" {
 		cmd, err := v.MkfsCommand()

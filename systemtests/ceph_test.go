@@ -176,3 +176,65 @@ func blocklisted(t *testing.T, conf string) int {
 	}
 	return n
 }
+
+// A Ceph volume grown while unmounted: volmaster grows the image, and
+// volplugin's next mount (rbd-fuse + loop here) refreshes the device and
+// grows the filesystem; the data stays.
+func TestCephResizeThroughDaemons(t *testing.T) {
+	conf := cephConf(t)
+	data := t.TempDir()
+	vm := startVolmaster(t, data, "--ceph-conf", conf)
+	if _, e, code := volcli(t, vm.URL, `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`, "policy", "upload", "cephrs"); code != 0 {
+		t.Fatalf("policy: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "create", "cephrs/db"); code != 0 {
+		t.Fatalf("create: %s", e)
+	}
+	t.Cleanup(func() { _, _, _ = volcli(t, vm.URL, "", "volume", "remove", "cephrs/db") })
+	vp := startVolplugin(t, vm, data, "vpsys-ceph-rs", "hostA", "--socket-dir", filepath.Join(data, "p"),
+		"--mount-root", filepath.Join(data, "mnt"), "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run"))
+	pc := newPluginClient(vp.lines["volplugin socket"])
+	mount := func(id string) string {
+		t.Helper()
+		out := pc.call(t, "Mount", `{"Name":"cephrs/db","ID":"`+id+`"}`)
+		p, _ := out["Mountpoint"].(string)
+		if p == "" {
+			t.Fatalf("mount: %v\n%s", out, vp.logs())
+		}
+		return p
+	}
+	fsSize := func(p string) int64 {
+		t.Helper()
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Blocks) * st.Bsize
+	}
+	p := mount("m1")
+	before := fsSize(p)
+	if err := os.WriteFile(filepath.Join(p, "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "resize", "cephrs/db", "128MB"); code != 4 || !strings.Contains(e, "hostA") {
+		t.Errorf("resize while mounted: exit %d %s", code, e)
+	}
+	if e, _ := pc.call(t, "Unmount", `{"Name":"cephrs/db","ID":"m1"}`)["Err"].(string); e != "" {
+		t.Fatalf("unmount: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "resize", "cephrs/db", "128MB"); code != 0 {
+		t.Fatalf("resize: %s", e)
+	}
+	p = mount("m2")
+	after := fsSize(p)
+	if after < before+48<<20 {
+		t.Errorf("filesystem %d bytes after the resize and a mount, %d before\n%s", after, before, vp.logs())
+	}
+	if got, err := os.ReadFile(filepath.Join(p, "f")); err != nil || string(got) != "kept" {
+		t.Errorf("data after the grow: %q, %v", got, err)
+	}
+	t.Logf("ext4 on Ceph: %d -> %d MiB", before>>20, after>>20)
+	if e, _ := pc.call(t, "Unmount", `{"Name":"cephrs/db","ID":"m2"}`)["Err"].(string); e != "" {
+		t.Errorf("unmount: %s", e)
+	}
+}

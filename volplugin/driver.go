@@ -331,7 +331,6 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		}
 		return nil, fmt.Errorf("mount %s: %w", ref, err)
 	}
-	d.growAfterResize(ctx, log, mounter, &v, sv)
 	d.mu.Lock()
 	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}}
 	d.mu.Unlock()
@@ -490,34 +489,4 @@ func (d *Driver) relock(ctx context.Context, lease int64) {
 				Error("LOCK LOST: another host holds this volume's lock; this host must not write to it")
 		}
 	}
-}
-
-// resizer is a backend that grows an image and the filesystem mounted from
-// it on this host (the local and Ceph backends).
-type resizer interface {
-	Resize(ctx context.Context, v storage.Volume, size int64) error
-}
-
-// growAfterResize grows the filesystem of a just-mounted volume to its
-// recorded size when the volume was resized: volmaster grows the image while
-// the volume is unmounted, but only some filesystems can grow offline. The
-// grow is idempotent; a failure is logged and the mount stands (at the old
-// filesystem size).
-func (d *Driver) growAfterResize(ctx context.Context, log *logrus.Entry, mounter storage.Mounter, v *config.Volume, sv storage.Volume) {
-	if v.ResizedAt.IsZero() {
-		return
-	}
-	r, ok := mounter.(resizer)
-	if !ok {
-		return
-	}
-	size, err := v.SizeBytes()
-	if err == nil {
-		err = r.Resize(ctx, sv, size)
-	}
-	if err != nil {
-		log.WithError(err).Warn("cannot grow the filesystem to the volume's size after a resize; mounted at its old size")
-		return
-	}
-	log.WithField("size", v.Create.Size).Debug("filesystem grown to the volume's size")
 }

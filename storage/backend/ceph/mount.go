@@ -99,6 +99,11 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 	if err != nil {
 		return "", err
 	}
+	if vl.Grow {
+		if err := fsutil.GrowBeforeMount(ctx, b.host.timeout, dev, fsType); err != nil {
+			return "", err
+		}
+	}
 	created, err := fsutil.MkdirMount(vl.mount)
 	if created != "" {
 		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(vl.mount, created) })
@@ -110,6 +115,11 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.host.timeout, vl.mount) })
 	if err := fsutil.Mount(ctx, b.host.timeout, fsType, dev, vl.mount); err != nil {
 		return "", fmt.Errorf("mount %s: %w", dev, err)
+	}
+	if vl.Grow {
+		if err := fsutil.GrowMounted(ctx, b.host.timeout, fsType, vl.mount); err != nil {
+			return "", err
+		}
 	}
 	return dev, nil
 }

@@ -93,6 +93,11 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 	if err != nil {
 		return "", err
 	}
+	if v.Grow {
+		if err := fsutil.GrowBeforeMount(ctx, b.timeout, dev, fsType); err != nil {
+			return "", err
+		}
+	}
 
 	created, err := fsutil.MkdirMount(p.mount)
 	if created != "" {
@@ -111,6 +116,11 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 	})
 	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount); err != nil {
 		return "", err
+	}
+	if v.Grow {
+		if err := fsutil.GrowMounted(ctx, b.timeout, fsType, p.mount); err != nil {
+			return "", err
+		}
 	}
 	return dev, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
@@ -95,26 +94,15 @@ func (b *Backend) growOnline(ctx context.Context, fsType, dev, mountPath string)
 	return nil
 }
 
-// e2fsck -p exit statuses that mean the filesystem is now clean.
-var e2fsckClean = []int{0, 1}
-
 func (b *Backend) growOffline(ctx context.Context, image string) error {
 	c, err := fsutil.Probe(ctx, b.timeout, image)
 	if err != nil {
 		return err
 	}
-	switch c.FSType {
-	case "ext2", "ext3", "ext4":
-	default:
-		// Blank images are formatted at their full size on first mount.
+	if !fsutil.IsExt(c.FSType) {
+		// Blank images are formatted at their full size on first mount, xfs
+		// grows at the next mount (storage.Volume.Grow).
 		return nil
 	}
-	// resize2fs refuses an unmounted filesystem not freshly checked.
-	if _, err := sysexec.Run(ctx, b.timeout, "e2fsck", "-f", "-p", image); err != nil && !slices.Contains(e2fsckClean, sysexec.ExitCode(err)) {
-		return fmt.Errorf("check filesystem: %w", err)
-	}
-	if _, err := sysexec.Run(ctx, b.timeout, "resize2fs", image); err != nil {
-		return fmt.Errorf("grow filesystem: %w", err)
-	}
-	return nil
+	return fsutil.GrowExtOffline(ctx, b.timeout, image)
 }
