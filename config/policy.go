@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// PolicyRevisionHeader is the HTTP header in which volmaster gives the
+// revision number of a policy it returns (GET and PUT /v1/policies/NAME).
+const PolicyRevisionHeader = "X-Policy-Revision"
+
 // Backend names.
 const (
 	BackendCeph  = "ceph"

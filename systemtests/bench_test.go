@@ -86,7 +86,7 @@ func populate(url string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.PutPolicy(ctx, "bench", []byte(`{"backend":"local","create":{"size":"10MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"1h","keep":24}}}`)); err != nil {
+	if _, _, err := c.PutPolicy(ctx, "bench", []byte(`{"backend":"local","create":{"size":"10MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"1h","keep":24}}}`)); err != nil {
 		return err
 	}
 	have, err := c.Volumes(ctx, "bench")

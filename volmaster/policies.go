@@ -9,9 +9,6 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-// PolicyRevisionHeader carries the revision number of a returned policy.
-const PolicyRevisionHeader = "X-Policy-Revision"
-
 func wantDetail(r *http.Request) bool {
 	d, _ := strconv.ParseBool(r.URL.Query().Get("detail"))
 	return d
@@ -50,7 +47,7 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
 }
 
@@ -76,7 +73,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.settle(r.Context(), rev)
-	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
 }
 
@@ -125,6 +122,6 @@ func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set(PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
+	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
 }

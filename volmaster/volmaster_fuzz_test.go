@@ -282,15 +282,15 @@ func FuzzPutPolicyRequest(f *testing.F) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || !reflect.DeepEqual(nilMaps(got), nilMaps(p)) {
 			t.Fatalf("PUT %q returned %s, want %+v (%v)", body, rec.Body, p, err)
 		}
-		n, err := strconv.ParseInt(rec.Header().Get(PolicyRevisionHeader), 10, 64)
+		n, err := strconv.ParseInt(rec.Header().Get(config.PolicyRevisionHeader), 10, 64)
 		if err != nil || n <= lastRev {
-			t.Fatalf("revision header %q after %d", rec.Header().Get(PolicyRevisionHeader), lastRev)
+			t.Fatalf("revision header %q after %d", rec.Header().Get(config.PolicyRevisionHeader), lastRev)
 		}
 		lastRev = n
 		gr := fs.must(t, 200, "GET", "/v1/policies/fz", "")
-		if !bytes.Equal(gr.Body.Bytes(), rec.Body.Bytes()) || gr.Header().Get(PolicyRevisionHeader) != rec.Header().Get(PolicyRevisionHeader) {
-			t.Fatalf("GET after PUT = %s (rev %s), PUT returned %s (rev %s)", gr.Body, gr.Header().Get(PolicyRevisionHeader),
-				rec.Body, rec.Header().Get(PolicyRevisionHeader))
+		if !bytes.Equal(gr.Body.Bytes(), rec.Body.Bytes()) || gr.Header().Get(config.PolicyRevisionHeader) != rec.Header().Get(config.PolicyRevisionHeader) {
+			t.Fatalf("GET after PUT = %s (rev %s), PUT returned %s (rev %s)", gr.Body, gr.Header().Get(config.PolicyRevisionHeader),
+				rec.Body, rec.Header().Get(config.PolicyRevisionHeader))
 		}
 	})
 }

@@ -56,7 +56,7 @@ func BenchmarkLeaseCost1000Locks(b *testing.B) {
 	}
 	ts := newHTTPServer(b, srv)
 	api, _ := client.New(ts)
-	if _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
+	if _, _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
 		b.Fatal(err)
 	}
 	lease := newHostLease(api, "host1", quiet(), func(context.Context, int64) {})

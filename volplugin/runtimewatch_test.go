@@ -42,7 +42,7 @@ func BenchmarkRuntimeWatch1000Mounts(b *testing.B) {
 	}))
 	defer ts.Close()
 	api, _ := client.New(ts.URL)
-	if _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
+	if _, _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
 		b.Fatal(err)
 	}
 	d, err := New(Config{API: api, Host: "host1", Log: quiet()})

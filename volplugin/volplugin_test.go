@@ -70,7 +70,7 @@ func startCluster(t *testing.T) *cluster {
 	if _, err := api.PutGlobal(ctx, []byte(`{"TTL": 2, "Timeout": 1}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"32MB"}}`)); err != nil {
+	if _, _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"32MB"}}`)); err != nil {
 		t.Fatal(err)
 	}
 	return &cluster{url: ts.URL, api: api, dataDir: dataDir}
@@ -356,7 +356,7 @@ func TestSelfHealthRefusesNewMounts(t *testing.T) {
 	}))
 	defer hook.Close()
 	// A policy whose mkfs always fails: a real failure of this host's work.
-	if _, err := c.api.PutPolicy(context.Background(), "broken", []byte(`{"backend":"local","create":{"size":"16MB","filesystem":"nofs"},"filesystems":{"nofs":["false"]}}`)); err != nil {
+	if _, _, err := c.api.PutPolicy(context.Background(), "broken", []byte(`{"backend":"local","create":{"size":"16MB","filesystem":"nofs"},"filesystems":{"nofs":["false"]}}`)); err != nil {
 		t.Fatal(err)
 	}
 	a := c.startHostWith(t, "hostA", root, Options{Health: HealthLimits{MountFailures: 2, Webhook: hook.URL}})

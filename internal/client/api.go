@@ -29,10 +29,16 @@ func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error)
 }
 
 // PutPolicy uploads a policy document (JSON) under name; volmaster validates
-// it and stores it as a new revision. It returns the stored policy.
-func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, error) {
+// it and stores it as a new revision. It returns the stored policy and its
+// revision number.
+func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, int64, error) {
 	var out config.Policy
-	return out, c.do(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out)
+	var hdr http.Header
+	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr); err != nil {
+		return config.Policy{}, 0, err
+	}
+	rev, _ := strconv.ParseInt(hdr.Get(config.PolicyRevisionHeader), 10, 64)
+	return out, rev, nil
 }
 
 // DeletePolicy removes a policy; its volumes and history stay.

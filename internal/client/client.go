@@ -89,6 +89,11 @@ func (e *Error) Unwrap() error {
 // Idempotent methods are retried on connection failures and 503s; the body is
 // a byte slice, so every attempt sends it whole.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	return c.doHeader(ctx, method, path, query, body, out, nil)
+}
+
+// doHeader is do that also stores the answer's headers in hdr (if not nil).
+func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, body []byte, out any, hdr *http.Header) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
@@ -96,7 +101,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	wait := c.backoff
 	var err error
 	for attempt := 0; ; attempt++ {
-		err = c.once(ctx, method, u.String(), body, out)
+		err = c.once(ctx, method, u.String(), body, out, hdr)
 		if err == nil || !idempotent || attempt >= c.retries || !errors.Is(err, config.ErrUnavailable) {
 			return err
 		}
@@ -109,7 +114,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, u string, body []byte, out any) error {
+func (c *Client) once(ctx context.Context, method, u string, body []byte, out any, hdr *http.Header) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -132,6 +137,9 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, out an
 		return fmt.Errorf("volmaster at %s is unreachable: %w: %w", c.base.Host, err, config.ErrUnavailable)
 	}
 	defer resp.Body.Close()
+	if hdr != nil {
+		*hdr = resp.Header
+	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return fmt.Errorf("read answer of volmaster at %s: %v: %w", c.base.Host, err, config.ErrUnavailable)

@@ -74,11 +74,11 @@ func policyUpload(k *call) error {
 	}
 	ctx, cancel := k.ctx()
 	defer cancel()
-	p, err := k.api.PutPolicy(ctx, name, doc)
+	p, rev, err := k.api.PutPolicy(ctx, name, doc)
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return k.done(p, "policy %s uploaded", name)
+	return k.done(p, "policy %s uploaded (revision %d)", name, rev)
 }
 
 func policyGet(k *call) error {

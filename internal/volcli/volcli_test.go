@@ -19,7 +19,9 @@ func TestReuploadedPolicyKeepsVolumes(t *testing.T) {
 	if out := h.ok("", "volume", "create", "policy1/test"); out != "volume policy1/test created\n" {
 		t.Errorf("create printed %q", out)
 	}
-	h.ok(localPolicy("20MB"), "policy", "upload", "policy1")
+	if out := h.ok(localPolicy("20MB"), "policy", "upload", "policy1"); out != "policy policy1 uploaded (revision 2)\n" {
+		t.Errorf("second upload printed %q", out)
+	}
 	h.ok("", "volume", "create", "policy1/test2")
 
 	if got, want := h.ok("", "volume", "list-all"), "policy1/test\npolicy1/test2\n"; got != want {
@@ -254,7 +256,7 @@ func TestOriginalFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out := h.ok(string(data), "policy", "upload", name); out != "policy "+name+" uploaded\n" {
+			if out := h.ok(string(data), "policy", "upload", name); out != "policy "+name+" uploaded (revision 1)\n" {
 				t.Errorf("upload %s printed %q", f, out)
 			}
 			uploaded = append(uploaded, name)
