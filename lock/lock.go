@@ -167,7 +167,7 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			return config.Use{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
 		}
 		if len(resp.Responses[1].GetResponseRange().Kvs) == 1 {
-			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot): %w", ref, config.ErrInUse)
+			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot, resize): %w", ref, config.ErrInUse)
 		}
 		// The lock changed between read and write; read it again.
 	}

@@ -88,6 +88,19 @@ func TestResizeVolume(t *testing.T) {
 	unchanged(400, "/v1/volumes/p/v/resize", `{}`, "size is empty")
 	unchanged(400, "/v1/volumes/p/v/resize", `{"size":"1GB","shrink":true}`, "unknown field")
 	unchanged(404, "/v1/volumes/p/nope/resize", `{"size":"1GB"}`, "not found")
+	// An unlocked volume's mounts take no lock: nothing says it is unmounted.
+	h.must(t, 200, "PUT", "/v1/policies/shared", `{"backend":"local","create":{"size":"10MB"},"unlocked":true}`)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"shared","name":"s"}`)
+	before := h.dump(t)
+	if out := h.must(t, 400, "POST", "/v1/volumes/shared/s/resize", `{"size":"20MB"}`); !strings.Contains(out, "unlocked") {
+		t.Errorf("resize of an unlocked volume: %s", out)
+	}
+	if fi, err := os.Stat(filepath.Join(h.dataDir, "images", "shared", "s.img")); err != nil || fi.Size() != 10<<20 {
+		t.Errorf("unlocked volume's image after the refused resize: %v, %v", fi, err)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Error("the refused resize of an unlocked volume changed etcd")
+	}
 
 	var lease config.HostLease
 	_ = json.Unmarshal([]byte(h.must(t, 201, "POST", "/v1/leases", `{"host":"h1"}`)), &lease)

@@ -325,9 +325,9 @@ func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 
 // ResizeVolume grows an unmounted volume's image (and, where the backend can
 // do it here, its filesystem) under the operation lock, then records the new
-// size. Mounts wait for it (the operation lock), and volplugin grows the
-// filesystem to the device at the next mount. A failed grow leaves the record
-// at the old size; asking for the same size again finishes it.
+// size. Mounts are refused meanwhile (the operation lock), and the next mount
+// grows the filesystem to the device. A failed grow leaves the record at the
+// old size; asking for the same size again finishes it.
 func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size string) (config.Volume, error) {
 	cur, err := s.cache.Volume(ref)
 	if err != nil {
@@ -343,6 +343,11 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	}
 	if backend == nil {
 		return config.Volume{}, fmt.Errorf("volume %s is mount-only (backend %s has no images to grow): %w", ref, cur.Backends.Mount, config.ErrInvalid)
+	}
+	if cur.Unlocked {
+		// Its mounts take no lock, so nothing tells whether one is mounted
+		// while its filesystem would be checked and grown.
+		return config.Volume{}, fmt.Errorf("volume %s is unlocked (mounted without a mount lock): it cannot be resized: %w", ref, config.ErrInvalid)
 	}
 	h, err := s.holder(ctx)
 	if err != nil {
@@ -369,7 +374,9 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 		release()
 		return config.Volume{}, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
+	// Not cancelled with the request: a filesystem check or grow killed
+	// half-way is worse than a late answer.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())
 	start := time.Now()
 	err = backend.Resize(bctx, sv, n)
 	cancel()
@@ -380,6 +387,9 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	}
 	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
 	if err != nil {
+		// The lock is on volmaster's own long-lived lease: drop it, or mounts
+		// and a retry stay refused (a no-op if the commit did go through).
+		release()
 		return config.Volume{}, err
 	}
 	s.settle(ctx, rev)

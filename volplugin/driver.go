@@ -310,6 +310,15 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		if err := d.acquire(ctx, ref, req.ID); err != nil {
 			return nil, err
 		}
+		// Read again under the lock: a resize may have finished between
+		// the first read and the lock (while one runs, the lock is refused).
+		if v, err = d.cfg.API.Volume(ctx, ref); err == nil {
+			sv, err = storage.FromConfig(&v)
+		}
+		if err != nil {
+			d.release(ref, req.ID)
+			return nil, err
+		}
 	}
 	mnt, err := mounter.Mount(ctx, sv)
 	if err != nil && !v.Unlocked && errors.Is(err, storage.ErrInUse) {

@@ -61,7 +61,7 @@ func (d *Driver) noteMounts() {
 // it: a volume mounted meanwhile gets its current runtime again).
 func (d *Driver) watchRuntime(ctx context.Context) {
 	var since int64
-	warned := false
+	warned, failing := false, false
 	for ctx.Err() == nil {
 		d.mu.Lock()
 		refs := make([]config.VolumeRef, 0, len(d.mounts))
@@ -96,19 +96,28 @@ func (d *Driver) watchRuntime(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				if errors.Is(err, config.ErrNotFound) && !warned {
+				switch {
+				case errors.Is(err, config.ErrNotFound) && !warned:
 					// No such route: a volmaster older than this volplugin
 					// (upgrade volmaster first, docs/operator-guide.md).
 					d.log.WithError(err).Warn("volmaster does not serve GET /v1/runtimes: runtime changes reach this host only after volmaster is upgraded")
 					warned = true
+				case !failing:
+					d.log.WithError(err).Warn("waiting for runtime changes failed; retrying every second")
+				default:
+					d.log.WithError(err).Debug("waiting for runtime changes")
 				}
-				d.log.WithError(err).Debug("waiting for runtime changes")
+				failing = true
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Second):
 				}
 			}
 			continue
+		}
+		if failing {
+			d.log.Info("waiting for runtime changes works again")
+			failing = false
 		}
 		since = got.Revision
 		for _, ch := range got.Changes {

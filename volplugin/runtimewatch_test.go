@@ -106,3 +106,57 @@ func BenchmarkRuntimeWatch1000Mounts(b *testing.B) {
 	b.ReportMetric(float64(latency.Microseconds())/1000, "change-ms")
 	b.ReportMetric(n, "mounts")
 }
+
+// The runtime watch follows the set of mounted volumes: a change of a
+// mounted volume is applied, and a volume mounted while a poll is waiting
+// joins at once (the poll starts again with it), not after the poll's wait.
+func TestRuntimeWatchFollowsMounts(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, _, err := c.api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{API: c.api, Host: "h1", Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := func(name string) config.VolumeRef {
+		t.Helper()
+		v, err := c.api.CreateVolume(ctx, config.VolumeRequest{Policy: "nfs", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.mu.Lock()
+		d.mounts[v.Ref()] = &mounted{vol: v, ids: map[string]bool{"m": true}}
+		d.mu.Unlock()
+		d.noteMounts()
+		return v.Ref()
+	}
+	limitReaches := func(ref config.VolumeRef, doc string, want int64) {
+		t.Helper()
+		if _, err := c.api.PutRuntime(ctx, ref, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second) // well under the poll's 30 s wait
+		for {
+			d.mu.Lock()
+			got := d.mounts[ref].vol.Runtime.RateLimit.WriteBPS
+			d.mu.Unlock()
+			if int64(got) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: write-bps %d after the upload, want %d", ref, got, want)
+			}
+			time.Sleep(5 * time.Millisecond) // polling interval
+		}
+	}
+	a := mount("a")
+	go d.watchRuntime(ctx)
+	limitReaches(a, `{"rate-limit":{"write-bps":"1MB"}}`, 1<<20)
+	// A poll on {a} is waiting now; b must join it at once.
+	b := mount("b")
+	limitReaches(b, `{"rate-limit":{"write-bps":"2MB"}}`, 2<<20)
+	limitReaches(a, `{"rate-limit":{"write-bps":"3MB"}}`, 3<<20)
+}

@@ -121,7 +121,7 @@ func (c *Cache) runOnce(ctx context.Context) error {
 				}
 			}
 			c.mu.Unlock()
-			c.advance(wr.Header.Revision, true)
+			c.advance(watchRevision(wr), true)
 		}
 	}
 }
@@ -174,6 +174,17 @@ func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		}
 	}
 	return config.VolumeRef{}, false
+}
+
+// watchRevision is the etcd revision the cache has seen once it applied wr.
+// A watch catching up sends its backlog in pieces, each stamped with the
+// newest revision of the store: only the last event says how far this piece
+// goes. A response without events (progress) is as current as its header.
+func watchRevision(wr clientv3.WatchResponse) int64 {
+	if n := len(wr.Events); n > 0 {
+		return wr.Events[n-1].Kv.ModRevision
+	}
+	return wr.Header.Revision
 }
 
 func (c *Cache) advance(rev int64, synced bool) {

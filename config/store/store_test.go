@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/etcdtest"
 )
@@ -177,5 +181,23 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	d, _ := s.Dump(ctx)
 	if _, ok := d[s.Keys().Runtime(ref)]; ok {
 		t.Error("runtime record left behind")
+	}
+}
+
+// A watch response from a catching-up watch carries the store's newest
+// revision in its header but events only up to some older one: the cache
+// must count as seen only what it applied, or a waiter (WaitRevision,
+// WaitRuntimes' since) skips the events still to come.
+func TestWatchRevisionIsTheLastEventsNotTheHeaders(t *testing.T) {
+	ev := func(rev int64) *clientv3.Event {
+		return &clientv3.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}}
+	}
+	backlog := clientv3.WatchResponse{Header: &etcdserverpb.ResponseHeader{Revision: 2502}, Events: []*clientv3.Event{ev(3), ev(1002)}}
+	if got := watchRevision(backlog); got != 1002 {
+		t.Errorf("catching-up response: %d, want 1002 (its last event)", got)
+	}
+	progress := clientv3.WatchResponse{Header: &etcdserverpb.ResponseHeader{Revision: 2502}}
+	if got := watchRevision(progress); got != 2502 {
+		t.Errorf("progress response: %d, want the header's 2502", got)
 	}
 }

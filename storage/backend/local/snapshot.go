@@ -124,7 +124,9 @@ func (b *Backend) ListSnapshots(ctx context.Context, v storage.Volume) ([]string
 }
 
 // CopySnapshot creates image to as a sparse copy of snapshot snap of v; the
-// new image has the snapshot's size whatever to.Size says.
+// new image has the snapshot's size, grown to to.Size if that is larger (a
+// snapshot taken before the volume was resized: the filesystem follows at
+// the copy's first mount).
 func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap string, to storage.Volume) error {
 	p, err := b.paths(v.Policy, v.Name)
 	if err != nil {
@@ -152,6 +154,12 @@ func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap strin
 	}
 	if err := sparseCopy(ctx, sp, tp.image); err != nil {
 		return volErr(op, to, err)
+	}
+	if fi, err := os.Stat(tp.image); err == nil && fi.Size() < to.Size {
+		if err := os.Truncate(tp.image, to.Size); err != nil {
+			_ = os.Remove(tp.image)
+			return volErr(op, to, err)
+		}
 	}
 	return nil
 }

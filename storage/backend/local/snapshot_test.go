@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/volplugin/volplugin/storage"
@@ -66,6 +67,27 @@ func TestSnapshots(t *testing.T) {
 		t.Error("copy of s1 does not hold the data written before the snapshot")
 	}
 	mustUnmount(t, b, cp)
+
+	// A snapshot from before a resize, copied at the volume's grown size:
+	// the image has that size and the first mount grows the filesystem.
+	big := ext4Vol("bigcopy", 96*mib)
+	big.Grow = true
+	if err := b.CopySnapshot(ctx, v, "s1", big); err != nil {
+		t.Fatal(err)
+	}
+	bp, _ := b.paths(big.Policy, big.Name)
+	if size := fileSize(t, bp.image); size != 96*mib {
+		t.Errorf("copy at the grown size: image of %d bytes, want %d", size, 96*mib)
+	}
+	bm := mustMount(t, b, big)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(bm.Path, &st); err != nil || int64(st.Blocks)*st.Bsize < 80*mib {
+		t.Errorf("copy's filesystem after its first mount: %d bytes (%v), want about 96 MiB", int64(st.Blocks)*st.Bsize, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(bm.Path, "data")); err != nil || !slices.Equal(got, a) {
+		t.Errorf("grown copy lost the data: %v", err)
+	}
+	mustUnmount(t, b, big)
 	mustUnmount(t, b, v)
 
 	for _, s := range []string{"s2", "a-b", "a"} {
