@@ -37,6 +37,35 @@ func etcdCounter(b *testing.B, endpoint, name string) float64 {
 	return 0
 }
 
+// createNFSVolumes creates n mount-only volumes nfs/v0000... (eight at a
+// time) and calls each with every new volume; the policy nfs must exist.
+func createNFSVolumes(tb testing.TB, ctx context.Context, api *client.Client, n int, each func(config.Volume) error) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v, err := api.CreateVolume(ctx, config.VolumeRequest{Policy: "nfs", Name: fmt.Sprintf("v%04d", i)})
+			if err == nil {
+				err = each(v)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkLeaseCost1000Locks holds 1,000 mount locks on one host lease (the
 // locks a host with 1,000 mounted volumes holds; the volumes are mount-only,
 // so no devices are needed) with volplugin's own keep-alive loop at the
@@ -66,30 +95,10 @@ func BenchmarkLeaseCost1000Locks(b *testing.B) {
 		b.Fatal(err)
 	}
 	const n = 1000
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ref := config.VolumeRef{Policy: "nfs", Name: fmt.Sprintf("v%04d", i)}
-			if _, err := api.CreateVolume(ctx, config.VolumeRequest{Policy: ref.Policy, Name: ref.Name}); err != nil {
-				errs <- err
-				return
-			}
-			if _, err := api.AcquireUse(ctx, ref, config.MountRequest{Hostname: "host1", Lease: id, MountID: "m"}); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	createNFSVolumes(b, ctx, api, n, func(v config.Volume) error {
+		_, err := api.AcquireUse(ctx, v.Ref(), config.MountRequest{Hostname: "host1", Lease: id, MountID: "m"})
+		return err
+	})
 	uses, _ := api.Uses(ctx)
 	if len(uses) != n {
 		b.Fatalf("%d locks held, want %d", len(uses), n)

@@ -2,10 +2,8 @@ package volplugin
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,30 +48,12 @@ func BenchmarkRuntimeWatch1000Mounts(b *testing.B) {
 		b.Fatal(err)
 	}
 	const n = 1000
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			v, err := api.CreateVolume(ctx, config.VolumeRequest{Policy: "nfs", Name: fmt.Sprintf("v%04d", i)})
-			if err != nil {
-				errs <- err
-				return
-			}
-			d.mu.Lock()
-			d.mounts[v.Ref()] = &mounted{vol: v, ids: map[string]bool{"m": true}}
-			d.mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	createNFSVolumes(b, ctx, api, n, func(v config.Volume) error {
+		d.mu.Lock()
+		d.mounts[v.Ref()] = &mounted{vol: v, ids: map[string]bool{"m": true}}
+		d.mu.Unlock()
+		return nil
+	})
 	go d.watchRuntime(ctx)
 	d.noteMounts()
 
