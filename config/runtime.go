@@ -94,11 +94,13 @@ func DecodeRuntime(data []byte) (RuntimeOptions, error) {
 	return r, nil
 }
 
-// RuntimeChange is the current runtime options of a volume whose runtime
-// record changed at etcd revision Revision.
+// RuntimeChange is what a mounting host follows of a volume whose runtime or
+// volume record changed at etcd revision Revision: its runtime options and
+// its size (which a resize changes while it is mounted).
 type RuntimeChange struct {
 	VolumeRef
 	Runtime  RuntimeOptions `json:"runtime"`
+	Size     string         `json:"size,omitempty"`
 	Revision int64          `json:"revision"`
 }
 

@@ -33,9 +33,10 @@ func ext4Bytes(t *testing.T, image string) int64 {
 	return field("Block count") * field("Block size")
 }
 
-// POST .../resize grows an unmounted volume: the image, its ext4 filesystem
-// (offline, for the local backend) and the record. Shrinking, bad sizes and
-// mounted volumes are refused and change nothing.
+// POST .../resize grows a volume: the image, its ext4 filesystem (offline,
+// for the local backend, when not mounted here) and the record. Shrinking,
+// bad sizes and unlocked volumes are refused and change nothing; a mounted
+// volume grows too (its host grows the filesystem).
 func TestResizeVolume(t *testing.T) {
 	if _, err := exec.LookPath("dumpe2fs"); err != nil {
 		t.Skipf("dumpe2fs missing: %v", err)
@@ -105,5 +106,23 @@ func TestResizeVolume(t *testing.T) {
 	var lease config.HostLease
 	_ = json.Unmarshal([]byte(h.must(t, 201, "POST", "/v1/leases", `{"host":"h1"}`)), &lease)
 	h.must(t, 200, "PUT", "/v1/uses/p/v", fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m"}`, lease.ID))
-	unchanged(409, "/v1/volumes/p/v/resize", `{"size":"48MB"}`, `mounted on host \"h1\"`)
+	_ = json.Unmarshal([]byte(h.must(t, 200, "POST", "/v1/volumes/p/v/resize", `{"size":"48MB"}`)), &v)
+	if fi, err := os.Stat(image); err != nil || fi.Size() != 48<<20 || v.Create.Size != "48MB" {
+		t.Errorf("resize while h1 holds the lock: image %v (%v), record %q", fi, err, v.Create.Size)
+	}
+	// Another operation on the volume still excludes a resize.
+	hold, err := h.srv.holder(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.Store().BeginOp(t.Context(), config.VolumeRef{Policy: "p", Name: "v"}, "snapshot", hold, false); err != nil {
+		t.Fatal(err)
+	}
+	unchanged2 := h.dump(t)
+	if out := h.must(t, 409, "POST", "/v1/volumes/p/v/resize", `{"size":"64MB"}`); !strings.Contains(out, "busy (snapshot") {
+		t.Errorf("resize during a snapshot: %s", out)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(unchanged2, after) {
+		t.Error("the refused resize during a snapshot changed etcd")
+	}
 }

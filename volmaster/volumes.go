@@ -323,11 +323,13 @@ func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// ResizeVolume grows an unmounted volume's image (and, where the backend can
-// do it here, its filesystem) under the operation lock, then records the new
-// size. Mounts are refused meanwhile (the operation lock), and the next mount
-// grows the filesystem to the device. A failed grow leaves the record at the
-// old size; asking for the same size again finishes it.
+// ResizeVolume grows a volume's image (and, where the backend can do it
+// here, its filesystem) under the operation lock, then records the new size.
+// New mounts are refused meanwhile (the operation lock). A host that has the
+// volume mounted learns the new size through its runtime long poll and grows
+// the filesystem online; an unmounted volume's filesystem grows at its next
+// mount. A failed grow leaves the record at the old size; asking for the same
+// size again finishes it.
 func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size string) (config.Volume, error) {
 	cur, err := s.cache.Volume(ref)
 	if err != nil {
@@ -353,7 +355,7 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	if err != nil {
 		return config.Volume{}, err
 	}
-	locked, err := s.store.BeginOp(ctx, ref, "resize", h, true)
+	locked, err := s.store.BeginOp(ctx, ref, "resize", h, false)
 	if err != nil {
 		return config.Volume{}, err
 	}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/iolimit"
+	"github.com/volplugin/volplugin/storage"
 )
 
 // runtimeWait is how long one long poll for runtime changes waits on
@@ -122,6 +125,7 @@ func (d *Driver) watchRuntime(ctx context.Context) {
 		since = got.Revision
 		for _, ch := range got.Changes {
 			d.runtimeChanged(ch.VolumeRef, ch.Runtime)
+			d.sizeChanged(ctx, ch.VolumeRef, ch.Size)
 		}
 	}
 }
@@ -142,4 +146,67 @@ func (d *Driver) runtimeChanged(ref config.VolumeRef, rt config.RuntimeOptions) 
 		d.log.WithField("volume", ref.String()).Info("runtime options changed; re-applying I/O limits")
 		d.applyLimits(ref, dev, rt)
 	}
+}
+
+// resizer is a backend that grows an image and the filesystem mounted from
+// it on this host (the local and Ceph backends).
+type resizer interface {
+	Resize(ctx context.Context, v storage.Volume, size int64) error
+}
+
+// sizeChanged grows the filesystem of a volume mounted here whose size was
+// changed by a resize (POST .../resize while mounted): the image is already
+// grown; this host refreshes its mapping and grows the filesystem online.
+func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size string) {
+	d.mu.Lock()
+	m := d.mounts[ref]
+	known := m != nil && (size == "" || m.vol.Create.Size == size)
+	d.mu.Unlock()
+	if known {
+		return
+	}
+	// Not while a Docker request mounts or unmounts it.
+	unlock := d.vlock.lock(ref)
+	defer unlock()
+	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "size": size})
+	d.mu.Lock()
+	m = d.mounts[ref]
+	if m == nil {
+		d.mu.Unlock()
+		return
+	}
+	v := m.vol
+	d.mu.Unlock()
+	v.Create.Size = size
+	n, err := v.SizeBytes()
+	if err != nil {
+		log.WithError(err).Warn("resized volume has a size this host cannot read")
+		return
+	}
+	mounter, err := d.mounter(&v)
+	if err != nil {
+		log.WithError(err).Warn("cannot grow the resized volume's filesystem")
+		return
+	}
+	r, ok := mounter.(resizer)
+	if !ok {
+		return
+	}
+	sv, err := storage.FromConfig(&v)
+	if err == nil {
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opTimeout())
+		err = r.Resize(gctx, sv, n)
+		cancel()
+	}
+	if err != nil {
+		// The size is recorded all the same: the next mount grows it.
+		log.WithError(err).Warn("cannot grow the resized volume's filesystem online; it grows at its next mount")
+	} else {
+		log.Info("volume resized while mounted: filesystem grown online")
+	}
+	d.mu.Lock()
+	if m := d.mounts[ref]; m != nil {
+		m.vol.Create.Size = size
+	}
+	d.mu.Unlock()
 }

@@ -38,8 +38,8 @@ type Cache struct {
 type cacheData struct {
 	volumes  map[config.VolumeRef]config.Volume
 	runtimes map[config.VolumeRef]config.RuntimeOptions
-	// runtimeRevs is the etcd revision of each runtime record's last
-	// change, for WaitRuntimes.
+	// runtimeRevs is the etcd revision of each volume's last change of its
+	// runtime or volume record, for WaitRuntimes.
 	runtimeRevs map[config.VolumeRef]int64
 	policies    map[string]PolicyRecord
 }
@@ -141,8 +141,10 @@ func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		}
 		if del {
 			delete(vols, ref)
+			delete(d.runtimeRevs, ref)
 		} else if v, err := DecodeVolume(kv.Value, nil); err == nil {
 			vols[ref] = v
+			d.runtimeRevs[ref] = max(d.runtimeRevs[ref], kv.ModRevision)
 		}
 		return ref, true
 	case strings.HasPrefix(key, k.Runtimes()):
@@ -159,7 +161,7 @@ func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		if del {
 			delete(d.runtimeRevs, ref)
 		} else {
-			d.runtimeRevs[ref] = kv.ModRevision
+			d.runtimeRevs[ref] = max(d.runtimeRevs[ref], kv.ModRevision)
 		}
 		return ref, true
 	case strings.HasPrefix(key, k.Policies()):
@@ -221,8 +223,9 @@ func (c *Cache) WaitRevision(ctx context.Context, rev int64) error {
 	}
 }
 
-// WaitRuntimes returns the runtime options of those of refs whose runtime
-// record changed after etcd revision since (all of them for since 0), with
+// WaitRuntimes returns the runtime options and size of those of refs whose
+// runtime or volume record changed after etcd revision since (all of them for
+// since 0), with
 // the cache's revision to pass as since next time. Without such a change it
 // waits for one until ctx ends, then returns no changes and no error: a
 // long poll. Volumes that do not exist are left out.
@@ -236,8 +239,8 @@ func (c *Cache) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since
 		var out []config.RuntimeChange
 		for _, ref := range refs {
 			rev, ok := c.runtimeRevs[ref]
-			if _, vol := c.volumes[ref]; ok && vol && rev > since {
-				out = append(out, config.RuntimeChange{VolumeRef: ref, Runtime: c.runtimes[ref], Revision: rev})
+			if v, vol := c.volumes[ref]; ok && vol && rev > since {
+				out = append(out, config.RuntimeChange{VolumeRef: ref, Runtime: c.runtimes[ref], Size: v.Create.Size, Revision: rev})
 			}
 		}
 		cur, ch := c.rev, c.changed

@@ -44,11 +44,11 @@ func volumeCommand(e *env) *cli.Command {
 			},
 			{
 				Name:      "resize",
-				Usage:     "grow an unmounted volume to SIZE (like 2GiB)",
+				Usage:     "grow a volume to SIZE (like 2GiB), mounted or not",
 				ArgsUsage: "POLICY/NAME SIZE",
-				Description: "The image grows at once, and the filesystem with it where the backend can grow it " +
-					"unmounted (local ext4); otherwise volplugin grows it at the next mount. Volumes only grow; " +
-					"the same size again finishes a grow that failed half-way. Refused while the volume is mounted.",
+				Description: "The image grows at once. A mounted volume's filesystem is grown online by the host " +
+					"that mounts it; an unmounted one's offline (local ext4) or at the next mount. Volumes only " +
+					"grow; the same size again finishes a grow that failed half-way.",
 				Action: e.action(2, volumeResize),
 			},
 			{
