@@ -44,6 +44,11 @@ type Volume struct {
 	// Grow is set for a volume that was resized: Mount grows its filesystem
 	// to the device when it is smaller.
 	Grow bool
+	// Mounted tells Resize that a host has the volume mounted (it holds the
+	// mount lock): the image grows, a mapping or mount on this host is
+	// refreshed and grown, but the filesystem is never checked or grown
+	// offline; the mounting host grows it.
+	Mounted bool
 }
 
 // ID names an image a backend holds.

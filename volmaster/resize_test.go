@@ -110,6 +110,11 @@ func TestResizeVolume(t *testing.T) {
 	if fi, err := os.Stat(image); err != nil || fi.Size() != 48<<20 || v.Create.Size != "48MB" {
 		t.Errorf("resize while h1 holds the lock: image %v (%v), record %q", fi, err, v.Create.Size)
 	}
+	// h1 may be mounting it right now: its filesystem is h1's to grow, never
+	// checked or grown offline here.
+	if got := ext4Bytes(t, image); got != 24<<20 {
+		t.Errorf("filesystem of a volume a host holds: %d bytes, want it left at %d", got, 24<<20)
+	}
 	// Another operation on the volume still excludes a resize.
 	hold, err := h.srv.holder(t.Context())
 	if err != nil {

@@ -376,6 +376,16 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 		release()
 		return config.Volume{}, err
 	}
+	// With the operation lock held no new mount lock can appear, so this
+	// read says for the whole resize whether a host has (or is making) a
+	// mount: then its filesystem is that host's to grow, never offline here.
+	switch _, err := s.store.GetUse(ctx, ref); {
+	case err == nil:
+		sv.Mounted = true
+	case !errors.Is(err, config.ErrNotFound):
+		release()
+		return config.Volume{}, err
+	}
 	// Not cancelled with the request: a filesystem check or grow killed
 	// half-way is worse than a late answer.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())

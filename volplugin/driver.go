@@ -50,6 +50,10 @@ type mounted struct {
 	// lost is set when another host took the lock while this host's lease
 	// was gone; the mount stays (a container uses it) but is reported.
 	lost string
+	// grownTo is the size the filesystem is known to fill: the size it was
+	// mounted at, then each size an online grow reached. Empty for a mount
+	// adopted after a restart (a resize may have happened meanwhile).
+	grownTo string
 }
 
 // errRefused marks a mount this host declined to try (maintenance, self-health).
@@ -341,7 +345,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		return nil, fmt.Errorf("mount %s: %w", ref, err)
 	}
 	d.mu.Lock()
-	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}}
+	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}, grownTo: v.Create.Size}
 	d.mu.Unlock()
 	d.noteMounts()
 	d.applyLimits(ref, mnt.Device, v.Runtime)

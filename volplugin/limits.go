@@ -154,13 +154,15 @@ type resizer interface {
 	Resize(ctx context.Context, v storage.Volume, size int64) error
 }
 
-// sizeChanged grows the filesystem of a volume mounted here whose size was
-// changed by a resize (POST .../resize while mounted): the image is already
-// grown; this host refreshes its mapping and grows the filesystem online.
+// sizeChanged grows the filesystem of a volume mounted here to size unless
+// it is known to fill it: after a resize while mounted (the image is already
+// grown) this host refreshes its mapping and grows the filesystem online. A
+// grow that fails is tried again on the next change of the volume's record
+// (resizing to the same size again), and at the next mount.
 func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size string) {
 	d.mu.Lock()
 	m := d.mounts[ref]
-	known := m != nil && (size == "" || m.vol.Create.Size == size)
+	known := m == nil || size == "" || m.grownTo == size
 	d.mu.Unlock()
 	if known {
 		return
@@ -193,20 +195,23 @@ func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size str
 		return
 	}
 	sv, err := storage.FromConfig(&v)
+	sv.Mounted = true
 	if err == nil {
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opTimeout())
 		err = r.Resize(gctx, sv, n)
 		cancel()
 	}
-	if err != nil {
-		// The size is recorded all the same: the next mount grows it.
-		log.WithError(err).Warn("cannot grow the resized volume's filesystem online; it grows at its next mount")
-	} else {
-		log.Info("volume resized while mounted: filesystem grown online")
-	}
 	d.mu.Lock()
 	if m := d.mounts[ref]; m != nil {
 		m.vol.Create.Size = size
+		if err == nil {
+			m.grownTo = size
+		}
 	}
 	d.mu.Unlock()
+	if err != nil {
+		log.WithError(err).Warn("cannot grow the resized volume's filesystem online; resize to the same size to try again, or it grows at its next mount")
+		return
+	}
+	log.Info("filesystem grown online to the volume's size")
 }

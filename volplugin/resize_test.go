@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -54,4 +55,32 @@ func TestResizeGrowsFilesystemAtNextMount(t *testing.T) {
 		t.Errorf("data after the grow: %q, %v", got, err)
 	}
 	t.Logf("xfs filesystem %d -> %d MiB", before>>20, after>>20)
+}
+
+// Resized while mounted: volmaster grows the image (its own mount root is
+// not where the volume is mounted), and this host, told of the new size by
+// its runtime long poll, refreshes the loop device and grows the filesystem
+// online; the container's mount stays.
+func TestResizeWhileMountedGrowsOnline(t *testing.T) {
+	needRoot(t)
+	c := startCluster(t)
+	root := t.TempDir()
+	unmountAll(t, root, c.dataDir)
+	a := c.startHost(t, "hostA", root, false)
+	if _, e := a.call(t, "Create", map[string]any{"Name": "policy1/on", "Opts": map[string]string{"size": "320MB", "filesystem": "xfs"}}); e != "" {
+		t.Fatalf("Create: %s", e)
+	}
+	p := a.mount(t, "policy1/on", "m1")
+	defer a.unmount(t, "policy1/on", "m1")
+	before := fsBytes(t, p)
+	if _, err := c.api.ResizeVolume(context.Background(), config.VolumeRef{Policy: "policy1", Name: "on"}, "640MB"); err != nil {
+		t.Fatalf("resize while mounted: %v", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for fsBytes(t, p) < before+250<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("filesystem still %d bytes 15 s after the resize (was %d)", fsBytes(t, p), before)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
 }

@@ -12,10 +12,12 @@ import (
 )
 
 // Resize grows v's image to size bytes, then its filesystem: online when
-// mounted (resize2fs for ext2/3/4, xfs_growfs for xfs), offline on the image
-// file for an unmounted ext2/3/4. An unmounted xfs cannot be grown; calling
-// Resize again with the same size while it is mounted grows it, as it does
-// after any failed filesystem grow. Shrinking is storage.ErrUnsupported.
+// mounted at its mount point here (resize2fs for ext2/3/4, xfs_growfs for
+// xfs), offline on the image file for an unmounted ext2/3/4 unless
+// v.Mounted says a host has it (that host grows it). An unmounted xfs cannot
+// be grown (it grows at its next mount); calling Resize again with the same
+// size while it is mounted grows it, as it does after any failed filesystem
+// grow. Shrinking is storage.ErrUnsupported.
 func (b *Backend) Resize(ctx context.Context, v storage.Volume, size int64) error {
 	p, err := b.paths(v.Policy, v.Name)
 	if err != nil {
@@ -29,13 +31,13 @@ func (b *Backend) Resize(ctx context.Context, v storage.Volume, size int64) erro
 		return volErr("resize", v, err)
 	}
 	defer unlock()
-	if err := b.resize(ctx, p, size); err != nil {
+	if err := b.resize(ctx, p, size, v.Mounted); err != nil {
 		return volErr("resize", v, err)
 	}
 	return nil
 }
 
-func (b *Backend) resize(ctx context.Context, p paths, size int64) error {
+func (b *Backend) resize(ctx context.Context, p paths, size int64, mounted bool) error {
 	fi, err := os.Stat(p.image)
 	if err != nil {
 		return statImage(p.image)
@@ -51,9 +53,10 @@ func (b *Backend) resize(ctx context.Context, p paths, size int64) error {
 	if err != nil {
 		return err
 	}
-	if m == nil && len(devs) > 0 {
-		// Mounted somewhere other than its mount point: neither an offline
-		// resize nor an online one through a path we know is safe.
+	if m == nil && len(devs) > 0 && !mounted {
+		// Mounted somewhere other than its mount point without the caller
+		// knowing: neither an offline resize nor an online one through a
+		// path we know is safe.
 		elsewhere, err := mountedFrom(devs)
 		if err != nil {
 			return err
@@ -72,10 +75,15 @@ func (b *Backend) resize(ctx context.Context, p paths, size int64) error {
 			return err
 		}
 	}
-	if m != nil {
+	switch {
+	case m != nil:
 		return b.growOnline(ctx, m.FSType, m.Source, p.mount)
+	case mounted:
+		// Mounted (or about to be) by a host that grows it online.
+		return nil
+	default:
+		return b.growOffline(ctx, p.image)
 	}
-	return b.growOffline(ctx, p.image)
 }
 
 func (b *Backend) growOnline(ctx context.Context, fsType, dev, mountPath string) error {
