@@ -6,12 +6,9 @@ set -euo pipefail
 
 packages=(gcc make pkg-config librados-dev librbd-dev e2fsprogs xfsprogs util-linux mount)
 
-missing=()
-for p in "${packages[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-		missing+=("$p")
-	fi
-done
+# shellcheck source=lib/apt.sh
+source "$(dirname "$(realpath "$0")")/lib/apt.sh"
+mapfile -t missing < <(apt_missing "${packages[@]}")
 # A Go that can fetch the toolchain go.mod asks for (GOTOOLCHAIN=auto, through
 # the module proxy) must be 1.21 or newer: Debian 12's golang-go is 1.19, its
 # bookworm-backports one is new enough.
