@@ -180,7 +180,7 @@ func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size str
 	v := m.vol
 	d.mu.Unlock()
 	v.Create.Size = size
-	n, err := v.SizeBytes()
+	sv, err := storage.FromConfig(&v)
 	if err != nil {
 		log.WithError(err).Warn("resized volume has a size this host cannot read")
 		return
@@ -194,13 +194,10 @@ func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size str
 	if !ok {
 		return
 	}
-	sv, err := storage.FromConfig(&v)
 	sv.Mounted = true
-	if err == nil {
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opTimeout())
-		err = r.Resize(gctx, sv, n)
-		cancel()
-	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opTimeout())
+	err = r.Resize(gctx, sv, sv.Size)
+	cancel()
 	d.mu.Lock()
 	if m := d.mounts[ref]; m != nil {
 		m.vol.Create.Size = size
