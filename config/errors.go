@@ -21,10 +21,24 @@ var (
 	ErrInUse = errors.New("in use")
 	// ErrUnavailable marks an unreachable dependency (etcd, a storage backend).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrBusy marks a volume whose operation lock (snapshot, resize, copy,
+	// remove) is held: the same request may succeed once it is done. It is
+	// a kind of ErrInUse, so checks for ErrInUse still match it; a mount lock
+	// held by another host is ErrInUse but never ErrBusy.
+	ErrBusy error = &kindError{msg: "busy", parent: ErrInUse}
 	// ErrSchema marks an etcd key layout this build cannot work with: newer
 	// than its own, an unknown schema value, or one it failed to migrate.
 	ErrSchema = errors.New("unsupported etcd schema")
 )
+
+// kindError is a sentinel that is also a kind of a broader one.
+type kindError struct {
+	msg    string
+	parent error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.parent }
 
 // Error codes carried in the "code" field of volmaster's JSON errors.
 const (
@@ -32,6 +46,7 @@ const (
 	CodeNotFound    = "not-found"
 	CodeExists      = "exists"
 	CodeInUse       = "in-use"
+	CodeBusy        = "busy"
 	CodeUnavailable = "unavailable"
 	CodeInternal    = "internal"
 )
@@ -45,6 +60,8 @@ func ErrorCode(err error) string {
 		return CodeNotFound
 	case errors.Is(err, ErrExists):
 		return CodeExists
+	case errors.Is(err, ErrBusy):
+		return CodeBusy
 	case errors.Is(err, ErrInUse):
 		return CodeInUse
 	case errors.Is(err, ErrUnavailable):
@@ -66,6 +83,8 @@ func CodeError(code string) error {
 		return ErrExists
 	case CodeInUse:
 		return ErrInUse
+	case CodeBusy:
+		return ErrBusy
 	case CodeUnavailable:
 		return ErrUnavailable
 	default:

@@ -109,9 +109,11 @@ func validate(ref config.VolumeRef, req config.MountRequest) error {
 
 // Acquire records one Docker mount of ref by a host under the host's lease.
 // The lock is created if absent; a host that already holds it adds the mount
-// ID (and moves the lock onto its current lease). Another host's lock is
-// ErrInUse naming the holder; a missing volume or one being removed is
-// ErrNotFound / ErrInUse. Acquiring the same mount ID twice is a no-op.
+// ID (and moves the lock onto its current lease), even while an operation
+// holds the volume. Another host's lock is ErrInUse naming the holder; a
+// missing volume is ErrNotFound; a new lock on a volume busy with an
+// operation is ErrBusy (retry later). Acquiring the same mount ID twice is a
+// no-op.
 func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.MountRequest) (config.Use, error) {
 	if err := validate(ref, req); err != nil {
 		return config.Use{}, err
@@ -143,7 +145,13 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 		cmps := []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
 			clientv3.Compare(clientv3.CreateRevision(m.keys.Volume(ref)), ">", 0),
-			clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0),
+		}
+		if cur == nil {
+			// Only a new lock waits for an operation: a host that holds the
+			// lock has the volume mounted already, so another container of
+			// its own (or the move onto a new lease) changes nothing an
+			// operation relies on, and must not fail behind a snapshot.
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0))
 		}
 		usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.LastMounted, us.Host = u.Since, req.Hostname })
 		if err != nil {
@@ -166,12 +174,12 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
 			return config.Use{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
 		}
-		if len(resp.Responses[1].GetResponseRange().Kvs) == 1 {
-			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot, resize): %w", ref, config.ErrInUse)
+		if cur == nil && len(resp.Responses[1].GetResponseRange().Kvs) == 1 {
+			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot, resize): %w", ref, config.ErrBusy)
 		}
 		// The lock changed between read and write; read it again.
 	}
-	return config.Use{}, fmt.Errorf("lock %s: too much contention: %w", ref, config.ErrInUse)
+	return config.Use{}, fmt.Errorf("lock %s: too much contention: %w", ref, config.ErrBusy)
 }
 
 // Release drops one mount ID of the host's lock and deletes the lock when no

@@ -261,7 +261,7 @@ func cleanMessage(err error) string {
 		keep bool // keep the words, without the colon
 	}{
 		{config.ErrNotFound, true}, {config.ErrExists, true},
-		{config.ErrInvalid, false}, {config.ErrInUse, false}, {config.ErrUnavailable, false},
+		{config.ErrInvalid, false}, {config.ErrBusy, false}, {config.ErrInUse, false}, {config.ErrUnavailable, false},
 	} {
 		if !errors.Is(err, s.err) {
 			continue
