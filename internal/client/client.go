@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,7 +30,15 @@ type Client struct {
 	token   string
 	retries int
 	backoff time.Duration
+	timeout time.Duration
 }
+
+// DefaultCallTimeout bounds a call whose context has no deadline: a hung
+// volmaster or a half-open connection must never stall a caller for good.
+const DefaultCallTimeout = time.Minute
+
+// WithCallTimeout replaces DefaultCallTimeout.
+func WithCallTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
 
 // Option adjusts a Client.
 type Option func(*Client)
@@ -58,9 +67,16 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	c := &Client{
 		base:    u,
-		hc:      &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}},
+		hc: &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     time.Minute,
+		}},
 		retries: 3,
 		backoff: 200 * time.Millisecond,
+		timeout: DefaultCallTimeout,
 	}
 	for _, o := range opts {
 		o(c)
@@ -94,6 +110,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 // doHeader is do that also stores the answer's headers in hdr (if not nil).
 func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, body []byte, out any, hdr *http.Header) error {
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
