@@ -44,6 +44,10 @@ type Volume struct {
 	// Grow is set for a volume that was resized: Mount grows its filesystem
 	// to the device when it is smaller.
 	Grow bool
+	// MountedAt is where this host mounted v when that is not MountPath(v)
+	// (a mount adopted after the mount root changed): Unmount unmounts it
+	// there too.
+	MountedAt string
 	// Mounted tells Resize that a host has the volume mounted (it holds the
 	// mount lock): the image grows, a mapping or mount on this host is
 	// refreshed and grown, but the filesystem is never checked or grown
@@ -93,6 +97,11 @@ type Mounter interface {
 	Unmount(ctx context.Context, v Volume) error
 	// Mounted lists the volumes this backend has mounted on this host.
 	Mounted(ctx context.Context) ([]Mount, error)
+	// Locate finds where v's device (image, loop or mapped device, export)
+	// is mounted on this host, under any path: a mount made under an
+	// earlier mount root is still found. ok is false when it is mounted
+	// nowhere.
+	Locate(ctx context.Context, v Volume) (m Mount, ok bool, err error)
 	// MountPath is where v is (or would be) mounted.
 	MountPath(v Volume) string
 }

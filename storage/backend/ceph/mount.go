@@ -168,6 +168,9 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 	if err := fsutil.UnmountAll(ctx, b.host.timeout, vl.mount); err != nil {
 		return volErr("unmount", v, err)
 	}
+	if err := fsutil.UnmountAt(ctx, b.host.timeout, v.MountedAt, vl.mount); err != nil {
+		return volErr("unmount", v, err)
+	}
 	mp, err := b.getMapper(ctx)
 	switch {
 	case errors.Is(err, mapper.ErrUnavailable):

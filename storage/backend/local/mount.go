@@ -140,6 +140,9 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 	if err := fsutil.UnmountAll(ctx, b.timeout, p.mount); err != nil {
 		return volErr("unmount", v, err)
 	}
+	if err := fsutil.UnmountAt(ctx, b.timeout, v.MountedAt, p.mount); err != nil {
+		return volErr("unmount", v, err)
+	}
 	// With the image gone losetup cannot match it; nothing of ours is left.
 	if _, err := os.Stat(p.image); err == nil {
 		if err := b.detachAll(ctx, p.image); err != nil {

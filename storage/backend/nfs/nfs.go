@@ -150,6 +150,9 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 	if err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
+	if err := fsutil.UnmountAt(ctx, b.timeout, v.MountedAt, path); err != nil {
+		return volErr("unmount", v, err)
+	}
 	// Bounded: someone may have stacked mounts, but never loop forever.
 	for range 8 {
 		m, err := fsutil.MountAt(path)

@@ -158,3 +158,39 @@ func UnmountAll(ctx context.Context, timeout time.Duration, path string) error {
 	}
 	return nil
 }
+
+// MountsOf returns the mounts whose source is one of sources, preferring one
+// at prefer (the volume's usual mount point): first in the result if it is
+// among them.
+func MountsOf(sources []string, prefer string) ([]*mountinfo.Info, error) {
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !slices.Contains(sources, m.Source), false
+	})
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(prefer); err == nil {
+		slices.SortStableFunc(infos, func(a, b *mountinfo.Info) int {
+			switch {
+			case a.Mountpoint == real && b.Mountpoint != real:
+				return -1
+			case b.Mountpoint == real && a.Mountpoint != real:
+				return 1
+			}
+			return 0
+		})
+	}
+	return infos, nil
+}
+
+// UnmountAt unmounts path as UnmountAll does, for a volume adopted at a path
+// other than its usual one; "" or the usual path itself is a no-op.
+func UnmountAt(ctx context.Context, timeout time.Duration, path, usual string) error {
+	if path == "" || filepath.Clean(path) == filepath.Clean(usual) {
+		return nil
+	}
+	return UnmountAll(ctx, timeout, path)
+}
