@@ -178,7 +178,7 @@ func startVolplugin(tb testing.TB, vm *volmaster, dataDir, plugin, host string, 
 	args := append([]string{
 		"--volmaster", vm.URL, "--plugin-name", plugin, "--host-label", host,
 		"--local-data-dir", filepath.Join(dataDir, "local"), "--mount-root", filepath.Join(dataDir, "mnt"),
-		"--metrics-listen", "127.0.0.1:0",
+		"--state-dir", filepath.Join(dataDir, "state", host), "--metrics-listen", "127.0.0.1:0",
 	}, extra...)
 	return startProc(tb, "volplugin", args, "volplugin socket")
 }

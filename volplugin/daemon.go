@@ -48,6 +48,10 @@ type Options struct {
 	Host        string
 	// MountRoot is where volumes are mounted; empty: global MountPath.
 	MountRoot string
+	// StateDir holds the state file that keeps mounts, their Docker mount
+	// IDs and queued lock releases across restarts (DefaultStateDir if
+	// empty).
+	StateDir string
 	// LocalDataDir is the local backend's data dir; it must be the one
 	// volmaster creates images in (volmaster's --data-dir + "/local").
 	LocalDataDir string
@@ -104,12 +108,15 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	gctx, cancel := context.WithTimeout(ctx, time.Minute)
-	g, err := api.Global(gctx)
-	cancel()
+	state, err := newStateFile(o.StateDir, o.PluginName)
 	if err != nil {
-		return fmt.Errorf("read global config from volmaster: %w", err)
+		return err
 	}
+	st, err := state.load()
+	if err != nil {
+		return err
+	}
+	g, fresh := startGlobal(ctx, api, st, o.Log)
 	if o.MountRoot == "" {
 		o.MountRoot = g.MountPath
 	}
@@ -138,11 +145,29 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	d.state = state
+	if fresh {
+		d.global = &g
+	}
+	// What is mounted is known from the state file and the mount table
+	// alone; volmaster's part of recovery goes on in the background if it
+	// is away, so Docker finds the plugin and running containers keep their
+	// volumes. New mounts need volmaster and say so.
 	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
-	err = d.Recover(rctx)
+	d.recoverLocal(rctx, st)
 	rcancel()
+	d.saveState(o.Log)
+	if fresh {
+		rctx, rcancel = context.WithTimeout(ctx, time.Minute)
+		err = d.recoverRemote(rctx)
+		rcancel()
+	} else {
+		err = config.ErrUnavailable
+	}
 	if err != nil {
-		return fmt.Errorf("recover mounts after restart: %w", err)
+		go d.recoverInBackground(ctx)
+	} else {
+		d.saveState(o.Log)
 	}
 	if o.MetricsListen != "" {
 		ln, err := net.Listen("tcp", o.MetricsListen)
@@ -157,6 +182,7 @@ func Serve(ctx context.Context, o Options) error {
 		}
 	}
 	go d.lease.Run(ctx)
+	go d.keepLocks(ctx)
 	go limits.Run(ctx, limitScan)
 	go d.watchRuntime(ctx)
 	go d.watchGlobal(ctx, globalPoll)
@@ -274,4 +300,26 @@ func (d *Driver) Info() Info {
 func (d *Driver) serveInfo(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(d.Info())
+}
+
+// startGlobalWait bounds the wait for volmaster at start: past it volplugin
+// starts with the configuration it saved last (or the defaults).
+const startGlobalWait = 5 * time.Second
+
+// startGlobal reads the global configuration from volmaster; if volmaster
+// does not answer in time it falls back to the one in the state file, then
+// to the defaults. fresh tells whether volmaster answered.
+func startGlobal(ctx context.Context, api *client.Client, st hostState, log *logrus.Logger) (config.Global, bool) {
+	gctx, cancel := context.WithTimeout(ctx, startGlobalWait)
+	g, err := api.Global(gctx)
+	cancel()
+	if err == nil {
+		return g, true
+	}
+	if st.Global != nil {
+		log.WithError(err).Warn("volmaster unreachable at start: using the global configuration saved last; new mounts wait for volmaster")
+		return *st.Global, false
+	}
+	log.WithError(err).Warn("volmaster unreachable at start and no saved configuration: using the defaults; new mounts wait for volmaster")
+	return config.DefaultGlobal(), false
 }

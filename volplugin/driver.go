@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +53,9 @@ type mounted struct {
 	// mounted at, then each size an online grow reached. Empty for a mount
 	// adopted after a restart (a resize may have happened meanwhile).
 	grownTo string
+	// lockLease is the host lease the lock was last confirmed on with every
+	// ID; the lock keeper moves it when the lease changes (0: not yet).
+	lockLease int64
 }
 
 // errRefused marks a mount this host declined to try (maintenance, self-health).
@@ -63,7 +65,8 @@ var errRefused = errors.New("refused")
 // health: refusals, locks held elsewhere, missing volumes and bad names do not.
 func failsHealth(err error) bool {
 	return err != nil && !errors.Is(err, errRefused) && !errors.Is(err, config.ErrInUse) &&
-		!errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid)
+		!errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid) &&
+		!errors.Is(err, config.ErrUnavailable)
 }
 
 // lockBreaker is a backend that can fence a dead holder of a volume
@@ -82,8 +85,17 @@ type Driver struct {
 	started time.Time
 	health  *health
 
+	// state, if set, keeps mounts and queued releases across restarts.
+	state *stateFile
+	// keeperKick wakes the lock keeper (keepLocks).
+	keeperKick chan struct{}
+
 	mu     sync.Mutex
 	mounts map[config.VolumeRef]*mounted
+	// releases are lock releases volmaster has not acknowledged yet.
+	releases []pendingRelease
+	// global is the last global configuration read, saved with the state.
+	global *config.Global
 	// mountsChanged is signalled when a volume is mounted or unmounted, so
 	// the runtime long poll starts again with the new set.
 	mountsChanged chan struct{}
@@ -111,16 +123,18 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = config.DefaultGlobal().TimeoutDuration()
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now(), mountsChanged: make(chan struct{}, 1)}
+	d := &Driver{cfg: cfg, log: cfg.Log, mounts: map[config.VolumeRef]*mounted{}, started: time.Now(),
+		mountsChanged: make(chan struct{}, 1), keeperKick: make(chan struct{}, 1)}
 	d.timeout.Store(int64(cfg.Timeout))
 	d.logFloor = cfg.Log.GetLevel()
 	d.metrics = newMetrics(d)
-	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.relock)
+	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.onNewLease)
 	d.health = newHealth(cfg.Host, cfg.Health)
 	d.lease.onRenewFailure = func() {
 		d.metrics.renewFailures.Inc()
 		d.health.renewFailed()
 	}
+	d.lease.onRenewed = d.health.renewed
 	return d, nil
 }
 
@@ -286,16 +300,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		}
 	}
 	if m != nil {
-		if !m.vol.Unlocked {
-			if err := d.acquire(ctx, ref, req.ID); err != nil {
-				return nil, err
-			}
-		}
-		d.mu.Lock()
-		m.ids[req.ID] = true
-		d.mu.Unlock()
-		log.Info("mounted again (reference counted)")
-		return &volume.MountResponse{Mountpoint: m.path}, nil
+		return d.mountAgain(ctx, ref, m, req.ID, log)
 	}
 
 	v, err := d.cfg.API.Volume(ctx, ref)
@@ -310,8 +315,9 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	if err != nil {
 		return nil, err
 	}
+	var lease int64
 	if !v.Unlocked {
-		if err := d.acquire(ctx, ref, req.ID); err != nil {
+		if lease, err = d.acquire(ctx, ref, req.ID); err != nil {
 			return nil, err
 		}
 		// Read again under the lock: a resize may have finished between
@@ -320,7 +326,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 			sv, err = storage.FromConfig(&v)
 		}
 		if err != nil {
-			d.release(ref, req.ID)
+			d.release(ctx, ref, req.ID)
 			return nil, err
 		}
 	}
@@ -340,13 +346,14 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	}
 	if err != nil {
 		if !v.Unlocked {
-			d.release(ref, req.ID)
+			d.release(ctx, ref, req.ID)
 		}
 		return nil, fmt.Errorf("mount %s: %w", ref, err)
 	}
 	d.mu.Lock()
-	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}, grownTo: v.Create.Size}
+	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}, grownTo: v.Create.Size, lockLease: lease}
 	d.mu.Unlock()
+	d.saveState(log)
 	d.noteMounts()
 	d.applyLimits(ref, mnt.Device, v.Runtime)
 	log.WithField("path", mnt.Path).WithField("device", mnt.Device).Info("mounted")
@@ -389,15 +396,16 @@ func (d *Driver) unmount(req *volume.UnmountRequest) error {
 		log.Warn("unmount of a mount ID this host does not hold: nothing to do")
 		return nil
 	}
+	ctx, cancel := d.ctx()
+	defer cancel()
 	if !last {
+		d.saveState(log)
 		if !m.vol.Unlocked {
-			d.release(ref, req.ID)
+			d.release(ctx, ref, req.ID)
 		}
 		log.Info("unmounted one reference; still in use")
 		return nil
 	}
-	ctx, cancel := d.ctx()
-	defer cancel()
 	if err := d.unmountDevice(ctx, m); err != nil {
 		d.mu.Lock()
 		m.ids[req.ID] = true
@@ -407,13 +415,62 @@ func (d *Driver) unmount(req *volume.UnmountRequest) error {
 	d.mu.Lock()
 	delete(d.mounts, ref)
 	d.mu.Unlock()
+	d.saveState(log)
 	d.noteMounts()
 	d.dropLimits(ref)
 	if !m.vol.Unlocked {
-		d.release(ref, req.ID)
+		d.release(ctx, ref, req.ID)
 	}
 	log.Info("unmounted")
 	return nil
+}
+
+// saveState saves the state file before Docker gets its answer. A failure
+// is logged, not returned: the mount or unmount has happened, and a restart
+// falls back to the mount table and the lock's IDs.
+func (d *Driver) saveState(log logrus.FieldLogger) {
+	if err := d.persist(); err != nil {
+		log.WithError(err).Error("saving volplugin state: mount counts may not survive a restart")
+	}
+}
+
+// mountAgain counts one more Docker mount of a volume mounted here: it
+// never waits on an operation on the volume, and it works while volmaster
+// is away (the keeper adds the ID to the lock later). Only a lock another
+// host holds refuses it.
+func (d *Driver) mountAgain(ctx context.Context, ref config.VolumeRef, m *mounted, id string, log logrus.FieldLogger) (*volume.MountResponse, error) {
+	d.mu.Lock()
+	lost, known := m.lost, m.ids[id]
+	d.mu.Unlock()
+	if lost != "" {
+		return nil, fmt.Errorf("volume %s is mounted on host %s but this host lost its lock (%s): no new container may use it: %w", ref, d.cfg.Host, lost, config.ErrInUse)
+	}
+	if !known && !m.vol.Unlocked {
+		if lease := d.lease.current(); lease != 0 {
+			_, err := d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+			if err != nil {
+				if why := d.lockLost(ctx, ref, err); why != "" {
+					return nil, fmt.Errorf("lock %s: %w", ref, err)
+				}
+				log.WithError(err).Warn("mount ID not yet in the lock; the lock keeper adds it")
+				d.mu.Lock()
+				m.lockLease = 0
+				d.mu.Unlock()
+				d.kick()
+			}
+		} else {
+			d.mu.Lock()
+			m.lockLease = 0
+			d.mu.Unlock()
+			d.kick()
+		}
+	}
+	d.mu.Lock()
+	m.ids[id] = true
+	d.mu.Unlock()
+	d.saveState(log)
+	log.Info("mounted again (reference counted)")
+	return &volume.MountResponse{Mountpoint: m.path}, nil
 }
 
 func (d *Driver) unmountDevice(ctx context.Context, m *mounted) error {
@@ -425,81 +482,43 @@ func (d *Driver) unmountDevice(ctx context.Context, m *mounted) error {
 	if err != nil {
 		return err
 	}
+	sv.MountedAt = m.path
 	if err := mounter.Unmount(ctx, sv); err != nil {
 		return fmt.Errorf("unmount %s: %w", m.vol.Ref(), err)
 	}
 	return nil
 }
 
-func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) error {
-	lease, err := d.lease.ID(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
-	d.metrics.locks.WithLabelValues(result(err)).Inc()
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", ref, err)
-	}
-	return nil
-}
+// busyWait bounds how long a first mount waits for an operation on the
+// volume (a snapshot, say) to finish before it gives up.
+const busyWait = 10 * time.Second
 
-// release drops one mount ID from the lock. A failure is logged, not
-// returned: the lock lives on the host lease, so at worst it lingers until the
-// lease expires.
-func (d *Driver) release(ref config.VolumeRef, id string) {
-	ctx, cancel := d.ctx()
-	defer cancel()
-	if _, err := d.cfg.API.ReleaseUse(ctx, ref, d.cfg.Host, id); err != nil {
-		d.log.WithError(err).WithField("volume", ref.String()).Error("releasing mount lock")
-	}
-}
-
-// relock moves every lock of this host onto a new lease (after the old one
-// was lost, or at start for recovered mounts). A volume another host locked
-// meanwhile is reported, loudly.
-func (d *Driver) relock(ctx context.Context, lease int64) {
-	d.mu.Lock()
-	type item struct {
-		ref config.VolumeRef
-		ids []string
-	}
-	var items []item
-	for ref, m := range d.mounts {
-		if m.vol.Unlocked {
-			continue
+// acquire takes the host's lock on ref for one mount ID and returns the
+// lease it is on. A volume busy with an operation is retried for up to
+// busyWait.
+func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) (int64, error) {
+	deadline := time.Now().Add(busyWait)
+	wait := 50 * time.Millisecond
+	for {
+		lease, err := d.lease.ID(ctx)
+		if err != nil {
+			return 0, err
 		}
-		ids := make([]string, 0, len(m.ids))
-		for id := range m.ids {
-			ids = append(ids, id)
+		_, err = d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+		d.metrics.locks.WithLabelValues(result(err)).Inc()
+		if err == nil {
+			return lease, nil
 		}
-		sort.Strings(ids)
-		items = append(items, item{ref, ids})
-	}
-	d.mu.Unlock()
-	for _, it := range items {
-		unlock := d.vlock.lock(it.ref)
-		var lost error
-		for _, id := range it.ids {
-			_, err := d.cfg.API.AcquireUse(ctx, it.ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
-			if err != nil {
-				lost = err
-				break
-			}
+		if !errors.Is(err, config.ErrBusy) || time.Now().Add(wait).After(deadline) {
+			return 0, fmt.Errorf("lock %s: %w", ref, err)
 		}
-		d.mu.Lock()
-		if m := d.mounts[it.ref]; m != nil {
-			m.lost = ""
-			if lost != nil {
-				m.lost = lost.Error()
-			}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("lock %s: %w", ref, err)
+		case <-t.C:
 		}
-		d.mu.Unlock()
-		unlock()
-		if lost != nil {
-			d.metrics.locksLost.Inc()
-			d.log.WithError(lost).WithField("volume", it.ref.String()).
-				Error("LOCK LOST: another host holds this volume's lock; this host must not write to it")
-		}
+		wait = min(wait*2, time.Second)
 	}
 }

@@ -31,6 +31,13 @@ func (d *Driver) watchGlobal(ctx context.Context, every time.Duration) {
 			d.log.WithError(err).Debug("reading the global configuration")
 			continue
 		}
+		d.mu.Lock()
+		changed := d.global == nil || *d.global != g
+		d.global = &g
+		d.mu.Unlock()
+		if changed {
+			d.saveState(d.log)
+		}
 		if diag.FollowDebug(d.log, d.logFloor, g.Debug) {
 			d.log.WithField("level", d.log.GetLevel().String()).Info("log level changed by the global configuration")
 		}

@@ -58,6 +58,11 @@ func newHealth(host string, l HealthLimits) *health {
 func (h *health) mountFailed() { h.mu.Lock(); h.mounts = append(h.mounts, time.Now()); h.mu.Unlock() }
 func (h *health) renewFailed() { h.mu.Lock(); h.renews = append(h.renews, time.Now()); h.mu.Unlock() }
 
+// renewed forgets failed renewals: once the lease renews again they say
+// nothing more about this host (a volmaster outage is over), and new mounts
+// must not stay refused until they age out of the window.
+func (h *health) renewed() { h.mu.Lock(); h.renews = nil; h.mu.Unlock() }
+
 func recent(ts []time.Time, since time.Time) []time.Time {
 	i := 0
 	for i < len(ts) && ts[i].Before(since) {

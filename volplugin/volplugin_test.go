@@ -31,6 +31,9 @@ type cluster struct {
 	url     string
 	api     *client.Client
 	dataDir string
+	// stateDir holds each host's state dir (by host name), kept across
+	// its restarts.
+	stateDir string
 }
 
 func quiet() *logrus.Logger {
@@ -73,7 +76,7 @@ func startCluster(t *testing.T) *cluster {
 	if _, _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"32MB"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{url: ts.URL, api: api, dataDir: dataDir}
+	return &cluster{url: ts.URL, api: api, dataDir: dataDir, stateDir: t.TempDir()}
 }
 
 // host is one volplugin instance, spoken to over its socket with Docker's
@@ -99,7 +102,7 @@ func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Opti
 	go func() {
 		done <- Serve(ctx, Options{
 			Volmaster: c.url, PluginName: "volplugin", SocketDir: sockDir, Host: name,
-			MountRoot: mountRoot, LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
+			MountRoot: mountRoot, StateDir: filepath.Join(c.stateDir, name), LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
 			Started: func(s string) { started <- s },
 		})
 	}()

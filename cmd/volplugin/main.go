@@ -28,6 +28,7 @@ func main() {
 			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or ID) that owns the socket with root (mode 0660); default: root's"},
 			&cli.StringFlag{Name: "host-label", Value: host, Usage: "this host's `NAME` in locks and leases"},
 			&cli.StringFlag{Name: "mount-root", Usage: "`DIR` to mount volumes under (default: the global config's MountPath, /mnt/volplugin)"},
+			&cli.StringFlag{Name: "state-dir", Value: volplugin.DefaultStateDir, Usage: "`DIR` for the state file that keeps mounts, their Docker mount IDs and queued lock releases across restarts"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "the local backend's image `DIR`: volmaster's --data-dir + /local"},
 			&cli.IntFlag{Name: "health-max-mount-failures", Value: 20, Usage: "refuse new mounts after `N` failed mounts in 5 minutes (0: no limit)"},
 			&cli.IntFlag{Name: "health-max-renew-failures", Value: 10, Usage: "refuse new mounts after `N` failed lease renewals in 5 minutes (0: no limit)"},
@@ -52,7 +53,7 @@ func main() {
 			}
 			return volplugin.Serve(ctx, volplugin.Options{
 				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
-				Host: c.String("host-label"), MountRoot: c.String("mount-root"), LocalDataDir: c.String("local-data-dir"),
+				Host: c.String("host-label"), MountRoot: c.String("mount-root"), StateDir: c.String("state-dir"), LocalDataDir: c.String("local-data-dir"),
 				Health: volplugin.HealthLimits{
 					MountFailures: c.Int("health-max-mount-failures"), RenewFailures: c.Int("health-max-renew-failures"),
 					Goroutines: c.Int("health-max-goroutines"), OpenFDs: c.Int("health-max-fds"), Webhook: c.String("health-webhook"),
