@@ -196,7 +196,10 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			return nil, err
 		}
 		if cur == nil {
-			return []string{}, nil
+			// The lock went with an expired lease; the unmount still
+			// happened and is recorded, or the volume would count as in
+			// use until proven unmounted.
+			return []string{}, m.recordLateUnmount(ctx, ref, req.Hostname)
 		}
 		if cur.Hostname != req.Hostname {
 			return nil, fmt.Errorf("volume %s is locked by host %q, not %q: %w", ref, cur.Hostname, req.Hostname, config.ErrInUse)
@@ -232,6 +235,39 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 		}
 	}
 	return nil, fmt.Errorf("unlock %s: too much contention: %w", ref, config.ErrInUse)
+}
+
+// recordLateUnmount records the unmount of a host whose lock is already
+// gone, if that host was the last to mount the volume and no unmount is
+// recorded since.
+func (m *Manager) recordLateUnmount(ctx context.Context, ref config.VolumeRef, host string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	resp, err := m.cli.Get(ctx, m.keys.Usage(ref))
+	if err != nil {
+		return config.EtcdError("read usage of "+ref.String(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	var us config.Usage
+	if err := json.Unmarshal(resp.Kvs[0].Value, &us); err != nil || us.Host != host || us.LastUnmounted.After(us.LastMounted) {
+		return nil
+	}
+	us.LastUnmounted = time.Now().UTC()
+	b, err := json.Marshal(us)
+	if err != nil {
+		return err
+	}
+	// Only if no lock came back and the record did not change meanwhile.
+	_, err = m.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(m.keys.Usage(ref)), "=", resp.Kvs[0].ModRevision),
+		clientv3.Compare(clientv3.CreateRevision(m.keys.Use(ref)), "=", 0),
+	).Then(clientv3.OpPut(m.keys.Usage(ref), string(b))).Commit()
+	if err != nil {
+		return config.EtcdError("record unmount of "+ref.String(), err)
+	}
+	return nil
 }
 
 // usage returns the write of ref's usage record with change applied. The

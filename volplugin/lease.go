@@ -3,6 +3,7 @@ package volplugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -42,12 +43,12 @@ func (l *hostLease) ID(ctx context.Context) (int64, error) {
 	select {
 	case <-l.ready:
 	case <-ctx.Done():
-		return 0, errors.New("no host lease yet: is volmaster reachable?")
+		return 0, fmt.Errorf("no host lease yet: volmaster unreachable?: %w", config.ErrUnavailable)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.id == 0 || time.Since(l.renewed) > l.ttl {
-		return 0, errors.New("host lease lost: volmaster unreachable for longer than the lease TTL")
+		return 0, fmt.Errorf("host lease lost: volmaster unreachable for longer than the lease TTL: %w", config.ErrUnavailable)
 	}
 	return l.id, nil
 }
@@ -89,7 +90,10 @@ func (l *hostLease) Run(ctx context.Context) {
 		l.mu.Unlock()
 		// A failed call is tried again soon: TTL/6 leaves two more tries
 		// before the lease expires.
-		wait := min(time.Second, max(ttl/6, 100*time.Millisecond))
+		wait := time.Second
+		if ttl > 0 {
+			wait = min(wait, max(ttl/6, 100*time.Millisecond))
+		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout(ttl))
 		if id == 0 || time.Since(renewed) > ttl {
 			hl, err := l.api.GrantLease(cctx, l.host)
