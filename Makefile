@@ -48,11 +48,13 @@ CEPH_DEV := scripts/ceph-dev
 # The fuzz targets run first (5 s each), so go test's summary closes the output.
 test: build fmt-check vet
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-	@trap '$(CEPH_DEV) down' EXIT; \
+	@table=$$(mktemp); trap '$(CEPH_DEV) down; rm -f $$table' EXIT; \
 	t0=$$(date +%s); $(CEPH_DEV) up >/dev/null || exit 1; \
 	echo "ceph-dev up: $$(($$(date +%s) - t0))s"; \
 	eval "$$($(CEPH_DEV) env)" && export CEPH_CONF && \
-	$(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...
+	FAULT_TABLE=$$table $(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...; rc=$$?; \
+	if [ -s $$table ]; then echo "fault suite (systemtests/faults_test.go): every counter must be 0"; cat $$table; fi; \
+	exit $$rc
 
 bench: build
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/ ./volplugin/
