@@ -202,6 +202,9 @@ func (p *Policy) Normalize() error {
 	if err := p.Create.validate(p.AllFilesystems()); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
+	if err := checkUnlocked(p.Backends.Mount, p.Unlocked, p.Ephemeral, p.Reclaim); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
 	if err := p.Runtime.Validate(); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
@@ -235,6 +238,25 @@ func (b Backends) validate() error {
 		if s != b.Mount {
 			return fmt.Errorf("backends must agree: crud/snapshot %q but mount %q: %w", s, b.Mount, ErrInvalid)
 		}
+	}
+	return nil
+}
+
+// checkUnlocked refuses "unlocked" where it is unsafe: on a block backend
+// (local, ceph) two hosts would mount one filesystem image at once, which
+// corrupts it; and with ephemeral or reclaim, since unlocked mounts leave no
+// usage record, so nothing can prove the volume unused.
+func checkUnlocked(mount string, unlocked, ephemeral bool, reclaim Reclaim) error {
+	if !unlocked {
+		return nil
+	}
+	if mount != BackendNFS {
+		return fmt.Errorf("unlocked is allowed only on the mount-only shared backend nfs, not %s: "+
+			"two hosts mounting one %s volume at once corrupt its filesystem: %w", mount, mount, ErrInvalid)
+	}
+	if ephemeral || reclaim != (Reclaim{}) {
+		return fmt.Errorf("unlocked cannot be combined with ephemeral or reclaim: unlocked mounts take no lock "+
+			"and leave no usage record, so nothing proves the volume unused: %w", ErrInvalid)
 	}
 	return nil
 }

@@ -105,6 +105,13 @@ func TestPolicyRejects(t *testing.T) {
 		"negative rate":    `{"backend":"local","create":{"size":"10MB"},"runtime":{"rate-limit":{"read-bps":-1}}}`,
 		"bad pool":         `{"backend":"ceph","create":{"size":"10MB"},"driver":{"pool":"a/b"}}`,
 		"array":            `[]`,
+		// Two hosts mounting one block image corrupt it; unlocked mounts
+		// leave no usage record, so "unused" cannot be proven.
+		"unlocked local":      `{"backend":"local","create":{"size":"10MB"},"unlocked":true}`,
+		"unlocked ceph":       `{"backend":"ceph","create":{"size":"10MB"},"unlocked":true}`,
+		"unlocked ephemeral":  `{"backend":"nfs","unlocked":true,"ephemeral":true}`,
+		"unlocked reclaim":    `{"backend":"nfs","unlocked":true,"reclaim":{"unused-for":"1h"}}`,
+		"unlocked reclaim on": `{"backend":"nfs","unlocked":true,"reclaim":{"unused-for":"1h","enabled":true}}`,
 	}
 	for name, doc := range bad {
 		if _, err := DecodePolicy("p", []byte(doc)); !errors.Is(err, ErrInvalid) {
@@ -179,5 +186,42 @@ func TestGlobalAndRuntimeFiles(t *testing.T) {
 	rt, _ := DecodeRuntime([]byte(`{"rate-limit":{"write-bps":1000,"read-bps":"1MB"}}`))
 	if rt.RateLimit.WriteBPS != 1000 || rt.RateLimit.ReadBPS != 1<<20 {
 		t.Errorf("runtime = %+v", rt)
+	}
+}
+
+// unlocked is for nfs only, never with ephemeral or reclaim; a policy stored
+// before that rule still reads, but no volume is created from it, and the
+// ephemeral option cannot make an unlocked volume ephemeral.
+func TestUnlockedRules(t *testing.T) {
+	for _, doc := range []string{
+		`{"backend":"nfs","unlocked":true}`,
+		`{"backends":{"mount":"nfs"},"unlocked":true,"driver":{"options":{"source":"srv:/x"}}}`,
+		`{"backend":"nfs","ephemeral":true,"reclaim":{"unused-for":"1h","enabled":true}}`,
+		`{"backend":"local","create":{"size":"10MB"},"ephemeral":true,"reclaim":{"unused-for":"1h"}}`,
+	} {
+		if _, err := DecodePolicy("p", []byte(doc)); err != nil {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+	_, err := DecodePolicy("p", []byte(`{"backend":"local","create":{"size":"10MB"},"unlocked":true}`))
+	if err == nil || !strings.Contains(err.Error(), "only on the mount-only shared backend nfs") {
+		t.Errorf("unlocked local: %v", err)
+	}
+	ref := VolumeRef{Policy: "p", Name: "v"}
+	nfs, _ := DecodePolicy("p", []byte(`{"backend":"nfs","unlocked":true}`))
+	if _, err := NewVolume(ref, nfs, 1, nil, time.Now()); err != nil {
+		t.Errorf("unlocked nfs volume: %v", err)
+	}
+	if _, err := NewVolume(ref, nfs, 1, map[string]string{"ephemeral": "true"}, time.Now()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unlocked nfs volume with ephemeral=true: %v, want ErrInvalid", err)
+	}
+	// A policy stored before the rule (not normalized again when read).
+	var legacy Policy
+	if err := json.Unmarshal([]byte(`{"name":"p","backends":{"crud":"local","mount":"local","snapshot":"local"},`+
+		`"create":{"size":"10MB","filesystem":"ext4"},"unlocked":true}`), &legacy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewVolume(ref, legacy, 1, nil, time.Now()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("volume from a stored unlocked local policy: %v, want ErrInvalid", err)
 	}
 }

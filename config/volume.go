@@ -138,6 +138,11 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 	if err := v.Create.validate(v.FileSystems); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
 	}
+	// Checked again for the volume: a policy stored before this check, or an
+	// ephemeral option, may break it.
+	if err := checkUnlocked(v.Backends.Mount, v.Unlocked, v.Ephemeral, v.Reclaim); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
 	if err := v.Runtime.Validate(); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
 	}

@@ -1,6 +1,7 @@
 package volmaster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -90,8 +91,11 @@ func TestResizeVolume(t *testing.T) {
 	unchanged(400, "/v1/volumes/p/v/resize", `{"size":"1GB","shrink":true}`, "unknown field")
 	unchanged(404, "/v1/volumes/p/nope/resize", `{"size":"1GB"}`, "not found")
 	// An unlocked volume's mounts take no lock: nothing says it is unmounted.
-	h.must(t, 200, "PUT", "/v1/policies/shared", `{"backend":"local","create":{"size":"10MB"},"unlocked":true}`)
+	// (Only an nfs policy may be unlocked now: this local one is a volume
+	// stored before that rule, which must still read.)
+	h.must(t, 200, "PUT", "/v1/policies/shared", `{"backend":"local","create":{"size":"10MB"}}`)
 	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"shared","name":"s"}`)
+	h.storeLegacyUnlocked(t, config.VolumeRef{Policy: "shared", Name: "s"})
 	before := h.dump(t)
 	if out := h.must(t, 400, "POST", "/v1/volumes/shared/s/resize", `{"size":"20MB"}`); !strings.Contains(out, "unlocked") {
 		t.Errorf("resize of an unlocked volume: %s", out)
@@ -129,5 +133,31 @@ func TestResizeVolume(t *testing.T) {
 	}
 	if after := h.dump(t); !reflect.DeepEqual(unchanged2, after) {
 		t.Error("the refused resize during a snapshot changed etcd")
+	}
+}
+
+// storeLegacyUnlocked marks a stored volume unlocked, as a volume created
+// before unlocked was refused on block backends, and waits until the read
+// cache has it.
+func (h *harness) storeLegacyUnlocked(t *testing.T, ref config.VolumeRef) {
+	t.Helper()
+	ctx := context.Background()
+	cli, key := h.srv.Store().Client(), h.srv.Store().Keys().Volume(ref)
+	resp, err := cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("volume record of %s: %v", ref, err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["unlocked"] = true
+	b, _ := json.Marshal(rec)
+	put, err := cli.Put(ctx, key, string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.cache.WaitRevision(ctx, put.Header.Revision); err != nil {
+		t.Fatal(err)
 	}
 }
