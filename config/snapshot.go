@@ -65,8 +65,12 @@ func Retain(snaps []Snapshot, keep uint, tiers Tiers) map[string]bool {
 
 // SupervisorStatus is what a volsupervisor reports about itself.
 type SupervisorStatus struct {
-	Name      string    `json:"name"`
-	Leading   bool      `json:"leading"`
+	Name    string `json:"name"`
+	Leading bool   `json:"leading"`
+	// LastRun is when the leader last finished a round. The record in etcd
+	// is rewritten only when something else in it changes or, while only
+	// LastRun moves, every StatusRefresh: there it is at most StatusRefresh
+	// (plus one round) old. volsupervisor's own /info has it live.
 	LastRun   time.Time `json:"last-run,omitzero"`
 	LastError string    `json:"last-error,omitempty"`
 	Taken     int       `json:"snapshots-taken"`
@@ -74,6 +78,9 @@ type SupervisorStatus struct {
 	Removed   int       `json:"volumes-removed"`
 	// NextDue lists the soonest scheduled snapshots (leader only).
 	NextDue []DueSnapshot `json:"next-due,omitempty"`
+	// StatusRefresh is how often the record is rewritten when only LastRun
+	// changed.
+	StatusRefresh Duration `json:"status-refresh,omitzero"`
 }
 
 // DueSnapshot is a scheduled snapshot not yet taken.

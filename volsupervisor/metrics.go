@@ -30,6 +30,11 @@ func newMetrics(s *Supervisor) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.snapshots, m.pruned, m.removed,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "volsupervisor_rounds_total", Help: "Rounds of work done while leading."},
+			func() float64 { return float64(s.rounds.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "volsupervisor_status_writes_total", Help: "Status records written to etcd (only when the status changed).",
+		}, func() float64 { return float64(s.statusWrites.Load()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volsupervisor_leader", Help: "1 while this supervisor leads."},
 			func() float64 {

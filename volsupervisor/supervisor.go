@@ -8,12 +8,14 @@
 package volsupervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,8 +42,16 @@ type Config struct {
 	Log      *logrus.Logger
 	// Tick is how often the leader looks for due work (default 1s).
 	Tick time.Duration
-	Now  func() time.Time
+	// StatusRefresh is how often the status record in etcd is rewritten
+	// when only its last-run time changed (default 5m): a round that
+	// changes nothing else writes nothing, so an idle cluster's etcd
+	// history does not grow.
+	StatusRefresh time.Duration
+	Now           func() time.Time
 }
+
+// DefaultStatusRefresh is Config.StatusRefresh's default.
+const DefaultStatusRefresh = 5 * time.Minute
 
 // Supervisor is one candidate; Run campaigns and, while leading, works.
 type Supervisor struct {
@@ -54,6 +64,21 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	status config.SupervisorStatus
+
+	// pub is the record publish last wrote; only the goroutine running
+	// the terms touches it.
+	pub published
+	// rounds counts the leader's rounds, statusWrites the status records
+	// written (for /metrics and tests).
+	rounds, statusWrites atomic.Int64
+}
+
+// published is the status record last written to etcd.
+type published struct {
+	lease   clientv3.LeaseID
+	body    []byte
+	lastRun time.Time
+	at      time.Time
 }
 
 // New returns a supervisor.
@@ -70,9 +95,13 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StatusRefresh <= 0 {
+		cfg.StatusRefresh = DefaultStatusRefresh
+	}
 	st := store.New(cfg.Client, cfg.Keys, 0)
 	s := &Supervisor{cfg: cfg, store: st, cache: st.NewCache(), log: cfg.Log.WithField("supervisor", cfg.Name)}
 	s.status.Name = cfg.Name
+	s.status.StatusRefresh = config.Duration(cfg.StatusRefresh)
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -104,17 +133,34 @@ func (s *Supervisor) followDebug(ctx context.Context) {
 }
 
 // publish writes the status under the session's lease, so volmaster can
-// show every running supervisor and a dead one's record goes with it.
+// show every running supervisor and a dead one's record goes with it. It
+// writes only what changed: nothing when the record is the one last written
+// on this lease, and when only the last-run time moved, at most every
+// StatusRefresh (each write is a new etcd revision, kept until compaction).
 func (s *Supervisor) publish(ctx context.Context, sess *concurrency.Session) {
-	b, err := json.Marshal(s.Status())
+	st := s.Status()
+	b, err := json.Marshal(st)
 	if err != nil {
 		return
+	}
+	now, lastRun := s.cfg.Now(), st.LastRun
+	if p := &s.pub; p.lease == sess.Lease() {
+		if bytes.Equal(b, p.body) {
+			return
+		}
+		st.LastRun = p.lastRun
+		if old, err := json.Marshal(st); err == nil && bytes.Equal(old, p.body) && now.Sub(p.at) < s.cfg.StatusRefresh {
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := s.cfg.Client.Put(ctx, s.cfg.Keys.SupervisorStatus(s.cfg.Name), string(b), clientv3.WithLease(sess.Lease())); err != nil {
 		s.log.WithError(err).Debug("publishing status")
+		return
 	}
+	s.statusWrites.Add(1)
+	s.pub = published{lease: sess.Lease(), body: b, lastRun: lastRun, at: now}
 }
 
 // Run campaigns for leadership and leads until ctx ends, campaigning again
@@ -175,6 +221,7 @@ func (s *Supervisor) term(ctx context.Context) error {
 				return err
 			}
 			s.publish(ctx, sess)
+			s.rounds.Add(1)
 		}
 	}
 }

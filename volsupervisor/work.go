@@ -1,6 +1,7 @@
 package volsupervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -43,7 +44,11 @@ func (w *worker) round(ctx context.Context) error {
 	var lastErr error
 	var due []config.DueSnapshot
 	defer func() {
-		slices.SortFunc(due, func(a, b config.DueSnapshot) int { return a.At.Compare(b.At) })
+		// A total order, so an unchanged schedule is an unchanged status
+		// (and no status write).
+		slices.SortFunc(due, func(a, b config.DueSnapshot) int {
+			return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Volume.String(), b.Volume.String()))
+		})
 		s.update(func(st *config.SupervisorStatus) { st.NextDue = due[:min(len(due), maxDue)] })
 	}()
 	for i := range vols {

@@ -16,8 +16,12 @@ func supervisorCommand(e *env) *cli.Command {
 		Usage: "inspect the volsupervisors",
 		Subcommands: []*cli.Command{
 			{
-				Name:   "status",
-				Usage:  "show every running volsupervisor: who leads, last run, last error, next snapshots due",
+				Name:  "status",
+				Usage: "show every running volsupervisor: who leads, last run, last error, next snapshots due",
+				Description: "The status records are read from etcd. To keep etcd's history from growing, a volsupervisor " +
+					"rewrites its record only when something in it changes; while only the last-run time moves, it is " +
+					"rewritten every status-refresh (5m by default, shown after the time). So 'last run' may lag that long; " +
+					"the volsupervisor's own GET /info (its --listen address) has it live.",
 				Action: e.action(0, supervisorStatus),
 			},
 		},
@@ -44,7 +48,7 @@ func supervisorStatus(k *call) error {
 			role = "LEADER"
 		}
 		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\n",
-			st.Name, role, when(st.LastRun), st.Taken, st.Pruned, st.Removed)
+			st.Name, role, lastRun(st), st.Taken, st.Pruned, st.Removed)
 		if st.LastError != "" {
 			fmt.Fprintf(&b, "  last error: %s\n", st.LastError)
 		}
@@ -53,6 +57,15 @@ func supervisorStatus(k *call) error {
 		}
 	}
 	return k.done(nil, "%s", strings.TrimSuffix(b.String(), "\n"))
+}
+
+// lastRun is a status's last-run time and how often the record is
+// refreshed while only that time changes (so how far behind it may be).
+func lastRun(st config.SupervisorStatus) string {
+	if st.LastRun.IsZero() || st.StatusRefresh <= 0 {
+		return when(st.LastRun)
+	}
+	return when(st.LastRun) + " (recorded every " + st.StatusRefresh.String() + ")"
 }
 
 func when(t time.Time) string {
