@@ -31,6 +31,13 @@ type Options struct {
 	// EtcdListen and EtcdPeerListen are the embedded etcd's URLs.
 	EtcdListen     string
 	EtcdPeerListen string
+	// EtcdCompactionRetention is the embedded etcd's periodic
+	// auto-compaction retention (0: keep all history). The command's
+	// default is etcdserver.DefaultCompactionRetention.
+	EtcdCompactionRetention time.Duration
+	// EtcdDefrag tunes the embedded etcd's defragmentation check (zero
+	// fields: etcdserver's defaults).
+	EtcdDefrag etcdserver.Defrag
 	// DataDir holds the embedded etcd's data and the local backend's images.
 	DataDir string
 	// MountRoot is where the local backend mounts (used by volplugin).
@@ -83,6 +90,7 @@ func Serve(ctx context.Context, o Options) error {
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
 		srv, err := etcdserver.Start(sctx, etcdserver.Config{
 			Dir: filepath.Join(o.DataDir, "etcd"), ClientURL: o.EtcdListen, PeerURL: o.EtcdPeerListen,
+			CompactionRetention: o.EtcdCompactionRetention,
 		})
 		cancel()
 		if err != nil {
@@ -97,6 +105,18 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cli.Close()
+	if len(o.Etcd) == 0 {
+		// Our own etcd: give back the space compaction frees. An external
+		// etcd is the operator's to defragment (docs/operator-guide.md).
+		dctx, dcancel := context.WithCancel(ctx)
+		d := o.EtcdDefrag
+		if d.Log == nil {
+			d.Log = o.Log
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(dctx, cli, endpoints[0]) }()
+		defer func() { dcancel(); <-done }()
+	}
 
 	lb, err := local.New(local.Config{DataDir: filepath.Join(o.DataDir, "local"), MountRoot: o.MountRoot})
 	if err != nil {

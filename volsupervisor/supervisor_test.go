@@ -42,6 +42,12 @@ func quiet() *logrus.Logger {
 func setup(t *testing.T, ttl int64) *env {
 	t.Helper()
 	cli, _ := etcdtest.Start(t)
+	return setupOn(t, cli, ttl)
+}
+
+// setupOn is setup on the etcd cli talks to.
+func setupOn(t *testing.T, cli *clientv3.Client, ttl int64) *env {
+	t.Helper()
 	keys, _ := config.NewKeys("")
 	dataDir := t.TempDir()
 	lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: t.TempDir()})
@@ -94,7 +100,14 @@ func (e *env) volumeOf(t *testing.T, name, fields string) config.VolumeRef {
 
 func (e *env) supervisor(t *testing.T, name string) (*Supervisor, context.CancelFunc) {
 	t.Helper()
-	s, err := New(Config{Client: e.cli, Keys: e.keys, Name: name, Log: quiet(), Tick: 100 * time.Millisecond,
+	return e.supervisorWith(t, Config{Name: name, Tick: 100 * time.Millisecond})
+}
+
+// supervisorWith runs a supervisor with cfg's name, tick and status
+// refresh on e.
+func (e *env) supervisorWith(t *testing.T, cfg Config) (*Supervisor, context.CancelFunc) {
+	t.Helper()
+	s, err := New(Config{Client: e.cli, Keys: e.keys, Name: cfg.Name, Log: quiet(), Tick: cfg.Tick, StatusRefresh: cfg.StatusRefresh,
 		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: e.lb},
 		Backends:     map[string]storage.CRUD{config.BackendLocal: e.lb}})
 	if err != nil {

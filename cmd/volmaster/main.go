@@ -10,6 +10,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/cmdutil"
+	"github.com/volplugin/volplugin/internal/etcdserver"
 	"github.com/volplugin/volplugin/volmaster"
 )
 
@@ -22,6 +23,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
 			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it)"},
 			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
+			&cli.DurationFlag{Name: "etcd-compaction-retention", Value: etcdserver.DefaultCompactionRetention, Usage: "embedded etcd: compact history older than `DURATION` (etcd's periodic auto-compaction; 0 keeps all history)"},
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
 			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` the local backend mounts under"},
 			&cli.StringFlag{Name: "etcd-ca", Usage: "verify etcd's TLS certificate with this CA `FILE` (https:// etcd URLs)"},
@@ -46,7 +48,8 @@ func main() {
 				CephConf: c.String("ceph-conf"),
 				EtcdCA:   c.String("etcd-ca"), EtcdCert: c.String("etcd-cert"), EtcdKey: c.String("etcd-key"),
 				InsecureListenAny: c.Bool("insecure-listen-any"), Auth: c.Bool("auth"), BootstrapTokenFile: c.String("bootstrap-token-file"),
-				Log: log,
+				EtcdCompactionRetention: c.Duration("etcd-compaction-retention"),
+				Log:                     log,
 				Started: func(api string, etcd []string) {
 					fmt.Printf("volmaster API: %s\netcd client URL: %s\n", api, etcd[0])
 				},

@@ -23,7 +23,21 @@ type Config struct {
 	Fast bool
 	// LogLevel is etcd's own log level (default "error").
 	LogLevel string
+	// CompactionRetention turns on etcd's own periodic auto-compaction
+	// (--auto-compaction-mode=periodic): every retention (at most every
+	// hour) the history older than the retention is compacted away. 0 keeps
+	// all history. volmaster uses DefaultCompactionRetention.
+	CompactionRetention time.Duration
+	// UnsafeNoFsync skips fsync (etcd's --unsafe-no-fsync): a crash may
+	// lose or corrupt data. For tests only.
+	UnsafeNoFsync bool
 }
+
+// DefaultCompactionRetention is how much etcd history volmaster's embedded
+// etcd keeps. Nothing in volplugin reads old revisions: watches that fall
+// this far behind (a volsupervisor cut off from etcd for 10 minutes) reload
+// from a fresh read, and policy history lives in keys of its own.
+const DefaultCompactionRetention = 10 * time.Minute
 
 // Server is a running embedded etcd.
 type Server struct {
@@ -50,6 +64,14 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	// A schema migration is one transaction of one put per policy; etcd's
 	// default of 128 operations would stop it beyond 127 policies.
 	cfg.MaxTxnOps = MaxTxnOps
+	if c.CompactionRetention < 0 {
+		return nil, fmt.Errorf("etcd compaction retention %s: must not be negative", c.CompactionRetention)
+	}
+	if c.CompactionRetention > 0 {
+		cfg.AutoCompactionMode = embed.CompactorModePeriodic
+		cfg.AutoCompactionRetention = c.CompactionRetention.String()
+	}
+	cfg.UnsafeNoFsync = c.UnsafeNoFsync
 	cu, err := url.Parse(c.ClientURL)
 	if err != nil || cu.Host == "" {
 		return nil, fmt.Errorf("etcd client URL %q: must look like http://127.0.0.1:9379", c.ClientURL)

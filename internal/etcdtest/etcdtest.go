@@ -26,20 +26,35 @@ const startTimeout = 30 * time.Second
 // internal/etcdserver, the code volmaster runs.
 func Start(tb testing.TB) (*clientv3.Client, []string) {
 	tb.Helper()
+	cli, srv := StartServer(tb, etcdserver.Config{Fast: true})
+	return cli, srv.Endpoints
+}
+
+// StartServer is Start with the settings of c (auto-compaction, no fsync,
+// ...); its empty directory, URLs and log level are filled in as Start
+// does.
+func StartServer(tb testing.TB, c etcdserver.Config) (*clientv3.Client, *etcdserver.Server) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	srv, err := etcdserver.Start(ctx, etcdserver.Config{
-		Dir:       tb.TempDir(),
-		ClientURL: "http://127.0.0.1:0",
-		PeerURL:   "http://127.0.0.1:0",
-		Fast:      true,
-		LogLevel:  "panic",
-	})
+	if c.Dir == "" {
+		c.Dir = tb.TempDir()
+	}
+	if c.ClientURL == "" {
+		c.ClientURL = "http://127.0.0.1:0"
+	}
+	if c.PeerURL == "" {
+		c.PeerURL = "http://127.0.0.1:0"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "panic"
+	}
+	srv, err := etcdserver.Start(ctx, c)
 	if err != nil {
 		tb.Fatalf("embedded etcd: %v", err)
 	}
 	tb.Cleanup(srv.Close)
-	return newClient(tb, srv.Endpoints, nil), srv.Endpoints
+	return newClient(tb, srv.Endpoints, nil), srv
 }
 
 // Options change how StartWith sets etcd up, for the settings volmaster's
