@@ -78,6 +78,11 @@ type SupervisorStatus struct {
 	Removed   int       `json:"volumes-removed"`
 	// NextDue lists the soonest scheduled snapshots (leader only).
 	NextDue []DueSnapshot `json:"next-due,omitempty"`
+	// Unproven lists the volumes the leader would remove (ephemeral, or
+	// reclaimable with reclaim.enabled) but keeps because their last mount
+	// has no recorded unmount: each needs an operator (volcli use
+	// force-remove once its host no longer has it mounted).
+	Unproven []Unproven `json:"in-use-until-proven-unmounted,omitempty"`
 	// StatusRefresh is how often the record is rewritten when only LastRun
 	// changed.
 	StatusRefresh Duration `json:"status-refresh,omitzero"`

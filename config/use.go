@@ -51,29 +51,28 @@ func (u Usage) LastUsed(created time.Time) time.Time {
 	return last
 }
 
-// Reclaimable is a volume unused for longer than its policy's
-// reclaim.unused-for.
-type Reclaimable struct {
-	Volume     VolumeRef `json:"volume"`
-	LastUsed   time.Time `json:"last-used"`
-	UnusedFor  Duration  `json:"unused-for"`
-	WillRemove bool      `json:"will-remove"`
+// Unrecorded reports whether the last mount has no recorded unmount (its
+// host died, lost its lease or was cut off before releasing it).
+func (u Usage) Unrecorded() bool { return u.LastUnmounted.Before(u.LastMounted) }
+
+// Mounted records a new mount lock of host taken at t. The mount is placed
+// after any recorded unmount even if t is not (two volmasters' clocks may
+// disagree), so a mount is never mistaken for an unmounted volume.
+func (u *Usage) Mounted(host string, t time.Time) {
+	if !t.After(u.LastUnmounted) {
+		t = u.LastUnmounted.Add(time.Microsecond)
+	}
+	u.LastMounted, u.Host = t, host
 }
 
-// FindReclaimable returns the volumes that are not mounted anywhere (not in
-// locked) and have been unused for at least their reclaim.unused-for.
-func FindReclaimable(vols []Volume, usage map[VolumeRef]Usage, locked map[VolumeRef]bool, now time.Time) []Reclaimable {
-	var out []Reclaimable
-	for i := range vols {
-		v := &vols[i]
-		ref := v.Ref()
-		if v.Reclaim.UnusedFor <= 0 || locked[ref] {
-			continue
-		}
-		last := usage[ref].LastUsed(v.CreatedAt)
-		if unused := now.Sub(last); unused >= v.Reclaim.UnusedFor.D() {
-			out = append(out, Reclaimable{Volume: ref, LastUsed: last, UnusedFor: Duration(unused.Truncate(time.Second)), WillRemove: v.Reclaim.Enabled})
-		}
+// Unmounted records the unmount of the last mount at t (never before that
+// mount); host, if given, replaces the recorded host.
+func (u *Usage) Unmounted(host string, t time.Time) {
+	if t.Before(u.LastMounted) {
+		t = u.LastMounted
 	}
-	return out
+	u.LastUnmounted = t
+	if host != "" {
+		u.Host = host
+	}
 }

@@ -153,7 +153,7 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			// operation relies on, and must not fail behind a snapshot.
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0))
 		}
-		usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.LastMounted, us.Host = u.Since, req.Hostname })
+		usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.Mounted(req.Hostname, u.Since) })
 		if err != nil {
 			return config.Use{}, err
 		}
@@ -207,7 +207,7 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 		rest := slices.DeleteFunc(slices.Clone(cur.MountIDs), func(id string) bool { return id == req.MountID })
 		ops := make([]clientv3.Op, 0, 2)
 		if len(rest) == 0 {
-			usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.LastUnmounted, us.Host = time.Now().UTC(), req.Hostname })
+			usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.Unmounted(req.Hostname, time.Now().UTC()) })
 			if err != nil {
 				return nil, err
 			}
@@ -254,7 +254,7 @@ func (m *Manager) recordLateUnmount(ctx context.Context, ref config.VolumeRef, h
 	if err := json.Unmarshal(resp.Kvs[0].Value, &us); err != nil || us.Host != host || us.LastUnmounted.After(us.LastMounted) {
 		return nil
 	}
-	us.LastUnmounted = time.Now().UTC()
+	us.Unmounted(host, time.Now().UTC())
 	b, err := json.Marshal(us)
 	if err != nil {
 		return err

@@ -81,11 +81,16 @@ func (s *Server) deleteUse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if _, err := s.store.DeleteUse(r.Context(), ref); err != nil {
+	out, err := s.store.ForceUnmount(r.Context(), ref, s.now())
+	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.WithField("volume", ref.String()).Warn("mount lock force-removed")
+	l := s.log.WithField("volume", ref.String()).WithField("last-mounted-on", out.Usage.Host)
+	if out.Lock != nil {
+		l = l.WithField("lock-host", out.Lock.Hostname)
+	}
+	l.Warn("mount lock force-removed, unmount recorded by an operator")
 	w.WriteHeader(http.StatusNoContent)
 }
 

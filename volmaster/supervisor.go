@@ -17,7 +17,9 @@ func (s *Server) listSupervisors(w http.ResponseWriter, r *http.Request) {
 }
 
 // listReclaimable returns the volumes unused for longer than their policy's
-// reclaim.unused-for (what volcli volume reclaim --dry-run shows).
+// reclaim.unused-for, and the ephemeral volumes kept because they are in use
+// until proven unmounted, each with the removal rule's verdict (what volcli
+// volume reclaim --dry-run shows).
 func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) {
 	vols, err := s.cache.Volumes("")
 	if err != nil {
@@ -39,7 +41,7 @@ func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) {
 	for _, u := range uses {
 		locked[u.Volume] = true
 	}
-	out := config.FindReclaimable(vols, usage, locked, s.now())
+	out := config.FindReclaimable(vols, usage, locked, config.RemovalGrace(s.global.Load().TTL), s.now())
 	if out == nil {
 		out = []config.Reclaimable{}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -176,7 +177,10 @@ func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 // RemoveVolume destroys the image and then the record of a volume that is not
-// mounted anywhere. If the image cannot be destroyed the record stays.
+// mounted anywhere and whose last mount, if any, has a recorded unmount (a
+// volume whose host died with it mounted is ErrInUse until an operator runs
+// volcli use force-remove). If the image cannot be destroyed the record
+// stays.
 func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
 	h, err := s.holder(ctx)
 	if err != nil {
@@ -184,7 +188,7 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
 	}
 	ops := *s.ops
 	ops.Timeout = s.timeout()
-	rev, err := ops.Remove(ctx, ref, h)
+	rev, err := ops.Remove(ctx, ref, volops.Manual, h)
 	if err != nil {
 		return backendErr(err)
 	}

@@ -244,8 +244,10 @@ func TestDeposedLeaderCannotAct(t *testing.T) {
 	}
 }
 
-// Ephemeral volumes go once they are mounted nowhere, including when their
-// host died (its lease expired); a mounted one and a never-mounted one stay.
+// Ephemeral volumes go once their last mount is released (a recorded
+// unmount) and twice the TTL has passed without a lock; a mounted one, a
+// never-mounted one and one whose host died with it mounted (no recorded
+// unmount: in use until proven unmounted) stay.
 func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 	e := setup(t, 5)
 	ctx := context.Background()
@@ -265,38 +267,37 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, _ := e.supervisor(t, "s1")
+	clock := newClock(time.Now())
+	s := e.supervisorAt(t, "s1", clock)
 	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s.Status().Leading })
-	waitFor(t, "a few rounds", 10*time.Second, func() bool { return !s.Status().LastRun.IsZero() })
-	if s.Status().Removed != 0 {
-		t.Fatalf("removed %d volumes while all were locked or never mounted", s.Status().Removed)
-	}
 	// hostA dies: its lease expires (revoked here), its locks go.
 	if err := locks.Revoke(ctx, hostA.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the dead host's ephemeral volume to go", 10*time.Second, func() bool {
-		_, err := e.st.GetVolume(ctx, dead)
-		return errors.Is(err, config.ErrNotFound)
-	})
-	if ok, _ := e.lb.Exists(ctx, storage.Volume{Policy: dead.Policy, Name: dead.Name}); ok {
-		t.Error("image of the removed ephemeral volume is still there")
-	}
-	for _, ref := range []config.VolumeRef{held, fresh, keep} {
-		if _, err := e.st.GetVolume(ctx, ref); err != nil {
-			t.Errorf("%s: %v (must stay)", ref, err)
-		}
-	}
-	// The held one goes once its last mount is released.
+	// The held one's last mount is released.
 	if _, err := locks.Release(ctx, held, config.MountRequest{Hostname: "hostB", MountID: "m"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the released ephemeral volume to go", 10*time.Second, func() bool {
-		_, err := e.st.GetVolume(ctx, held)
-		return errors.Is(err, config.ErrNotFound)
-	})
+	clock.waitReads(t, 150)
+	if s.Status().Removed != 0 || !e.exists(t, held) {
+		t.Fatalf("removed within the grace after the unmount: %+v", s.Status())
+	}
+	clock.Add(config.RemovalGrace(5) + time.Second)
+	waitFor(t, "the released ephemeral volume to go", 10*time.Second, func() bool { return !e.exists(t, held) })
+	if ok, _ := e.lb.Exists(ctx, storage.Volume{Policy: held.Policy, Name: held.Name}); ok {
+		t.Error("image of the removed ephemeral volume is still there")
+	}
+	clock.waitReads(t, 150)
+	for _, ref := range []config.VolumeRef{dead, fresh, keep} {
+		if !e.exists(t, ref) {
+			t.Errorf("%s was removed (must stay)", ref)
+		}
+	}
+	if u := s.Status().Unproven; len(u) != 1 || u[0].Volume != dead || u[0].Host != "hostA" {
+		t.Errorf("in use until proven unmounted: %+v, want %s on hostA", u, dead)
+	}
 	// The count moves just after the record goes.
-	waitFor(t, "the removal count", 5*time.Second, func() bool { return s.Status().Removed == 2 })
+	waitFor(t, "the removal count", 5*time.Second, func() bool { return s.Status().Removed == 1 })
 }
 
 // Volumes unused past reclaim.unused-for go where the policy enables it; a
@@ -313,7 +314,8 @@ func TestReclaimAndStatus(t *testing.T) {
 	if _, err := locks.Acquire(ctx, inuse, config.MountRequest{Hostname: "hostA", Lease: host.ID, MountID: "m"}); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := e.supervisor(t, "s1")
+	// Past unused-for and the grace (twice the TTL) since the creation.
+	s := e.supervisorAt(t, "s1", newClock(time.Now().Add(time.Hour)))
 	waitFor(t, "the unused volume to be reclaimed", 10*time.Second, func() bool {
 		_, err := e.st.GetVolume(ctx, gone)
 		return errors.Is(err, config.ErrNotFound)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,6 +23,9 @@ type worker struct {
 	// last is when each volume was last snapshotted, read from etcd the
 	// first time the volume is seen in this term and updated as we go.
 	last map[config.VolumeRef]time.Time
+	// unproven holds the volumes kept as in use until proven unmounted, with
+	// their last mount, so each is logged once.
+	unproven map[config.VolumeRef]time.Time
 }
 
 // round takes every due snapshot and prunes beyond keep. It returns
@@ -93,7 +97,7 @@ func (w *worker) round(ctx context.Context) error {
 		s.metrics.pruned.Add(float64(len(removed)))
 		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(removed) })
 	}
-	if err := w.collect(ctx, taker, vols); errors.Is(err, store.ErrNotLeader) {
+	if err := w.collect(ctx, taker, vols, g.TTL); errors.Is(err, store.ErrNotLeader) {
 		return err
 	} else if err != nil {
 		lastErr = err
@@ -118,15 +122,22 @@ func (w *worker) lastSnapshot(ctx context.Context, ref config.VolumeRef) time.Ti
 // maxDue bounds the next-due list in the status.
 const maxDue = 10
 
-// collect removes ephemeral volumes that were mounted once and are mounted
-// nowhere now (unmounted by their last container, or left behind by a host
-// whose lease expired), and volumes unused for longer than their policy's
-// reclaim.unused-for where reclamation is enabled. A volume with a mount
-// lock, or busy with another operation, is never touched; an ephemeral one
-// never mounted yet is kept.
-func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Volume) error {
+// maxUnproven bounds the in-use-until-proven-unmounted list in the status.
+const maxUnproven = 100
+
+// collect removes the ephemeral volumes that were mounted once and whose
+// last mount has a recorded unmount, and the volumes unused for longer than
+// their policy's reclaim.unused-for where reclamation is enabled, once they
+// have been without a mount lock for the grace (twice the TTL): the rule is
+// config.Decide, checked again by volops.Remove against etcd as it is then.
+// A volume with a mount lock, busy with another operation, or whose last
+// mount has no recorded unmount (its host died, lost its lease or was cut
+// off) is never touched; the last kind is logged once and listed in the
+// status until an operator records the unmount (volcli use force-remove).
+func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Volume, ttl int64) error {
 	s := w.s
 	if !slices.ContainsFunc(vols, func(v config.Volume) bool { return v.Ephemeral || v.Reclaim.Enabled }) {
+		w.reportUnproven(nil)
 		return nil
 	}
 	usage, err := s.store.Usages(ctx)
@@ -141,33 +152,79 @@ func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Vol
 	for _, u := range uses {
 		locked[u.Volume] = true
 	}
+	grace := config.RemovalGrace(ttl)
+	now := s.cfg.Now()
 	var doomed []config.VolumeRef
+	var unproven []unprovenVolume
 	for i := range vols {
-		ref := vols[i].Ref()
-		if _, used := usage[ref]; vols[i].Ephemeral && used && !locked[ref] {
+		v := &vols[i]
+		if !v.Ephemeral && !v.Reclaim.Enabled {
+			continue
+		}
+		ref := v.Ref()
+		var u *config.Usage
+		if us, ok := usage[ref]; ok {
+			u = &us
+		}
+		vd := config.Decide(v, u, locked[ref], grace, now)
+		switch {
+		case vd.Remove:
 			doomed = append(doomed, ref)
+		case vd.State == config.StateUnproven && (v.Ephemeral || vd.Reclaimable):
+			unproven = append(unproven, unprovenVolume{config.Unproven{Volume: ref, Host: vd.Host, LastMounted: vd.LastMounted}, vd.Reason})
 		}
 	}
-	for _, r := range config.FindReclaimable(vols, usage, locked, s.cfg.Now()) {
-		if r.WillRemove && !slices.Contains(doomed, r.Volume) {
-			doomed = append(doomed, r.Volume)
-		}
-	}
+	w.reportUnproven(unproven)
+	check := volops.Collect(grace)
 	var lastErr error
 	for _, ref := range doomed {
-		_, err := ops.Remove(ctx, ref, w.h, w.guard)
+		_, err := ops.Remove(ctx, ref, check, w.h, w.guard)
 		switch {
 		case errors.Is(err, store.ErrNotLeader):
 			return err
 		case errors.Is(err, config.ErrInUse), errors.Is(err, config.ErrNotFound):
-			continue // mounted meanwhile, busy or gone
+			continue // mounted or unmounted meanwhile, busy or gone
 		case err != nil:
 			lastErr = err
 			continue
 		}
 		s.metrics.removed.Inc()
 		s.update(func(st *config.SupervisorStatus) { st.Removed++ })
-		s.log.WithField("volume", ref.String()).Info("volume removed: ephemeral and unmounted, or unused past its reclaim period")
+		s.log.WithField("volume", ref.String()).Info("volume removed: ephemeral or unused past its reclaim period, " +
+			"and unmounted with no mount lock for twice the TTL")
 	}
 	return lastErr
+}
+
+type unprovenVolume struct {
+	config.Unproven
+	reason string
+}
+
+// reportUnproven logs each volume newly kept as in use until proven
+// unmounted (once per leadership term and last mount, not every round) and
+// lists them in the status.
+func (w *worker) reportUnproven(vols []unprovenVolume) {
+	seen := make(map[config.VolumeRef]time.Time, len(vols))
+	list := make([]config.Unproven, 0, len(vols))
+	for _, u := range vols {
+		seen[u.Volume] = u.LastMounted
+		list = append(list, u.Unproven)
+		if last, ok := w.unproven[u.Volume]; ok && last.Equal(u.LastMounted) {
+			continue
+		}
+		w.s.log.WithFields(map[string]any{"volume": u.Volume.String(), "host": u.Host, "last-mounted": u.LastMounted}).
+			Warn("volume kept: " + u.reason)
+	}
+	w.unproven = seen
+	slices.SortFunc(list, func(a, b config.Unproven) int { return strings.Compare(a.Volume.String(), b.Volume.String()) })
+	list = list[:min(len(list), maxUnproven)]
+	if len(list) == 0 {
+		list = nil
+	}
+	w.s.update(func(st *config.SupervisorStatus) {
+		if !slices.Equal(st.Unproven, list) {
+			st.Unproven = list
+		}
+	})
 }

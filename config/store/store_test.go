@@ -141,7 +141,7 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// While create holds the operation lock, remove is refused clearly.
-	if _, err := s.BeginRemove(ctx, ref, h); !errors.Is(err, config.ErrInUse) {
+	if _, err := s.BeginRemove(ctx, ref, h, 0); !errors.Is(err, config.ErrInUse) {
 		t.Fatalf("BeginRemove during create = %v, want ErrInUse", err)
 	}
 	if _, err := s.ForceRemove(ctx, ref); !errors.Is(err, config.ErrInUse) {
@@ -158,7 +158,7 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 		t.Fatalf("GetVolume = %+v, %v", got, err)
 	}
 	// A lock whose lease expired no longer blocks anyone.
-	if _, err := s.BeginRemove(ctx, ref, h); err != nil {
+	if _, err := s.BeginRemove(ctx, ref, h, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Client().Revoke(ctx, lease.ID); err != nil {
@@ -169,7 +169,7 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	}
 	lease2, _ := s.Client().Grant(ctx, 30)
 	h2 := Holder{Lease: lease2.ID, Owner: "test2"}
-	if _, err := s.BeginRemove(ctx, ref, h2); err != nil {
+	if _, err := s.BeginRemove(ctx, ref, h2, 0); err != nil {
 		t.Fatalf("BeginRemove after the old lease expired: %v", err)
 	}
 	if _, err := s.FinishRemove(ctx, ref, h2); err != nil {

@@ -169,10 +169,14 @@ func (s *Store) GetVolume(ctx context.Context, ref config.VolumeRef) (config.Vol
 }
 
 // BeginRemove takes the operation lock of a volume that exists, is not
-// mounted anywhere and is not busy; it returns the volume. The caller destroys
-// the image and then calls FinishRemove, or ReleaseOp if that fails.
-func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder, guard ...clientv3.Cmp) (config.Volume, error) {
-	return s.BeginOp(ctx, ref, "remove", h, true, guard...)
+// mounted anywhere, is not busy and whose usage record is still at
+// usageRev (its mod revision when the caller applied config.Decide to it,
+// 0 for none: GetUsage); it returns the volume. So a mount, an unmount or a
+// host's death after the caller's check makes the removal fail (ErrInUse)
+// instead of acting on what was true before. The caller destroys the image
+// and then calls FinishRemove, or ReleaseOp if that fails.
+func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder, usageRev int64, guard ...clientv3.Cmp) (config.Volume, error) {
+	return s.beginOp(ctx, ref, "remove", h, true, usageRev, guard)
 }
 
 // BeginOp takes the operation lock of an existing volume that no other
@@ -180,6 +184,12 @@ func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder,
 // returns the volume. guard adds conditions that must hold too, such as a
 // volsupervisor's leadership; if one fails the error wraps ErrNotLeader.
 func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h Holder, unmounted bool, guard ...clientv3.Cmp) (config.Volume, error) {
+	return s.beginOp(ctx, ref, op, h, unmounted, -1, guard)
+}
+
+// beginOp is BeginOp; a usageRev of 0 or more must also be the usage
+// record's mod revision.
+func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, op string, h Holder, unmounted bool, usageRev int64, guard []clientv3.Cmp) (config.Volume, error) {
 	lockPut, err := s.opLockPut(ref, op, h)
 	if err != nil {
 		return config.Volume{}, err
@@ -191,9 +201,13 @@ func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 	if unmounted {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.keys.Use(ref)), "=", 0))
 	}
+	if usageRev >= 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Usage(ref)), "=", usageRev))
+	}
 	resp, err := s.txn(ctx, op+" volume "+ref.String(), append(cmps, guard...),
 		[]clientv3.Op{lockPut, clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))},
-		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
+		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref)),
+			clientv3.OpGet(s.keys.Usage(ref))})
 	if err != nil {
 		return config.Volume{}, err
 	}
@@ -203,6 +217,9 @@ func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 			use = nil
 		}
 		err := whyBusy(ref, rangeKvs(resp, 0), use, rangeKvs(resp, 2))
+		if usage := rangeKvs(resp, 3); errors.Is(err, errRaced) && usageRev >= 0 && modRevision(usage) != usageRev {
+			return config.Volume{}, fmt.Errorf("volume %s was mounted or unmounted meanwhile, try again: %w", ref, config.ErrInUse)
+		}
 		if len(guard) > 0 && errors.Is(err, errRaced) {
 			// Nothing about the volume explains the refusal: the guard did.
 			return config.Volume{}, fmt.Errorf("%s %s: %w", op, ref, ErrNotLeader)
@@ -214,6 +231,14 @@ func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 		rt = kvs[0].Value
 	}
 	return DecodeVolume(rangeKvs(resp, 1)[0].Value, rt)
+}
+
+// modRevision is the mod revision of a key read (0 if absent).
+func modRevision(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
 }
 
 // whyBusy explains a failed conditional change from the volume's record,

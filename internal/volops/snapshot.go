@@ -141,12 +141,63 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h s
 	return t.Store.FinishPrune(ctx, ref, name, h, guard...)
 }
 
+// RemoveCheck decides, from a volume, its usage record (nil if none) and
+// the time, whether the volume may be removed (nil) or not (an error).
+type RemoveCheck func(v *config.Volume, u *config.Usage, now time.Time) error
+
+// Manual is the check of a user's remove (volcli volume remove, DELETE
+// /v1/volumes/..., docker volume rm): refused while the volume's last mount
+// has no recorded unmount. A mount lock refuses it too (in BeginRemove).
+func Manual(v *config.Volume, u *config.Usage, now time.Time) error {
+	return config.Decide(v, u, false, 0, now).RemoveError(v.Ref())
+}
+
+// Collect is the check of volsupervisor's removal of ephemeral and
+// reclaimable volumes: config.Decide must say Remove, with the given grace.
+func Collect(grace time.Duration) RemoveCheck {
+	return func(v *config.Volume, u *config.Usage, now time.Time) error {
+		vd := config.Decide(v, u, false, grace, now)
+		if vd.Remove {
+			return nil
+		}
+		why := vd.Reason
+		if why == "" {
+			why = "neither an unmounted ephemeral volume nor reclaimable with reclaim.enabled"
+		}
+		return fmt.Errorf("volume %s is kept: %s: %w", v.Ref(), why, config.ErrInUse)
+	}
+}
+
 // Remove destroys the image and then the record of a volume that no host has
-// mounted and no operation holds, and returns the etcd revision of the
-// record's removal. If the image cannot be destroyed the record stays, so
+// mounted, no operation holds and check allows, and returns the etcd revision
+// of the record's removal. check sees the usage record as read just before
+// the operation lock is taken, and the lock is taken only if the record is
+// still the same then. If the image cannot be destroyed the record stays, so
 // there is never a record without an image.
-func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (int64, error) {
-	v, err := t.Store.BeginRemove(ctx, ref, h, guard...)
+func (t *Ops) Remove(ctx context.Context, ref config.VolumeRef, check RemoveCheck, h store.Holder, guard ...clientv3.Cmp) (int64, error) {
+	cur, err := t.Store.GetVolume(ctx, ref)
+	if err != nil {
+		return 0, err
+	}
+	u, usageRev, err := t.Store.GetUsage(ctx, ref)
+	if err != nil {
+		return 0, err
+	}
+	// Mounted now: say so (BeginRemove checks it again, atomically).
+	switch use, err := t.Store.GetUse(ctx, ref); {
+	case err == nil:
+		return 0, fmt.Errorf("volume %s is mounted on host %q: %w", ref, use.Hostname, config.ErrInUse)
+	case !errors.Is(err, config.ErrNotFound):
+		return 0, err
+	}
+	now := time.Now
+	if t.Now != nil {
+		now = t.Now
+	}
+	if err := check(&cur, u, now()); err != nil {
+		return 0, err
+	}
+	v, err := t.Store.BeginRemove(ctx, ref, h, usageRev, guard...)
 	if err != nil {
 		return 0, err
 	}
