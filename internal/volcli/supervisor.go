@@ -55,6 +55,11 @@ func supervisorStatus(k *call) error {
 		for _, d := range st.NextDue {
 			fmt.Fprintf(&b, "  next snapshot of %s at %s\n", d.Volume, d.At.UTC().Format(time.RFC3339))
 		}
+		for _, u := range st.Unproven {
+			fmt.Fprintf(&b, "  kept %s: in use until proven unmounted (last mounted on host %s at %s, no recorded unmount): "+
+				"once %s no longer has it mounted, run volcli use force-remove %s\n",
+				u.Volume, u.Host, u.LastMounted.UTC().Format(time.RFC3339), u.Host, u.Volume)
+		}
 	}
 	return k.done(nil, "%s", strings.TrimSuffix(b.String(), "\n"))
 }
@@ -76,7 +81,9 @@ func when(t time.Time) string {
 }
 
 // volumeReclaim lists (--dry-run) or removes the volumes unused for longer
-// than their policy's reclaim.unused-for.
+// than their policy's reclaim.unused-for. Only those ready (proven unmounted
+// and without a mount lock for the grace) are removed; the others are listed
+// with the reason they are kept.
 func volumeReclaim(k *call) error {
 	ctx, cancel := k.ctx()
 	defer cancel()
@@ -86,15 +93,28 @@ func volumeReclaim(k *call) error {
 	}
 	if k.c.Bool("dry-run") {
 		return printList(k, rs, func(r config.Reclaimable) string {
-			return fmt.Sprintf("%s\tlast used %s\tunused for %s", r.Volume, when(r.LastUsed), r.UnusedFor)
+			status := "ready"
+			if !r.Ready {
+				status = "kept: " + r.Reason
+			}
+			return fmt.Sprintf("%s\tlast used %s\tunused for %s\t%s", r.Volume, when(r.LastUsed), r.UnusedFor, status)
 		})
 	}
 	var removed []config.VolumeRef
+	var lines []string
 	for _, r := range rs {
+		if !r.Ready {
+			lines = append(lines, fmt.Sprintf("kept %s: %s", r.Volume, r.Reason))
+			continue
+		}
 		if err := k.api.RemoveVolume(ctx, r.Volume, false); err != nil {
 			return k.fail(fmt.Errorf("reclaim %s: %w", r.Volume, err), "")
 		}
 		removed = append(removed, r.Volume)
+		lines = append(lines, "removed "+r.Volume.String())
 	}
-	return printList(k, removed, func(r config.VolumeRef) string { return "removed " + r.String() })
+	if k.json {
+		return printList(k, removed, nil)
+	}
+	return printList(k, lines, func(l string) string { return l })
 }

@@ -27,9 +27,16 @@ func useCommand(e *env) *cli.Command {
 			},
 			{
 				Name:      "force-remove",
-				Usage:     "break a volume's mount lock (only if its host is gone for good)",
+				Usage:     "break a volume's mount lock and record its unmount (only once its host no longer has it mounted)",
 				ArgsUsage: "POLICY/NAME",
-				Action:    e.action(1, useForceRemove),
+				Description: "A volume is in use until proven unmounted: when its host died, lost its lease or was cut off " +
+					"with the volume mounted, its lock is gone but no unmount is recorded, and nothing removes it " +
+					"(volume remove, reclaim, ephemeral removal). Once you have checked that host (it is gone for good, " +
+					"or the volume is not mounted there any more), this records the unmount, breaking the lock if there " +
+					"still is one. volume remove works at once afterwards; volsupervisor removes an ephemeral or " +
+					"reclaimable volume after twice the TTL without a lock. Fails (not found) when there is neither a " +
+					"lock nor a mount without a recorded unmount.",
+				Action: e.action(1, useForceRemove),
 			},
 		},
 	}
@@ -77,8 +84,8 @@ func useForceRemove(k *call) error {
 	ctx, cancel := k.ctx()
 	defer cancel()
 	if err := k.api.RemoveUse(ctx, ref); err != nil {
-		return k.fail(err, noLock(ref))
+		return k.fail(err, fmt.Sprintf("mount lock of volume %s not found and no mount without a recorded unmount (nothing to do)", ref))
 	}
-	return k.done(map[string]any{"policy": ref.Policy, "name": ref.Name, "lock-removed": true},
-		"mount lock of volume %s removed", ref)
+	return k.done(map[string]any{"policy": ref.Policy, "name": ref.Name, "lock-removed": true, "unmount-recorded": true},
+		"mount lock of volume %s removed (if there was one) and its unmount recorded", ref)
 }

@@ -55,6 +55,10 @@ func volumeCommand(e *env) *cli.Command {
 				Name:      "remove",
 				Usage:     "destroy a volume and its record",
 				ArgsUsage: "POLICY/NAME",
+				Description: "Refused while the volume is mounted, and while its last mount has no recorded unmount " +
+					"(its host died, lost its lease or was cut off: the error names the host); once that host no longer " +
+					"has it mounted, volcli use force-remove records the unmount. With --force only the record goes, " +
+					"mounted or not, and the image stays.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Usage: "remove only the record, leave the storage alone"},
 				},
@@ -63,8 +67,12 @@ func volumeCommand(e *env) *cli.Command {
 			{
 				Name:  "reclaim",
 				Usage: "remove the volumes unused for longer than their policy's reclaim.unused-for",
-				Description: "With --dry-run, only list them. volsupervisor removes them by itself where the " +
-					"policy sets reclaim.enabled.",
+				Description: "With --dry-run, only list them, with ephemeral volumes kept as in use until proven " +
+					"unmounted. Only a volume ready to go is removed: no mount lock, never mounted or its last mount " +
+					"has a recorded unmount, and twice the TTL without a lock since. The others are listed as kept, " +
+					"with the reason (a host that died with the volume mounted is named, with the volcli use " +
+					"force-remove command that records the unmount once you have checked it). volsupervisor removes " +
+					"them by itself where the policy sets reclaim.enabled.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "dry-run", Usage: "list, do not remove"},
 				},
