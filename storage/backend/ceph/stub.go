@@ -79,3 +79,8 @@ func (*Backend) ListSnapshots(context.Context, storage.Volume) ([]string, error)
 func (*Backend) CopySnapshot(context.Context, storage.Volume, string, storage.Volume) error {
 	return errNoCeph
 }
+
+// Locate fails.
+func (*Backend) Locate(context.Context, storage.Volume) (storage.Mount, bool, error) {
+	return storage.Mount{}, false, errNoCeph
+}
