@@ -34,10 +34,10 @@ const (
 )
 
 // RemovalGrace is how long a volume must have been without any mount lock
-// after its last recorded unmount (or its creation) before it is removed
-// automatically: twice the lease TTL (seconds). A host that still has the
-// volume mounted after an operator recorded the unmount takes its lock
-// again within one TTL of reaching volmaster.
+// after its last recorded unmount before it is removed automatically: twice
+// the lease TTL (seconds). A host that still has the volume mounted after an
+// operator recorded the unmount takes its lock again within one TTL of
+// reaching volmaster.
 func RemovalGrace(ttl int64) time.Duration { return 2 * time.Duration(ttl) * time.Second }
 
 // Verdict is the removal rule's answer for one volume.
@@ -49,9 +49,9 @@ type Verdict struct {
 	// LastUsed is the last unmount, the last mount (unproven) or the
 	// creation (never mounted).
 	LastUsed time.Time
-	// NotBefore is when the grace ends (proven unmounted only).
+	// NotBefore is when the grace ends (unmounted only).
 	NotBefore time.Time
-	// Ready: proven unmounted (or never mounted) and the grace is over.
+	// Ready: never mounted, or unmounted with the grace over.
 	Ready bool
 	// Ephemeral: an ephemeral volume that was mounted and whose last mount
 	// has a recorded unmount (one never mounted yet is kept).
@@ -70,8 +70,10 @@ type Verdict struct {
 // grace (RemovalGrace of the global TTL) and the time. A volume may be
 // removed automatically only if (a) no mount lock exists, (b) it was never
 // mounted (and is not unlocked) or its last mount has a recorded unmount,
-// and (c) the grace has passed since that unmount (or its creation). A
-// user's remove needs (a) and (b) only (Verdict.RemoveError).
+// and (c) after an unmount, the grace has passed since. (A volume never
+// mounted needs no grace: a mount lock and its usage record are written in
+// one transaction, so no host has ever locked it.) A user's remove needs (a)
+// and (b) only (Verdict.RemoveError).
 func Decide(v *Volume, u *Usage, locked bool, grace time.Duration, now time.Time) Verdict {
 	ref := v.Ref()
 	vd := Verdict{LastUsed: v.CreatedAt}
@@ -93,12 +95,15 @@ func Decide(v *Volume, u *Usage, locked bool, grace time.Duration, now time.Time
 	default:
 		vd.State = StateUnmounted
 	}
-	if vd.State == StateNeverMounted || vd.State == StateUnmounted {
-		vd.NotBefore = vd.LastUsed.Add(grace)
+	switch vd.State {
+	case StateNeverMounted:
+		vd.Ready = true
+	case StateUnmounted:
+		vd.NotBefore = u.LastUnmounted.Add(grace)
 		vd.Ready = !now.Before(vd.NotBefore)
 		if !vd.Ready {
-			vd.Reason = fmt.Sprintf("waiting for %s without a mount lock since %s (twice the lease TTL), until %s",
-				grace, vd.LastUsed.UTC().Format(time.RFC3339), vd.NotBefore.UTC().Format(time.RFC3339))
+			vd.Reason = fmt.Sprintf("waiting for %s without a mount lock since the unmount at %s (twice the lease TTL), until %s",
+				grace, u.LastUnmounted.UTC().Format(time.RFC3339), vd.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 	vd.Ephemeral = v.Ephemeral && vd.State == StateUnmounted
@@ -130,7 +135,8 @@ type Reclaimable struct {
 	// WillRemove: volsupervisor removes it by itself once Ready
 	// (reclaim.enabled, or ephemeral; never while unproven or unlocked).
 	WillRemove bool `json:"will-remove"`
-	// Ready: it may be removed now (volcli volume reclaim removes it).
+	// Ready: it may be removed now (volcli volume reclaim removes it):
+	// never mounted, or unmounted and the grace is over.
 	Ready     bool       `json:"ready"`
 	State     MountState `json:"state"`
 	Ephemeral bool       `json:"ephemeral,omitempty"`

@@ -69,7 +69,7 @@ func volumeCommand(e *env) *cli.Command {
 				Usage: "remove the volumes unused for longer than their policy's reclaim.unused-for",
 				Description: "With --dry-run, only list them, with ephemeral volumes kept as in use until proven " +
 					"unmounted. Only a volume ready to go is removed: no mount lock, never mounted or its last mount " +
-					"has a recorded unmount, and twice the TTL without a lock since. The others are listed as kept, " +
+					"has a recorded unmount and twice the TTL without a lock since. The others are listed as kept, " +
 					"with the reason (a host that died with the volume mounted is named, with the volcli use " +
 					"force-remove command that records the unmount once you have checked it). volsupervisor removes " +
 					"them by itself where the policy sets reclaim.enabled.",
