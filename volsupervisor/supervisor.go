@@ -203,7 +203,7 @@ func (s *Supervisor) term(ctx context.Context) error {
 	key, rev := el.Key(), el.Rev()
 	s.log.WithField("key", key).Info("leading")
 	s.update(func(st *config.SupervisorStatus) { st.Leading = true })
-	defer s.update(func(st *config.SupervisorStatus) { st.Leading, st.NextDue = false, nil })
+	defer s.update(func(st *config.SupervisorStatus) { st.Leading, st.NextDue, st.Unproven = false, nil, nil })
 	guard := clientv3.Compare(clientv3.CreateRevision(key), "=", rev)
 	h := store.Holder{Lease: sess.Lease(), Owner: "volsupervisor " + s.cfg.Name}
 	w := &worker{s: s, h: h, guard: guard, last: map[config.VolumeRef]time.Time{}}
