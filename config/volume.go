@@ -21,7 +21,14 @@ type Volume struct {
 	// ResizedAt is when the volume last grew (POST .../resize): Create.Size
 	// is then its current size, and each mount grows a filesystem smaller
 	// than its device (storage.Volume.Grow).
-	ResizedAt   time.Time            `json:"resized-at,omitzero"`
+	ResizedAt time.Time `json:"resized-at,omitzero"`
+	// FormattedAt is when volmaster learnt that the volume's first mkfs
+	// succeeded (PUT .../formatted, from the host that ran it). A formatted
+	// volume is never formatted again: a mount that finds no filesystem on
+	// it refuses it and names the repair command. Zero for a volume never
+	// mounted, and for volumes created before this field (they are marked at
+	// their next mount).
+	FormattedAt time.Time            `json:"formatted-at,omitzero"`
 	Backends    Backends             `json:"backends"`
 	Driver      Driver               `json:"driver"`
 	Create      CreateOptions        `json:"create"`
@@ -34,6 +41,18 @@ type Volume struct {
 
 // Ref returns the volume's policy/name reference.
 func (v *Volume) Ref() VolumeRef { return VolumeRef{Policy: v.Policy, Name: v.Name} }
+
+// Formatted tells whether the volume's filesystem was made (FormattedAt).
+func (v *Volume) Formatted() bool { return !v.FormattedAt.IsZero() }
+
+// FormattedRequest is the body of PUT /v1/volumes/{policy}/{name}/formatted:
+// the host that mounted the volume, and the volume's created-at as that host
+// read it, so that a late request cannot mark a volume created again under
+// the same name (zero: not checked).
+type FormattedRequest struct {
+	Host      string    `json:"host"`
+	CreatedAt time.Time `json:"created-at,omitzero"`
+}
 
 // SizeBytes returns the parsed create size, 0 for backends without one.
 func (v *Volume) SizeBytes() (int64, error) {

@@ -108,24 +108,102 @@ func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (
 }
 
 // FinishResize stores v's record (grown) and drops the operation lock in one
-// transaction, provided h still holds the lock; it returns the revision.
+// transaction, provided h still holds the lock; it returns the revision. A
+// host may mark the volume formatted meanwhile (MarkFormatted): that mark is
+// kept, so the write is conditional on the record read here.
 func (s *Store) FinishResize(ctx context.Context, v config.Volume, h Holder) (int64, error) {
 	ref := v.Ref()
-	rec, _, err := s.encodeVolume(v)
-	if err != nil {
-		return 0, err
-	}
 	key := s.keys.OpLock(ref)
-	resp, err := s.txn(ctx, "resize volume "+ref.String(),
-		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpDelete(key)}, nil)
-	if err != nil {
-		return 0, err
+	for attempt := 0; ; attempt++ {
+		cur, err := s.txn(ctx, "read volume "+ref.String(), nil, []clientv3.Op{clientv3.OpGet(s.keys.Volume(ref))}, nil)
+		if err != nil {
+			return 0, err
+		}
+		var modRev int64
+		if kvs := rangeKvs(cur, 0); len(kvs) == 1 {
+			modRev = kvs[0].ModRevision
+			if old, err := DecodeVolume(kvs[0].Value, nil); err == nil && !v.Formatted() {
+				v.FormattedAt = old.FormattedAt
+			}
+		}
+		rec, _, err := s.encodeVolume(v)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := s.txn(ctx, "resize volume "+ref.String(),
+			[]clientv3.Cmp{
+				clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease),
+				clientv3.Compare(clientv3.ModRevision(s.keys.Volume(ref)), "=", modRev),
+			},
+			[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpDelete(key)},
+			[]clientv3.Op{clientv3.OpGet(key)})
+		if err != nil {
+			return 0, err
+		}
+		if resp.Succeeded {
+			return resp.Header.Revision, nil
+		}
+		if l := rangeKvs(resp, 0); len(l) == 0 || clientv3.LeaseID(l[0].Lease) != h.Lease {
+			return 0, fmt.Errorf("resize volume %s: operation lock lost (lease expired?): %w", ref, config.ErrInUse)
+		}
+		// Only the record changed: a host marked it formatted. Again.
+		if attempt >= maxRecordRetries {
+			return 0, fmt.Errorf("resize volume %s: %w", ref, errRaced)
+		}
 	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("resize volume %s: operation lock lost (lease expired?): %w", ref, config.ErrInUse)
+}
+
+// maxRecordRetries bounds how often a conditional record update is tried
+// again after the record changed under it.
+const maxRecordRetries = 10
+
+// MarkFormatted records that the volume's filesystem was made (its first
+// mkfs succeeded on a host), at time at: one transaction conditional on the
+// record being the one read, so it writes nothing to a volume removed
+// meanwhile (ErrNotFound). createdAt, if not zero, must be the record's: a
+// volume removed and created again under the same name is not the one the
+// host formatted (ErrNotFound too). A volume already marked keeps its mark
+// and nothing is written (revision 0): the call is idempotent.
+func (s *Store) MarkFormatted(ctx context.Context, ref config.VolumeRef, createdAt, at time.Time) (config.Volume, int64, error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := s.txn(ctx, "read volume "+ref.String(), nil, []clientv3.Op{clientv3.OpGet(s.keys.Volume(ref))}, nil)
+		if err != nil {
+			return config.Volume{}, 0, err
+		}
+		kvs := rangeKvs(cur, 0)
+		if len(kvs) == 0 {
+			return config.Volume{}, 0, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
+		}
+		v, err := DecodeVolume(kvs[0].Value, nil)
+		if err != nil {
+			return config.Volume{}, 0, err
+		}
+		if !createdAt.IsZero() && !v.CreatedAt.Equal(createdAt) {
+			return config.Volume{}, 0, fmt.Errorf("volume %s was created at %s, not %s (removed and created again?): %w",
+				ref, v.CreatedAt.Format(time.RFC3339Nano), createdAt.Format(time.RFC3339Nano), config.ErrNotFound)
+		}
+		if v.Formatted() {
+			return v, 0, nil
+		}
+		v.FormattedAt = at.UTC()
+		rec, _, err := s.encodeVolume(v)
+		if err != nil {
+			return config.Volume{}, 0, err
+		}
+		resp, err := s.txn(ctx, "mark volume "+ref.String()+" formatted",
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.keys.Volume(ref)), "=", kvs[0].ModRevision)},
+			[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec)}, nil)
+		if err != nil {
+			return config.Volume{}, 0, err
+		}
+		if resp.Succeeded {
+			return v, resp.Header.Revision, nil
+		}
+		// The record changed (a resize finished, or it went): read it again.
+		if attempt >= maxRecordRetries {
+			return config.Volume{}, 0, fmt.Errorf("mark volume %s formatted: %w", ref, errRaced)
+		}
 	}
-	return resp.Header.Revision, nil
 }
 
 // RollbackCreate deletes the record, runtime and lock written by CreateVolume,
