@@ -25,7 +25,27 @@ var (
 	ErrWrongFilesystem = errors.New("device holds a different filesystem")
 	// ErrUnsupported: the backend cannot do this (e.g. shrink, or snapshot on NFS).
 	ErrUnsupported = errors.New("not supported by this backend")
+	// ErrDamaged: a volume formatted before (Volume.Formatted) holds no
+	// filesystem blkid recognises, e.g. a damaged superblock. It is never
+	// reformatted; the error names the repair command. A kind of
+	// ErrWrongFilesystem.
+	ErrDamaged error = &kindError{msg: "filesystem not recognised on a formatted volume", parent: ErrWrongFilesystem}
+	// ErrNotBlank: a device about to be formatted for the first time holds
+	// something blkid does not recognise (data in its first MiB, an ext or
+	// xfs backup superblock): perhaps a damaged filesystem, so it is not
+	// formatted. A kind of ErrWrongFilesystem.
+	ErrNotBlank error = &kindError{msg: "device is not blank", parent: ErrWrongFilesystem}
 )
+
+// kindError is a sentinel that is also a kind of a broader one, so that
+// errors.Is matches both.
+type kindError struct {
+	msg    string
+	parent error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.parent }
 
 // Volume is what a backend needs to know about one volume.
 type Volume struct {
@@ -41,6 +61,10 @@ type Volume struct {
 	Filesystem string
 	// Mkfs is the argv that formats a blank device; "%" is the device.
 	Mkfs []string
+	// Formatted is set once the volume's first mkfs has succeeded (the
+	// record's formatted-at): Mount never formats it again, and refuses it
+	// with ErrDamaged when its filesystem is not recognised.
+	Formatted bool
 	// Grow is set for a volume that was resized: Mount grows its filesystem
 	// to the device when it is smaller.
 	Grow bool
@@ -89,8 +113,8 @@ type CRUD interface {
 // Mounter makes images usable on this host.
 type Mounter interface {
 	// Mount maps the image, formats it if (and only if) it is blank and
-	// mounts it under the mount root. Mounting a mounted volume returns the
-	// existing mount.
+	// was never formatted (fsutil.FormatIfBlank), and mounts it under the
+	// mount root. Mounting a mounted volume returns the existing mount.
 	Mount(ctx context.Context, v Volume) (Mount, error)
 	// Unmount unmounts and unmaps; unmounting a volume that is not mounted
 	// is not an error.

@@ -18,6 +18,7 @@ func FromConfig(v *config.Volume) (Volume, error) {
 		Options:    v.Driver.Options,
 		Filesystem: v.Create.Filesystem,
 		Grow:       !v.ResizedAt.IsZero(),
+		Formatted:  v.Formatted(),
 	}
 	if v.Create.Filesystem != "" {
 		cmd, err := v.MkfsCommand()

@@ -27,9 +27,10 @@ func (b *Backend) MountPath(v storage.Volume) string {
 }
 
 // Mount maps v's image with the configured mapper, formats it if (and only
-// if) it is blank, and mounts it at MountPath(v). A device holding another
-// filesystem than v.Filesystem is storage.ErrWrongFilesystem, never
-// reformatted. Mounting a mounted volume returns the existing mount; an
+// if) it is blank and was never formatted, and mounts it at MountPath(v). A
+// device holding another filesystem than v.Filesystem is
+// storage.ErrWrongFilesystem, a formatted volume whose filesystem is not
+// recognised storage.ErrDamaged: never reformatted. Mounting a mounted volume returns the existing mount; an
 // image still mapped here (after a crash) is reused.
 //
 // An image that another client has open or locked (mapped on another host)
@@ -95,7 +96,9 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 		}
 	}
 
-	fsType, err := fsutil.FormatIfBlank(ctx, b.host.timeout, vl.Volume, dev)
+	// dev is unmapped again when the mount fails: a repair maps the image.
+	repair := fsutil.Repair{Path: "/dev/rbd/" + vl.pool + "/" + vl.image, Setup: "rbd map " + vl.pool + "/" + vl.image}
+	fsType, err := fsutil.FormatIfBlank(ctx, b.host.timeout, vl.Volume, dev, repair)
 	if err != nil {
 		return "", err
 	}

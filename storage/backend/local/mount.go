@@ -26,10 +26,12 @@ func (b *Backend) MountPath(v storage.Volume) string {
 	return p.mount
 }
 
-// Mount attaches v's image to a loop device, formats it if blank, and mounts
-// it at MountPath(v). A device holding another filesystem than v.Filesystem
-// is refused with storage.ErrWrongFilesystem, never reformatted. If any step
-// fails, what this call set up is undone.
+// Mount attaches v's image to a loop device, formats it if blank (and never
+// formatted before), and mounts it at MountPath(v). A device holding another
+// filesystem than v.Filesystem is refused with storage.ErrWrongFilesystem, a
+// formatted volume whose filesystem is not recognised with
+// storage.ErrDamaged, never reformatted. If any step fails, what this call
+// set up is undone.
 func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, error) {
 	p, err := b.paths(v.Policy, v.Name)
 	if err != nil {
@@ -89,7 +91,9 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 		undo = append(undo, func(ctx context.Context) error { return b.detach(ctx, attached) })
 	}
 
-	fsType, err := fsutil.FormatIfBlank(ctx, b.timeout, v, dev)
+	// A repair runs on the image file itself: dev is detached again when
+	// the mount fails.
+	fsType, err := fsutil.FormatIfBlank(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true})
 	if err != nil {
 		return "", err
 	}

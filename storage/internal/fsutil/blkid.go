@@ -61,19 +61,29 @@ func Probe(ctx context.Context, timeout time.Duration, dev string) (Content, err
 	return c, nil
 }
 
-// FormatIfBlank formats dev with v.Mkfs if (and only if) it is blank and
-// returns the filesystem type on it. A device holding anything other than
-// v.Filesystem is storage.ErrWrongFilesystem: it is never reformatted, so
-// that a misconfigured policy cannot destroy data.
-func FormatIfBlank(ctx context.Context, timeout time.Duration, v storage.Volume, dev string) (string, error) {
+// FormatIfBlank formats dev with v.Mkfs if (and only if) it is blank and v
+// was never formatted, and returns the filesystem type on it. A device
+// holding anything other than v.Filesystem is storage.ErrWrongFilesystem: it
+// is never reformatted, so that a misconfigured policy cannot destroy data.
+// A formatted volume on which blkid finds nothing is storage.ErrDamaged, and
+// a device blkid calls blank that is not provably blank (checkBlank) is
+// storage.ErrNotBlank; both errors name the repair command, run on r (dev if
+// r.Path is empty). Nothing is written to dev unless it is formatted.
+func FormatIfBlank(ctx context.Context, timeout time.Duration, v storage.Volume, dev string, r Repair) (string, error) {
+	r = r.on(dev)
 	c, err := Probe(ctx, timeout, dev)
 	if err != nil {
 		return "", err
 	}
 	switch {
+	case c.Blank && v.Formatted:
+		return "", damaged(ctx, timeout, v, dev, r)
 	case c.Blank:
 		if len(v.Mkfs) == 0 {
 			return "", fmt.Errorf("%s is blank and no mkfs command is set: %w", dev, config.ErrInvalid)
+		}
+		if err := checkBlank(ctx, timeout, v, dev, r); err != nil {
+			return "", err
 		}
 		if _, err := sysexec.Run(ctx, timeout, config.FSCommand(v.Mkfs).Argv(dev)...); err != nil {
 			return "", fmt.Errorf("format %s: %w", dev, err)
