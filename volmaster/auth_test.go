@@ -139,6 +139,7 @@ func TestAuthMatrix(t *testing.T) {
 		"POST /v1/volumes/{policy}/{name}/resize":                {"POST", "/v1/volumes/a/v/resize", `{"size":"20MB"}`, "tenant-a", nil},
 		"PUT /v1/global":                                         {"PUT", "/v1/global", `{"TTL":20}`, "admin", nil},
 		"PUT /v1/uses/{policy}/{name}":                           {"PUT", "/v1/uses/a/v", lockBody, "host", nil},
+		"PUT /v1/volumes/{policy}/{name}/formatted":              {"PUT", "/v1/volumes/a/v/formatted", `{"host":"h1"}`, "host", nil}, // h1 holds the lock (PUT /v1/uses above)
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}":            {"DELETE", "/v1/uses/a/v/mounts/m1?host=h1", "", "host", func() { h.mustAs(t, "host", 200, "PUT", "/v1/uses/a/v", lockBody) }},
 		"DELETE /v1/uses/{policy}/{name}":                        {"DELETE", "/v1/uses/a/v", "", "admin", func() { h.mustAs(t, "host", 200, "PUT", "/v1/uses/a/v", lockBody) }},
 		"POST /v1/leases":                                        {"POST", "/v1/leases", `{"host":"h2"}`, "host-h2", nil},
@@ -152,6 +153,7 @@ func TestAuthMatrix(t *testing.T) {
 		"PUT /v1/policies/{policy}", "DELETE /v1/policies/{policy}", "POST /v1/volumes", "DELETE /v1/volumes/{policy}/{name}",
 		"POST /v1/volumes/{policy}/{name}/snapshots", "POST /v1/volumes/{policy}/{name}/snapshots/{snap}/copy",
 		"PUT /v1/volumes/{policy}/{name}/runtime", "POST /v1/volumes/{policy}/{name}/resize", "PUT /v1/global", "PUT /v1/uses/{policy}/{name}",
+		"PUT /v1/volumes/{policy}/{name}/formatted",
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",
 		"PUT /v1/leases/{id}", "DELETE /v1/leases/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
 	}

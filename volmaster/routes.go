@@ -45,6 +45,7 @@ func Routes() []Route {
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot, nil},
 		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
+		{"PUT", "/v1/volumes/{policy}/{name}/formatted", Host, (*Server).markFormatted, formattedOwner},
 		{"GET", "/v1/runtimes", List, (*Server).watchRuntimes, nil},
 		{"GET", "/v1/global", Read, (*Server).getGlobal, nil},
 		{"PUT", "/v1/global", Admin, (*Server).putGlobal, nil},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -109,7 +110,8 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if !slices.ContainsFunc(snaps, func(sn config.Snapshot) bool { return sn.Name == snap }) {
+	i := slices.IndexFunc(snaps, func(sn config.Snapshot) bool { return sn.Name == snap })
+	if i < 0 {
 		return config.Volume{}, fmt.Errorf("snapshot %s of volume %s: %w", snap, from, config.ErrNotFound)
 	}
 	src, err := s.store.BeginOp(ctx, from, "copy", h, false)
@@ -127,6 +129,12 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	}
 	nv := src
 	nv.Name, nv.CreatedAt = to.Name, s.now().UTC()
+	// The copy is formatted if the snapshot was taken after the source's
+	// first mkfs was recorded; otherwise its first mount checks it as any
+	// volume not marked yet (and marks it if it holds a filesystem).
+	if snaps[i].Time.Before(src.FormattedAt) {
+		nv.FormattedAt = time.Time{}
+	}
 	srcSV, err := storage.FromConfig(&src)
 	if err != nil {
 		return config.Volume{}, err

@@ -62,11 +62,12 @@ type mounted struct {
 var errRefused = errors.New("refused")
 
 // failsHealth tells whether a failed mount says something about this host's
-// health: refusals, locks held elsewhere, missing volumes and bad names do not.
+// health: refusals, locks held elsewhere, missing volumes, bad names and a
+// volume's own filesystem (damaged, or not the one asked for) do not.
 func failsHealth(err error) bool {
 	return err != nil && !errors.Is(err, errRefused) && !errors.Is(err, config.ErrInUse) &&
 		!errors.Is(err, config.ErrNotFound) && !errors.Is(err, config.ErrInvalid) &&
-		!errors.Is(err, config.ErrUnavailable)
+		!errors.Is(err, config.ErrUnavailable) && !errors.Is(err, storage.ErrWrongFilesystem)
 }
 
 // lockBreaker is a backend that can fence a dead holder of a volume
@@ -350,6 +351,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		}
 		return nil, fmt.Errorf("mount %s: %w", ref, err)
 	}
+	d.markFormatted(ctx, &v, sv, log)
 	d.mu.Lock()
 	d.mounts[ref] = &mounted{vol: v, path: mnt.Path, device: mnt.Device, ids: map[string]bool{req.ID: true}, grownTo: v.Create.Size, lockLease: lease}
 	d.mu.Unlock()

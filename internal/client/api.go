@@ -115,6 +115,18 @@ func (c *Client) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/resize", nil, body, &out)
 }
 
+// MarkFormatted tells volmaster that host made v's filesystem (its first
+// mkfs succeeded), so that it is never formatted again. Idempotent (PUT, so
+// retried when volmaster is unavailable); it returns the volume record.
+func (c *Client) MarkFormatted(ctx context.Context, v config.Volume, host string) (config.Volume, error) {
+	body, err := json.Marshal(config.FormattedRequest{Host: host, CreatedAt: v.CreatedAt})
+	if err != nil {
+		return config.Volume{}, err
+	}
+	var out config.Volume
+	return out, c.do(ctx, http.MethodPut, "/v1/volumes/"+refPath(v.Ref())+"/formatted", nil, body, &out)
+}
+
 // Runtime returns a volume's runtime options.
 func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.RuntimeOptions, error) {
 	var out config.RuntimeOptions
