@@ -463,6 +463,8 @@ func TestFaultSuite(t *testing.T) {
 	t.Run("startWhileVolmasterDown", faultStartWhileVolmasterDown)
 	t.Run("volmasterDown60s", faultVolmasterDown60s)
 	t.Run("halfOpenRenewal", faultHalfOpenRenewal)
+	t.Run("superblockZeroed", faultSuperblockZeroed)
+	t.Run("superblockZeroedUnmarked", faultSuperblockZeroedUnmarked)
 }
 
 // kill -9 of volplugin after the mount; restart within the TTL: the mount
