@@ -436,17 +436,9 @@ func TestListDetail(t *testing.T) {
 func TestEtcdDownIs503(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srvEtcd, err := etcdserver.Start(ctx, etcdserver.Config{Dir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true, LogLevel: "panic"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			srvEtcd.Close()
-		}
-	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srvEtcd.Endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	_, srvEtcd := etcdtest.StartServer(t, etcdserver.Config{Fast: true})
+	link := etcdtest.NewLink(t, srvEtcd.Endpoints[0])
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{link.URL()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,8 +455,7 @@ func TestEtcdDownIs503(t *testing.T) {
 	defer ts.Close()
 	h := &harness{srv: srv, url: ts.URL}
 	h.must(t, 200, "GET", "/v1/volumes", "")
-	srvEtcd.Close()
-	stopped = true
+	link.Cut()
 	// Reads stop being served from the cache once it cannot confirm etcd.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -485,5 +476,18 @@ func TestEtcdDownIs503(t *testing.T) {
 		if code, body := h.do(t, c.method, c.path, c.body); code != 503 {
 			t.Errorf("%s %s with etcd down = %d %s, want 503", c.method, c.path, code, body)
 		}
+	}
+	// And the cache serves again once etcd is back.
+	link.Restore()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		code, _ := h.do(t, "GET", "/v1/volumes", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/volumes after etcd came back = %d, want 200", code)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
