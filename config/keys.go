@@ -167,6 +167,14 @@ func (k Keys) Tokens() string { return k.Prefix + "/tokens/" }
 // Token is one API token.
 func (k Keys) Token(id string) string { return k.Tokens() + id }
 
+// Requests is the prefix of the records of requests sent with an
+// Idempotency-Key.
+func (k Keys) Requests() string { return k.Prefix + "/requests/" }
+
+// Request is the record of one Idempotency-Key; id is a digest of the key
+// and its caller, so the key itself is never stored.
+func (k Keys) Request(id string) string { return k.Requests() + id }
+
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).
 func (k Keys) ParseRef(prefix, key string) (VolumeRef, bool) {

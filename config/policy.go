@@ -15,6 +15,16 @@ import (
 // revision number of a policy it returns (GET and PUT /v1/policies/NAME).
 const PolicyRevisionHeader = "X-Policy-Revision"
 
+// IdempotencyKeyHeader names a request: volmaster answers every request that
+// carries the same key (from the same caller, within an hour) with the answer
+// of the first, so a retried create, policy upload or remove is neither done
+// twice nor answered with a false 409 or 404.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// IdempotentReplayHeader is set on an answer replayed for a repeated
+// Idempotency-Key.
+const IdempotentReplayHeader = "Idempotent-Replayed"
+
 // Backend names.
 const (
 	BackendCeph  = "ceph"

@@ -70,9 +70,9 @@ func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	for _, rt := range Routes() {
 		handle := rt.handle
-		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, s.authorize(rt, func(w http.ResponseWriter, req *http.Request) {
+		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, s.authorize(rt, s.idempotent(func(w http.ResponseWriter, req *http.Request) {
 			handle(s, w, req)
-		}))).Methods(rt.Method)
+		})))).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})

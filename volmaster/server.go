@@ -70,6 +70,8 @@ type Server struct {
 	runCtx  context.Context
 	sessMu  sync.Mutex
 	session *concurrency.Session
+	// reqLease is the lease of remembered idempotent answers.
+	reqLease requestLease
 }
 
 // New prepares a server; call Run to start its background work.

@@ -34,7 +34,7 @@ func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error)
 func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, int64, error) {
 	var out config.Policy
 	var hdr http.Header
-	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr); err != nil {
+	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr, true); err != nil {
 		return config.Policy{}, 0, err
 	}
 	rev, _ := strconv.ParseInt(hdr.Get(config.PolicyRevisionHeader), 10, 64)

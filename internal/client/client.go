@@ -7,6 +7,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,14 +104,19 @@ func (e *Error) Unwrap() error {
 }
 
 // do sends one request and decodes a JSON answer into out (if not nil).
-// Idempotent methods are retried on connection failures and 503s; the body is
-// a byte slice, so every attempt sends it whole.
+// Every call is retried on connection failures and 503s; the body is a byte
+// slice, so every attempt sends it whole. A POST or DELETE, which a plain
+// repeat could do twice or answer with a false 409 or 404, carries an
+// Idempotency-Key, the same on every attempt, so volmaster answers a retry
+// with the first attempt's answer.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
-	return c.doHeader(ctx, method, path, query, body, out, nil)
+	keyed := method == http.MethodPost || method == http.MethodDelete
+	return c.doHeader(ctx, method, path, query, body, out, nil, keyed)
 }
 
-// doHeader is do that also stores the answer's headers in hdr (if not nil).
-func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, body []byte, out any, hdr *http.Header) error {
+// doHeader is do that also stores the answer's headers in hdr (if not nil)
+// and sends an Idempotency-Key if keyed.
+func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, body []byte, out any, hdr *http.Header, keyed bool) error {
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -118,12 +125,15 @@ func (c *Client) doHeader(ctx context.Context, method, path string, query url.Va
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
-	idempotent := method != http.MethodPost
+	key := ""
+	if keyed {
+		key = newIdempotencyKey()
+	}
 	wait := c.backoff
 	var err error
 	for attempt := 0; ; attempt++ {
-		err = c.once(ctx, method, u.String(), body, out, hdr)
-		if err == nil || !idempotent || attempt >= c.retries || !errors.Is(err, config.ErrUnavailable) {
+		err = c.once(ctx, method, u.String(), body, out, hdr, key)
+		if err == nil || attempt >= c.retries || !errors.Is(err, config.ErrUnavailable) {
 			return err
 		}
 		select {
@@ -135,7 +145,13 @@ func (c *Client) doHeader(ctx context.Context, method, path string, query url.Va
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, u string, body []byte, out any, hdr *http.Header) error {
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *Client) once(ctx context.Context, method, u string, body []byte, out any, hdr *http.Header, key string) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -149,6 +165,9 @@ func (c *Client) once(ctx context.Context, method, u string, body []byte, out an
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if key != "" {
+		req.Header.Set(config.IdempotencyKeyHeader, key)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

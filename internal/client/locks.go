@@ -11,7 +11,8 @@ import (
 )
 
 // GrantLease gets a new host lease for host; its TTL comes from the global
-// configuration. Not retried: a retry could grant a second lease.
+// configuration. A retry is answered with the first attempt's lease (its
+// Idempotency-Key), never a second one.
 func (c *Client) GrantLease(ctx context.Context, host string) (config.HostLease, error) {
 	body, err := json.Marshal(map[string]string{"host": host})
 	if err != nil {
