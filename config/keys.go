@@ -32,6 +32,7 @@ const SchemaVersion = 2
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
 //	<prefix>/supervisor/status/<name>               SupervisorStatus of each running volsupervisor, on its lease
 //	<prefix>/tokens/<id>                            Token: role, policies, SHA-256 of the secret
+//	<prefix>/requests/<digest>                       store.Request: an Idempotency-Key's request and answer, on a lease
 //
 // A volume's record and runtime are created and deleted together in one
 // transaction. Policy revisions survive the policy's deletion, so history
