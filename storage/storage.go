@@ -35,6 +35,11 @@ var (
 	// xfs backup superblock): perhaps a damaged filesystem, so it is not
 	// formatted. A kind of ErrWrongFilesystem.
 	ErrNotBlank error = &kindError{msg: "device is not blank", parent: ErrWrongFilesystem}
+	// ErrNotGrown: Resize grew the image to its new size but not its
+	// filesystem (or not a mapping of it). Images never shrink, so the
+	// caller records the new size; the filesystem grows at the next mount or
+	// when Resize is called again with the same size.
+	ErrNotGrown = errors.New("image grown, filesystem not grown")
 )
 
 // kindError is a sentinel that is also a kind of a broader one, so that

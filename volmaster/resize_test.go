@@ -161,3 +161,63 @@ func (h *harness) storeLegacyUnlocked(t *testing.T, ref config.VolumeRef) {
 		t.Fatal(err)
 	}
 }
+
+// A filesystem grow that fails after the image grew (here: the volume is
+// mounted read-only where volmaster grows it online, so resize2fs is
+// refused: a real failure, as a sandbox without CAP_SYS_RESOURCE gives any
+// online ext4 grow) still records the new size, since the image
+// cannot shrink back, and answers an error that says so; the same resize
+// again, once the filesystem can grow, finishes it.
+func TestResizeRecordsGrownImageWhenFilesystemGrowFails(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a loop device")
+	}
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"g"}`)
+	image := filepath.Join(h.dataDir, "images", "p", "g.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", image).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	mnt := filepath.Join(h.mountRoot, "p", "g")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", image).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		_ = exec.Command("umount", mnt).Run()
+		_ = exec.Command("losetup", "-d", dev).Run()
+	})
+	if out, err := exec.Command("mount", "-o", "ro", dev, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o ro: %v\n%s", err, out)
+	}
+	body := h.must(t, 500, "POST", "/v1/volumes/p/g/resize", `{"size":"24MB"}`)
+	if !strings.Contains(body, "image and record are now 24MB") || !strings.Contains(body, "filesystem was not grown") {
+		t.Errorf("failed grow answered %s", body)
+	}
+	var v config.Volume
+	_ = json.Unmarshal([]byte(h.must(t, 200, "GET", "/v1/volumes/p/g", "")), &v)
+	if fi, err := os.Stat(image); err != nil || fi.Size() != 24<<20 || v.Create.Size != "24MB" || v.ResizedAt.IsZero() {
+		t.Fatalf("after the failed grow: image %v (%v), record %q resized-at %v; want both at 24MB", fi, err, v.Create.Size, v.ResizedAt)
+	}
+	if got := ext4Bytes(t, image); got != 10<<20 {
+		t.Fatalf("filesystem after the failed grow: %d bytes, want it still 10MB", got)
+	}
+	// Unmounted, the same resize again grows it offline (online ext4 grow
+	// also needs CAP_SYS_RESOURCE, which some sandboxes withhold); the
+	// operation lock of the failed resize is gone, or this would be busy.
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d: %v\n%s", err, out)
+	}
+	h.must(t, 200, "POST", "/v1/volumes/p/g/resize", `{"size":"24MB"}`)
+	if got := ext4Bytes(t, image); got != 24<<20 {
+		t.Errorf("filesystem after the same resize again: %d bytes, want %d", got, 24<<20)
+	}
+}

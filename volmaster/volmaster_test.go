@@ -29,9 +29,10 @@ import (
 )
 
 type harness struct {
-	srv     *Server
-	url     string
-	dataDir string
+	srv       *Server
+	url       string
+	dataDir   string
+	mountRoot string
 }
 
 func quietLog() *logrus.Logger {
@@ -45,8 +46,8 @@ func start(t testing.TB) *harness {
 	t.Helper()
 	cli, _ := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
-	dataDir := t.TempDir()
-	lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: t.TempDir()})
+	dataDir, mountRoot := t.TempDir(), t.TempDir()
+	lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: mountRoot})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func start(t testing.TB) *harness {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &harness{srv: srv, url: ts.URL, dataDir: dataDir}
+	return &harness{srv: srv, url: ts.URL, dataDir: dataDir, mountRoot: mountRoot}
 }
 
 func (h *harness) do(t testing.TB, method, path, body string) (int, string) {

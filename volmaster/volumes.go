@@ -332,8 +332,9 @@ func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 // New mounts are refused meanwhile (the operation lock). A host that has the
 // volume mounted learns the new size through its runtime long poll and grows
 // the filesystem online; an unmounted volume's filesystem grows at its next
-// mount. A failed grow leaves the record at the old size; asking for the same
-// size again finishes it.
+// mount. A filesystem grow that fails after the image grew still records
+// the new size (the image cannot shrink back) and answers an error; asking
+// for the same size again finishes the grow.
 func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size string) (config.Volume, error) {
 	cur, err := s.cache.Volume(ref)
 	if err != nil {
@@ -397,10 +398,16 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	err = backend.Resize(bctx, sv, n)
 	cancel()
 	s.metrics.observeBackend(locked.Backends.CRUD, "resize", start, err)
-	if err != nil {
+	notGrown := errors.Is(err, storage.ErrNotGrown)
+	if err != nil && !notGrown {
 		release()
 		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, backendErr(err))
 	}
+	// An image that grew is recorded at its new size even when its
+	// filesystem did not grow: images never shrink back, and the record
+	// must say what the image is. The new size (and resized-at) makes the
+	// next mount, or the mounting host, grow the filesystem.
+	growErr := err
 	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
 	if err != nil {
 		// The lock is on volmaster's own long-lived lease: drop it, or mounts
@@ -409,6 +416,12 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 		return config.Volume{}, err
 	}
 	s.settle(ctx, rev)
+	if notGrown {
+		s.log.WithError(growErr).WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).
+			Warn("volume image resized, filesystem not grown")
+		return config.Volume{}, fmt.Errorf("resize volume %s: its image and record are now %s, but its filesystem was not grown "+
+			"(it grows at the next mount, or run the same resize again): %w", ref, grown.Create.Size, growErr)
+	}
 	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
 	return grown, nil
 }

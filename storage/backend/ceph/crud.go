@@ -262,7 +262,15 @@ func (b *Backend) resize(ctx context.Context, vl vol, size int64) error {
 	if uint64(size) < cur {
 		return fmt.Errorf("shrink %s from %d to %d bytes: %w", vl.spec(), cur, size, storage.ErrUnsupported)
 	}
+	if err := b.growFilesystem(ctx, vl, size); err != nil {
+		return fmt.Errorf("%w: %w", storage.ErrNotGrown, err)
+	}
+	return nil
+}
 
+// growFilesystem makes a mapping here, and the filesystem mounted from it,
+// fill an image that already has its new size.
+func (b *Backend) growFilesystem(ctx context.Context, vl vol, size int64) error {
 	m, err := fsutil.MountAt(vl.mount)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
@@ -70,6 +72,15 @@ func (b *Backend) resize(ctx context.Context, p paths, size int64, mounted bool)
 			return err
 		}
 	}
+	if err := b.growFilesystem(ctx, p, devs, m, mounted); err != nil {
+		return fmt.Errorf("%w: %w", storage.ErrNotGrown, err)
+	}
+	return nil
+}
+
+// growFilesystem makes the loop devices and the filesystem of an image that
+// already has its new size fill it.
+func (b *Backend) growFilesystem(ctx context.Context, p paths, devs []string, m *mountinfo.Info, mounted bool) error {
 	for _, d := range devs {
 		if err := b.refresh(ctx, d); err != nil {
 			return err
