@@ -48,7 +48,10 @@ func volumeCommand(e *env) *cli.Command {
 				ArgsUsage: "POLICY/NAME SIZE",
 				Description: "The image grows at once. A mounted volume's filesystem is grown online by the host " +
 					"that mounts it; an unmounted one's offline (local ext4) or at the next mount. Volumes only " +
-					"grow; the same size again finishes a grow that failed half-way.",
+					"grow; the same size again finishes a grow that failed half-way. If the image grew but its " +
+					"filesystem did not, the command fails saying so, and the record already has the new size " +
+					"(the image cannot shrink back); the filesystem then grows at the next mount or with the " +
+					"same resize again.",
 				Action: e.action(2, volumeResize),
 			},
 			{
