@@ -28,6 +28,13 @@ type Snapshot struct {
 	// By says who took it: "volsupervisor@host" (scheduled) or the
 	// volmaster that served an on-demand request.
 	By string `json:"by"`
+	// Method says how the backend took it: native (Ceph), reflink (a
+	// copy-on-write clone of a local image) or copy (a copy of its data).
+	Method string `json:"method,omitempty"`
+	// FrozenMS is how long, in milliseconds, the filesystem of a volume
+	// mounted on the snapshotting host was frozen for it (writers held);
+	// absent if it was not frozen.
+	FrozenMS int64 `json:"frozen-ms,omitempty"`
 }
 
 // Retain returns the names of the snapshots to keep: the newest keep, plus

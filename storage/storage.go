@@ -10,6 +10,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Sentinel errors returned by backends; check them with errors.Is.
@@ -135,10 +136,29 @@ type Mounter interface {
 	MountPath(v Volume) string
 }
 
+// SnapshotInfo says how a snapshot was taken.
+type SnapshotInfo struct {
+	// Method is SnapshotNative (the backend's own snapshot), SnapshotReflink
+	// (a copy-on-write clone of the image file) or SnapshotCopy (a copy of
+	// its data, as long as the data is big).
+	Method string
+	// Frozen is how long the filesystem of a volume mounted on this host was
+	// frozen (writers held) for the snapshot; 0 if it was not mounted here.
+	Frozen time.Duration
+}
+
+// Snapshot methods (SnapshotInfo.Method).
+const (
+	SnapshotNative  = "native"
+	SnapshotReflink = "reflink"
+	SnapshotCopy    = "copy"
+)
+
 // Snapshotter keeps point-in-time copies of images.
 type Snapshotter interface {
-	// CreateSnapshot takes snapshot snap of v; ErrExists if taken already.
-	CreateSnapshot(ctx context.Context, v Volume, snap string) error
+	// CreateSnapshot takes snapshot snap of v and says how; ErrExists if
+	// taken already.
+	CreateSnapshot(ctx context.Context, v Volume, snap string) (SnapshotInfo, error)
 	// RemoveSnapshot removes snap; ErrNotFound if absent.
 	RemoveSnapshot(ctx context.Context, v Volume, snap string) error
 	// ListSnapshots returns v's snapshot names, sorted.

@@ -49,7 +49,7 @@ func snapshotCommand(e *env) *cli.Command {
 			},
 			{
 				Name:      "list",
-				Usage:     "list a volume's snapshots, oldest first (name, time, taken by)",
+				Usage:     "list a volume's snapshots, oldest first (name, time, taken by, method and freeze)",
 				ArgsUsage: "POLICY/NAME",
 				Action:    e.action(1, snapshotList),
 			},
@@ -171,7 +171,14 @@ func snapshotList(k *call) error {
 		if by == "" {
 			by = "-"
 		}
-		return fmt.Sprintf("%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), by)
+		how := s.Method
+		if how == "" {
+			how = "-"
+		}
+		if s.FrozenMS > 0 {
+			how += fmt.Sprintf(" (frozen %d ms)", s.FrozenMS)
+		}
+		return fmt.Sprintf("%s\t%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), by, how)
 	})
 }
 

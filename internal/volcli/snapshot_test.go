@@ -49,8 +49,8 @@ func TestSnapshotTakeListCopy(t *testing.T) {
 	first := took(t, h.ok("", "volume", "snapshot", "take", "p/v"))
 	out := h.ok("", "volume", "snapshot", "list", "p/v")
 	fields := strings.Split(strings.TrimSuffix(out, "\n"), "\t")
-	if len(fields) != 3 || fields[0] != first || fields[2] == "" || strings.Contains(out, "\n\n") {
-		t.Fatalf("list = %q, want one line %q TIME BY", out, first)
+	if len(fields) != 4 || fields[0] != first || fields[2] == "" || (fields[3] != "copy" && fields[3] != "reflink") || strings.Contains(out, "\n\n") {
+		t.Fatalf("list = %q, want one line %q TIME BY METHOD (copy or reflink)", out, first)
 	}
 	if tm, err := time.Parse(time.RFC3339, fields[1]); err != nil || tm.Before(start) {
 		t.Errorf("list time %q: %v", fields[1], err)

@@ -78,8 +78,12 @@ func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, gu
 	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
 	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
-	err = b.CreateSnapshot(bctx, sv, snap.Name)
+	info, err := b.CreateSnapshot(bctx, sv, snap.Name)
 	cancel()
+	snap.Method = info.Method
+	if info.Frozen > 0 { // rounded up: a freeze, however short, shows
+		snap.FrozenMS = int64((info.Frozen + time.Millisecond - 1) / time.Millisecond)
+	}
 	t.observe(v.Backends.Snapshot, "snapshot", start, err)
 	if err != nil {
 		t.release(ctx, ref, h)

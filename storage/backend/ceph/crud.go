@@ -292,5 +292,5 @@ func (b *Backend) growFilesystem(ctx context.Context, vl vol, size int64) error 
 	if m == nil {
 		return nil
 	}
-	return b.host.growOnline(ctx, m.FSType, dev, vl.mount)
+	return fsutil.GrowOnline(ctx, b.host.timeout, m.FSType, dev, vl.mount)
 }

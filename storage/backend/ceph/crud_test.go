@@ -87,7 +87,7 @@ func TestCreateExistsListDestroy(t *testing.T) {
 	}
 
 	// Snapshots are purged with the image.
-	if err := b.CreateSnapshot(ctx, vols[0], "s1"); err != nil {
+	if _, err := b.CreateSnapshot(ctx, vols[0], "s1"); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vols {
@@ -152,7 +152,7 @@ func TestInvalidNames(t *testing.T) {
 			check("Mount", err)
 			check("Unmount", b.Unmount(ctx, v))
 			check("BreakLock", b.BreakLock(ctx, v, "test"))
-			check("CreateSnapshot", b.CreateSnapshot(ctx, v, "s"))
+			check("CreateSnapshot", errOf(b.CreateSnapshot(ctx, v, "s")))
 			check("RemoveSnapshot", b.RemoveSnapshot(ctx, v, "s"))
 			_, err = b.ListSnapshots(ctx, v)
 			check("ListSnapshots", err)
@@ -161,7 +161,7 @@ func TestInvalidNames(t *testing.T) {
 				t.Errorf("MountPath(%q/%q) = %q", v.Policy, v.Name, p)
 			}
 		}
-		if err := b.CreateSnapshot(ctx, good, bad); !errors.Is(err, config.ErrInvalid) {
+		if _, err := b.CreateSnapshot(ctx, good, bad); !errors.Is(err, config.ErrInvalid) {
 			t.Errorf("CreateSnapshot(snapshot %q) = %v, want ErrInvalid", bad, err)
 		}
 	}

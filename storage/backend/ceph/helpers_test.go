@@ -318,3 +318,6 @@ func createUser(t *testing.T, conn *rados.Conn, name string) (user, keyring stri
 	}
 	return name, keyring
 }
+
+// errOf is the error of a call that also returns a value.
+func errOf[T any](_ T, err error) error { return err }

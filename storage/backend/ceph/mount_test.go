@@ -86,10 +86,11 @@ func TestLifecycleFuse(t *testing.T) {
 		t.Fatal("data read back after remapping differs from data written")
 	}
 
-	if err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
-		t.Fatal(err)
+	// Mounted here: a native snapshot with the filesystem frozen for it.
+	if info, err := b.CreateSnapshot(ctx, v, "s1"); err != nil || info.Method != storage.SnapshotNative || info.Frozen <= 0 {
+		t.Fatalf("snapshot of a mounted image = %+v, %v; want native, frozen", info, err)
 	}
-	if err := b.CreateSnapshot(ctx, v, "s1"); !errors.Is(err, storage.ErrExists) {
+	if _, err := b.CreateSnapshot(ctx, v, "s1"); !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("second CreateSnapshot = %v, want ErrExists", err)
 	}
 	if snaps, err := b.ListSnapshots(ctx, v); err != nil || !slices.Equal(snaps, []string{"s1"}) {

@@ -22,37 +22,39 @@ import (
 // the snapshot holds a clean filesystem; one mounted elsewhere gets a
 // crash-consistent snapshot. While another client holds the image's lock,
 // librbd has that client take the snapshot.
-func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap string) error {
+func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap string) (storage.SnapshotInfo, error) {
 	vl, err := b.resolve(v)
 	if err != nil {
-		return fmt.Errorf("create snapshot: %w", err)
+		return storage.SnapshotInfo{}, fmt.Errorf("create snapshot: %w", err)
 	}
 	if err := config.ValidateName("snapshot", snap); err != nil {
-		return volErr("create snapshot of", v, err)
+		return storage.SnapshotInfo{}, volErr("create snapshot of", v, err)
 	}
 	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
 	if err != nil {
-		return volErr("create snapshot of", v, err)
+		return storage.SnapshotInfo{}, volErr("create snapshot of", v, err)
 	}
 	defer unlock()
-	if err := b.createSnapshot(ctx, vl, snap); err != nil {
-		return volErr("create snapshot "+snap+" of", v, err)
+	info, err := b.createSnapshot(ctx, vl, snap)
+	if err != nil {
+		return info, volErr("create snapshot "+snap+" of", v, err)
 	}
-	return nil
+	return info, nil
 }
 
-func (b *Backend) createSnapshot(ctx context.Context, vl vol, snap string) error {
+func (b *Backend) createSnapshot(ctx context.Context, vl vol, snap string) (storage.SnapshotInfo, error) {
+	info := storage.SnapshotInfo{Method: storage.SnapshotNative}
 	img, done, err := b.openVolume(ctx, vl, false)
 	if err != nil {
-		return err
+		return info, err
 	}
 	defer done()
 	names, err := snapNames(img)
 	if err != nil {
-		return fmt.Errorf("%s: %w", vl.spec(), err)
+		return info, fmt.Errorf("%s: %w", vl.spec(), err)
 	}
 	if slices.Contains(names, snap) {
-		return fmt.Errorf("snapshot %s@%s: %w", vl.spec(), snap, storage.ErrExists)
+		return info, fmt.Errorf("snapshot %s@%s: %w", vl.spec(), snap, storage.ErrExists)
 	}
 	take := func() error {
 		if _, err := img.CreateSnapshot(snap); err != nil {
@@ -62,12 +64,13 @@ func (b *Backend) createSnapshot(ctx context.Context, vl vol, snap string) error
 	}
 	m, err := fsutil.MountAt(vl.mount)
 	if err != nil {
-		return err
+		return info, err
 	}
 	if m == nil {
-		return take()
+		return info, take()
 	}
-	return b.host.frozen(ctx, vl.mount, take)
+	info.Frozen, err = fsutil.Frozen(ctx, b.host.timeout, vl.mount, take)
+	return info, err
 }
 
 // RemoveSnapshot removes snap (unprotecting it first); storage.ErrNotFound if

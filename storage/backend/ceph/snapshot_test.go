@@ -38,7 +38,7 @@ func TestCopyFlatten(t *testing.T) {
 	if err := b.Unmount(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.CreateSnapshot(ctx, v, "s"); err != nil {
+	if _, err := b.CreateSnapshot(ctx, v, "s"); err != nil {
 		t.Fatal(err)
 	}
 	cp := testVol(policy, "copy", 96*mib, "ext4")

@@ -65,7 +65,9 @@ func (*Backend) Mounted(context.Context) ([]storage.Mount, error) { return nil, 
 func (*Backend) MountPath(storage.Volume) string { return "" }
 
 // CreateSnapshot fails.
-func (*Backend) CreateSnapshot(context.Context, storage.Volume, string) error { return errNoCeph }
+func (*Backend) CreateSnapshot(context.Context, storage.Volume, string) (storage.SnapshotInfo, error) {
+	return storage.SnapshotInfo{}, errNoCeph
+}
 
 // RemoveSnapshot fails.
 func (*Backend) RemoveSnapshot(context.Context, storage.Volume, string) error { return errNoCeph }

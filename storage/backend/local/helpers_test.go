@@ -47,7 +47,7 @@ func newBackend(t *testing.T) *Backend {
 	return b
 }
 
-func cleanupHost(t *testing.T, data, mnt string) {
+func cleanupHost(t testing.TB, data, mnt string) {
 	ctx := context.Background()
 	mounts := mountsUnder(t, mnt)
 	// Deepest first, in case a test stacked mounts.
@@ -72,7 +72,7 @@ func cleanupHost(t *testing.T, data, mnt string) {
 }
 
 // mountsUnder lists the mount points under root.
-func mountsUnder(t *testing.T, root string) []string {
+func mountsUnder(t testing.TB, root string) []string {
 	t.Helper()
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
@@ -91,7 +91,7 @@ func mountsUnder(t *testing.T, root string) []string {
 
 // loopsBacking finds loop devices backed by path through sysfs, which still
 // works once the file is deleted.
-func loopsBacking(t *testing.T, path string) []string {
+func loopsBacking(t testing.TB, path string) []string {
 	t.Helper()
 	real := path
 	if r, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
@@ -218,3 +218,6 @@ func allocated(t *testing.T, path string) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// errOf is the error of a call that also returns a value.
+func errOf[T any](_ T, err error) error { return err }

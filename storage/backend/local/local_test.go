@@ -98,7 +98,7 @@ func TestInvalidNames(t *testing.T) {
 			_, err = b.Mount(ctx, v)
 			check("Mount", err)
 			check("Unmount", b.Unmount(ctx, v))
-			check("CreateSnapshot", b.CreateSnapshot(ctx, v, "s"))
+			check("CreateSnapshot", errOf(b.CreateSnapshot(ctx, v, "s")))
 			check("RemoveSnapshot", b.RemoveSnapshot(ctx, v, "s"))
 			_, err = b.ListSnapshots(ctx, v)
 			check("ListSnapshots", err)
@@ -111,7 +111,7 @@ func TestInvalidNames(t *testing.T) {
 			name string
 			err  error
 		}{
-			{"CreateSnapshot", b.CreateSnapshot(ctx, good, bad)},
+			{"CreateSnapshot", errOf(b.CreateSnapshot(ctx, good, bad))},
 			{"RemoveSnapshot", b.RemoveSnapshot(ctx, good, bad)},
 			{"CopySnapshot", b.CopySnapshot(ctx, good, bad, good)},
 		} {

@@ -8,7 +8,6 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
@@ -88,29 +87,13 @@ func (b *Backend) growFilesystem(ctx context.Context, p paths, devs []string, m 
 	}
 	switch {
 	case m != nil:
-		return b.growOnline(ctx, m.FSType, m.Source, p.mount)
+		return fsutil.GrowOnline(ctx, b.timeout, m.FSType, m.Source, p.mount)
 	case mounted:
 		// Mounted (or about to be) by a host that grows it online.
 		return nil
 	default:
 		return b.growOffline(ctx, p.image)
 	}
-}
-
-func (b *Backend) growOnline(ctx context.Context, fsType, dev, mountPath string) error {
-	var argv []string
-	switch fsType {
-	case "ext2", "ext3", "ext4":
-		argv = []string{"resize2fs", dev}
-	case "xfs":
-		argv = []string{"xfs_growfs", mountPath}
-	default:
-		return fmt.Errorf("grow %s filesystem: %w", fsType, storage.ErrUnsupported)
-	}
-	if _, err := sysexec.Run(ctx, b.timeout, argv...); err != nil {
-		return fmt.Errorf("grow filesystem: %w", err)
-	}
-	return nil
 }
 
 func (b *Backend) growOffline(ctx context.Context, image string) error {

@@ -18,7 +18,7 @@ func TestSnapshots(t *testing.T) {
 	b := newBackend(t)
 	v := ext4Vol("vol", 64*mib)
 	mustCreate(t, b, v)
-	if err := b.CreateSnapshot(ctx, ext4Vol("absent", mib), "s1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := b.CreateSnapshot(ctx, ext4Vol("absent", mib), "s1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("CreateSnapshot(absent image) = %v, want ErrNotFound", err)
 	}
 	if _, err := b.ListSnapshots(ctx, ext4Vol("absent", mib)); !errors.Is(err, storage.ErrNotFound) {
@@ -33,11 +33,11 @@ func TestSnapshots(t *testing.T) {
 	a, bb := randBytes(t, mib), randBytes(t, mib)
 	writeSync(t, file, a)
 	// Taken while mounted: the filesystem is frozen for the copy.
-	if err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
+	if _, err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
 		t.Fatal(err)
 	}
 	writeSync(t, file, bb)
-	if err := b.CreateSnapshot(ctx, v, "s1"); !errors.Is(err, storage.ErrExists) {
+	if _, err := b.CreateSnapshot(ctx, v, "s1"); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("CreateSnapshot twice = %v, want ErrExists", err)
 	}
 
@@ -91,7 +91,7 @@ func TestSnapshots(t *testing.T) {
 	mustUnmount(t, b, v)
 
 	for _, s := range []string{"s2", "a-b", "a"} {
-		if err := b.CreateSnapshot(ctx, v, s); err != nil {
+		if _, err := b.CreateSnapshot(ctx, v, s); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage"
 )
 
 // growSlack is how much smaller than its device a filesystem may be without
@@ -95,6 +96,25 @@ func GrowMounted(ctx context.Context, timeout time.Duration, fsType, path string
 	}
 	if _, err := sysexec.Run(ctx, timeout, "xfs_growfs", path); err != nil {
 		return fmt.Errorf("grow filesystem at %s: %w", path, err)
+	}
+	return nil
+}
+
+// GrowOnline grows the filesystem mounted at path from dev to its device's
+// size: resize2fs for ext2/3/4 (which needs CAP_SYS_RESOURCE), xfs_growfs
+// for xfs.
+func GrowOnline(ctx context.Context, timeout time.Duration, fsType, dev, path string) error {
+	var argv []string
+	switch {
+	case IsExt(fsType):
+		argv = []string{"resize2fs", dev}
+	case fsType == "xfs":
+		argv = []string{"xfs_growfs", path}
+	default:
+		return fmt.Errorf("grow %s filesystem: %w", fsType, storage.ErrUnsupported)
+	}
+	if _, err := sysexec.Run(ctx, timeout, argv...); err != nil {
+		return fmt.Errorf("grow filesystem: %w", err)
 	}
 	return nil
 }
