@@ -2,9 +2,12 @@ package volmaster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"syscall"
 
 	"github.com/gorilla/mux"
 
@@ -48,8 +51,10 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // Bootstrap creates the first admin token when auth is on and none exists,
-// and writes its bearer string to path (mode 0600). With an admin token
-// present it does nothing.
+// and writes its bearer string to path: a new file, mode 0600, never an
+// existing file or a symlink (whose owner, mode or target an attacker could
+// have chosen), so an existing path is an error and no token is made. With
+// an admin token present it does nothing.
 func (s *Server) Bootstrap(ctx context.Context, path string) error {
 	ts, err := s.store.ListTokens(ctx)
 	if err != nil {
@@ -60,14 +65,40 @@ func (s *Server) Bootstrap(ctx context.Context, path string) error {
 			return nil
 		}
 	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("bootstrap token file %s exists already; it is never overwritten: remove it, or pass another --bootstrap-token-file", path)
+	}
+	if err != nil {
+		return fmt.Errorf("create bootstrap token file: %w", err)
+	}
 	t, err := s.store.CreateToken(ctx, config.TokenRequest{Role: config.RoleAdmin, Description: "bootstrap"}, s.now())
 	if err != nil {
-		return err
+		f.Close()
+		_ = os.Remove(path)
+		return fmt.Errorf("bootstrap token: %w", err)
 	}
-	if err := os.WriteFile(path, []byte(t.Secret+"\n"), 0o600); err != nil {
+	err = writeSecret(f, t.Secret)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		_ = s.store.RevokeToken(ctx, t.ID)
-		return fmt.Errorf("write bootstrap token: %w", err)
+		_ = os.Remove(path)
+		return fmt.Errorf("write bootstrap token file %s: %w", path, err)
 	}
 	s.log.WithField("file", path).WithField("token", t.ID).Warn("created the first admin token")
 	return nil
+}
+
+// writeSecret writes a token's bearer string to f, readable by its owner
+// only whatever the umask, and syncs it.
+func writeSecret(f *os.File, secret string) error {
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		return err
+	}
+	return f.Sync()
 }
