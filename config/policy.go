@@ -65,6 +65,9 @@ type Policy struct {
 	Ephemeral   bool                 `json:"ephemeral,omitempty"`
 	Reclaim     Reclaim              `json:"reclaim,omitzero"`
 	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
+	// NoExec mounts the policy's volumes noexec (every mount is nosuid and
+	// nodev already): nothing stored in them can be run.
+	NoExec bool `json:"noexec,omitempty"`
 }
 
 // Backends names the backend used for each concern. CRUD and Snapshot are

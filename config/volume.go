@@ -37,6 +37,7 @@ type Volume struct {
 	Ephemeral   bool                 `json:"ephemeral,omitempty"`
 	Reclaim     Reclaim              `json:"reclaim,omitzero"`
 	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
+	NoExec      bool                 `json:"noexec,omitempty"`
 }
 
 // Ref returns the volume's policy/name reference.
@@ -144,6 +145,7 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 		Create:         p.Create,
 		Runtime:        p.Runtime,
 		Unlocked:       p.Unlocked,
+		NoExec:         p.NoExec,
 		Ephemeral:      p.Ephemeral,
 		Reclaim:        p.Reclaim,
 		FileSystems:    p.AllFilesystems(),

@@ -71,6 +71,8 @@ type Volume struct {
 	// record's formatted-at): Mount never formats it again, and refuses it
 	// with ErrDamaged when its filesystem is not recognised.
 	Formatted bool
+	// NoExec mounts it noexec as well as nosuid,nodev (fsutil.MountOptions).
+	NoExec bool
 	// Grow is set for a volume that was resized: Mount grows its filesystem
 	// to the device when it is smaller.
 	Grow bool

@@ -19,6 +19,7 @@ func FromConfig(v *config.Volume) (Volume, error) {
 		Filesystem: v.Create.Filesystem,
 		Grow:       !v.ResizedAt.IsZero(),
 		Formatted:  v.Formatted(),
+		NoExec:     v.NoExec,
 	}
 	if v.Create.Filesystem != "" {
 		cmd, err := v.MkfsCommand()

@@ -107,7 +107,7 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 			return "", err
 		}
 	}
-	created, err := fsutil.MkdirMount(vl.mount)
+	created, err := fsutil.MkdirMount(b.cfg.MountRoot, vl.mount)
 	if created != "" {
 		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(vl.mount, created) })
 	}
@@ -116,7 +116,7 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 	}
 	// A mount(8) killed by the timeout may have mounted all the same.
 	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.host.timeout, vl.mount) })
-	if err := fsutil.Mount(ctx, b.host.timeout, fsType, dev, vl.mount); err != nil {
+	if err := fsutil.Mount(ctx, b.host.timeout, fsType, dev, vl.mount, vl.NoExec); err != nil {
 		return "", fmt.Errorf("mount %s: %w", dev, err)
 	}
 	if vl.Grow {

@@ -103,7 +103,7 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 		}
 	}
 
-	created, err := fsutil.MkdirMount(p.mount)
+	created, err := fsutil.MkdirMount(b.mountRoot, p.mount)
 	if created != "" {
 		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(p.mount, created) })
 	}
@@ -118,7 +118,7 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 		_, err := sysexec.Run(ctx, b.timeout, "umount", p.mount)
 		return err
 	})
-	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount); err != nil {
+	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount, v.NoExec); err != nil {
 		return "", err
 	}
 	if v.Grow {

@@ -106,14 +106,15 @@ func MountArgv(v storage.Volume, path string) ([]string, error) {
 		strings.ContainsAny(src, " \t\n\x00") {
 		return nil, fmt.Errorf("option %s=%q is not server:/path: %w", OptSource, src, config.ErrInvalid)
 	}
-	argv := []string{"mount", "-t", "nfs"}
+	// nosuid and nodev come last, so a policy's own options cannot undo them.
+	opts := fsutil.MountOptions("nfs", v.NoExec)
 	if o := v.Options[OptMountOptions]; o != "" {
 		if strings.ContainsAny(o, " \t\n\x00") {
 			return nil, fmt.Errorf("option %s=%q has whitespace: %w", OptMountOptions, o, config.ErrInvalid)
 		}
-		argv = append(argv, "-o", o)
+		opts = o + "," + opts
 	}
-	return append(argv, src, path), nil
+	return []string{"mount", "-t", "nfs", "-o", opts, src, path}, nil
 }
 
 // Mount mounts v's export at MountPath(v); a mounted volume returns the
@@ -133,12 +134,17 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 		}
 		return storage.Mount{Volume: id(v), Device: m.Source, Path: path}, nil
 	}
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	created, err := fsutil.MkdirMount(b.mountRoot, path)
+	if err != nil {
+		if created != "" {
+			_ = fsutil.RemoveDirs(path, created)
+		}
 		return storage.Mount{}, volErr("mount", v, err)
 	}
 	if _, err := b.run(ctx, b.timeout, argv...); err != nil {
-		_ = os.Remove(path)
-		_ = os.Remove(filepath.Dir(path)) // the policy dir, if now empty
+		if created != "" {
+			_ = fsutil.RemoveDirs(path, created)
+		}
 		return storage.Mount{}, volErr("mount", v, err)
 	}
 	return storage.Mount{Volume: id(v), Device: v.Options[OptSource], Path: path}, nil

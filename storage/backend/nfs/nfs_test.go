@@ -54,13 +54,19 @@ func nfsVol(name string, opts map[string]string) storage.Volume {
 func TestMountArgv(t *testing.T) {
 	v := nfsVol("v", map[string]string{OptSource: "filer:/export/v", OptMountOptions: "nfsvers=4.1,hard"})
 	got, err := MountArgv(v, "/mnt/volplugin/shared/v")
-	want := []string{"mount", "-t", "nfs", "-o", "nfsvers=4.1,hard", "filer:/export/v", "/mnt/volplugin/shared/v"}
+	want := []string{"mount", "-t", "nfs", "-o", "nfsvers=4.1,hard,nosuid,nodev", "filer:/export/v", "/mnt/volplugin/shared/v"}
 	if err != nil || !slices.Equal(got, want) {
 		t.Fatalf("MountArgv = %q, %v; want %q", got, err, want)
 	}
 	v.Options = map[string]string{OptSource: "10.0.0.1:/"}
-	if got, err := MountArgv(v, "/m"); err != nil || !slices.Equal(got, []string{"mount", "-t", "nfs", "10.0.0.1:/", "/m"}) {
+	if got, err := MountArgv(v, "/m"); err != nil || !slices.Equal(got, []string{"mount", "-t", "nfs", "-o", "nosuid,nodev", "10.0.0.1:/", "/m"}) {
 		t.Fatalf("MountArgv without options = %q, %v", got, err)
+	}
+	// A policy's own options cannot undo nosuid and nodev: later options win.
+	v = nfsVol("v", map[string]string{OptSource: "filer:/x", OptMountOptions: "suid,dev"})
+	v.NoExec = true
+	if got, err := MountArgv(v, "/m"); err != nil || !slices.Equal(got, []string{"mount", "-t", "nfs", "-o", "suid,dev,nosuid,nodev,noexec", "filer:/x", "/m"}) {
+		t.Fatalf("MountArgv with suid,dev and noexec = %q, %v", got, err)
 	}
 	for _, bad := range []map[string]string{
 		nil, {OptSource: ""}, {OptSource: "filer"}, {OptSource: "filer:export"}, {OptSource: ":/x"},
@@ -102,7 +108,7 @@ func TestMountFake(t *testing.T) {
 	if m != want {
 		t.Fatalf("Mount = %+v, want %+v", m, want)
 	}
-	wantArgv := []string{"mount", "-t", "nfs", "-o", "hard", "filer:/export/v", b.MountPath(v)}
+	wantArgv := []string{"mount", "-t", "nfs", "-o", "hard,nosuid,nodev", "filer:/export/v", b.MountPath(v)}
 	if got := f.ran(); len(got) != 1 || !slices.Equal(got[0], wantArgv) {
 		t.Fatalf("ran %q, want [%q]", got, wantArgv)
 	}

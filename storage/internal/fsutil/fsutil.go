@@ -25,9 +25,18 @@ import (
 	"github.com/volplugin/volplugin/storage"
 )
 
-// MkdirMount creates the mount point and returns the topmost directory it
-// created ("" if none), so that a rollback (RemoveDirs) removes exactly those.
-func MkdirMount(path string) (created string, err error) {
+// MkdirMount creates the mount point path under the mount root root and
+// returns the topmost directory it created ("" if none), so that a rollback
+// (RemoveDirs) removes exactly those. The root and every directory from it
+// to path's parent are made 0700 (PrivateDir): a volume's files are its
+// containers' business, and no other host user may reach them through the
+// mount root (dockerd, as root, binds the mount point itself into
+// containers).
+func MkdirMount(root, path string) (created string, err error) {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("mount point %s is not under the mount root %s", path, root)
+	}
 	for d := path; ; d = filepath.Dir(d) {
 		if _, err := os.Lstat(d); err == nil {
 			break
@@ -39,7 +48,24 @@ func MkdirMount(path string) (created string, err error) {
 			break
 		}
 	}
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	root = filepath.Clean(root)
+	for d := filepath.Dir(path); d != root; d = filepath.Dir(d) {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return created, err
+		}
+		if err := PrivateDir(d); err != nil {
+			return created, err
+		}
+	}
+	// The root may be a symlink the operator made; what it names is
+	// made private.
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	if err := PrivateDir(root); err != nil {
+		return created, err
+	}
+	if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return created, err
 	}
 	// mount(8) follows the mount point; it must be a real directory, not a
@@ -52,6 +78,26 @@ func MkdirMount(path string) (created string, err error) {
 		return created, fmt.Errorf("mount point %s is not a directory", path)
 	}
 	return created, nil
+}
+
+// PrivateDir makes path a directory only its owner (root) can enter: created
+// 0700 if missing, its group and other bits cleared if it exists. A symlink
+// is refused, since mounts below it would land where it points.
+func PrivateDir(path string) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (a symlink?)", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return os.Chmod(path, fi.Mode().Perm()&0o700)
+	}
+	return nil
 }
 
 // RemoveDirs removes the empty directories from path up to and including top,
@@ -126,16 +172,28 @@ func MountsUnder(root string) ([]storage.Mount, error) {
 	return out, nil
 }
 
-// Mount mounts dev (holding fsType) on path. The error is sysexec's, as is:
-// callers add their own context.
-func Mount(ctx context.Context, timeout time.Duration, fsType, dev, path string) error {
-	argv := []string{"mount"}
+// MountOptions are the options of every volume mount. nosuid and nodev:
+// whatever a container writes into a volume (a set-uid root binary, a
+// device node) must not give a host user, or a container that mounts the
+// volume later, root or raw devices; containers see the volume through a
+// bind mount, which keeps these.
+func MountOptions(fsType string, noexec bool) string {
+	o := "nosuid,nodev"
+	if noexec {
+		o += ",noexec"
+	}
 	if fsType == "xfs" {
 		// A copy of a snapshot has its origin's UUID, which xfs refuses to
 		// mount twice on one host.
-		argv = append(argv, "-o", "nouuid")
+		o += ",nouuid"
 	}
-	_, err := sysexec.Run(ctx, timeout, append(argv, dev, path)...)
+	return o
+}
+
+// Mount mounts dev (holding fsType) on path with MountOptions. The error is
+// sysexec's, as is: callers add their own context.
+func Mount(ctx context.Context, timeout time.Duration, fsType, dev, path string, noexec bool) error {
+	_, err := sysexec.Run(ctx, timeout, "mount", "-o", MountOptions(fsType, noexec), dev, path)
 	return err
 }
 
