@@ -26,6 +26,9 @@ var (
 	// a kind of ErrInUse, so checks for ErrInUse still match it; a mount lock
 	// held by another host is ErrInUse but never ErrBusy.
 	ErrBusy error = &kindError{msg: "busy", parent: ErrInUse}
+	// ErrExpired marks a token past its expiry. A kind of ErrNotFound: an
+	// expired token authenticates nothing, like an unknown one.
+	ErrExpired error = &kindError{msg: "expired", parent: ErrNotFound}
 	// ErrSchema marks an etcd key layout this build cannot work with: newer
 	// than its own, an unknown schema value, or one it failed to migrate.
 	ErrSchema = errors.New("unsupported etcd schema")

@@ -33,7 +33,13 @@ type Token struct {
 	Host        string    `json:"host,omitempty"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
+	// Expires is when the token stops working (TokenRequest.TTL); zero for
+	// a token that works until revoked.
+	Expires time.Time `json:"expires,omitzero"`
 }
+
+// Expired tells whether the token no longer works at now.
+func (t Token) Expired(now time.Time) bool { return !t.Expires.IsZero() && !now.Before(t.Expires) }
 
 // TokenRequest is the body of POST /v1/tokens.
 type TokenRequest struct {
@@ -41,7 +47,15 @@ type TokenRequest struct {
 	Policies    []string `json:"policies,omitempty"`
 	Host        string   `json:"host,omitempty"`
 	Description string   `json:"description,omitempty"`
+	// TTL, if set, makes the token expire that long after its creation.
+	TTL Duration `json:"ttl,omitzero"`
 }
+
+// Token lifetimes a TokenRequest may ask for.
+const (
+	MinTokenTTL = time.Minute
+	MaxTokenTTL = 10 * 365 * 24 * time.Hour
+)
 
 // Validate checks the role, the policy names of a tenant token and the host
 // label of a host token: policies are for, and only for, tenants; a host for,
@@ -72,6 +86,9 @@ func (r TokenRequest) Validate() error {
 		}
 	} else if r.Host != "" {
 		return fmt.Errorf("only host tokens are scoped to a host: %w", ErrInvalid)
+	}
+	if r.TTL != 0 && (r.TTL.D() < MinTokenTTL || r.TTL.D() > MaxTokenTTL) {
+		return fmt.Errorf("ttl %s is not between %s and 10 years: %w", r.TTL, MinTokenTTL, ErrInvalid)
 	}
 	if len(r.Description) > 256 {
 		return fmt.Errorf("description longer than 256 characters: %w", ErrInvalid)

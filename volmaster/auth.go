@@ -115,8 +115,11 @@ func (s *Server) authenticate(r *http.Request) (config.Token, error) {
 	if !ok || bearer == "" {
 		return config.Token{}, fmt.Errorf("a bearer token is required (Authorization: Bearer ID.SECRET): %w", errUnauthenticated)
 	}
-	t, err := s.store.Authenticate(r.Context(), strings.TrimSpace(bearer))
+	t, err := s.store.Authenticate(r.Context(), strings.TrimSpace(bearer), s.now())
 	if errors.Is(err, config.ErrNotFound) {
+		if errors.Is(err, config.ErrExpired) {
+			return config.Token{}, fmt.Errorf("token expired: %w", errUnauthenticated)
+		}
 		return config.Token{}, fmt.Errorf("invalid token: %w", errUnauthenticated)
 	}
 	return t, err

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -451,4 +452,70 @@ func TestTenantListsAreFiltered(t *testing.T) {
 	h.mustAs(t, "tenant-a", 403, "GET", "/v1/policies/bpolicy", "")
 	h.mustAs(t, "tenant-a", 403, "GET", "/v1/volumes/bpolicy", "")
 	h.mustAs(t, "tenant-a", 403, "PUT", "/v1/policies/a", localPolicy)
+}
+
+// A token made with a ttl works until it expires, then is refused as
+// expired (401); one without works until revoked. A ttl out of range is a
+// 400 and makes no token.
+func TestTokenExpires(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	keys, _ := config.NewKeys("")
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Auth: true, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	admin, err := srv.Store().CreateToken(ctx, config.TokenRequest{Role: config.RoleAdmin}, clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(tok, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, bad := range []string{`"30s"`, `"87600h1s"`, `"-1h"`, `"soon"`} {
+		if code, body := call(admin.Secret, "POST", "/v1/tokens", `{"role":"read-only","ttl":`+bad+`}`); code != 400 {
+			t.Errorf("ttl %s = %d %s, want 400", bad, code, body)
+		}
+	}
+	code, body := call(admin.Secret, "POST", "/v1/tokens", `{"role":"read-only","ttl":"1h"}`)
+	var nt config.NewToken
+	if err := json.Unmarshal([]byte(body), &nt); code != 201 || err != nil || !nt.Expires.Equal(clock().Add(time.Hour)) {
+		t.Fatalf("create with ttl 1h = %d %s (%v), want 201 expiring in an hour", code, body, err)
+	}
+	if ts, _ := srv.Store().ListTokens(ctx); len(ts) != 2 {
+		t.Fatalf("tokens = %d, want the admin and the new one (refused ttls make none)", len(ts))
+	}
+	if code, _ := call(nt.Secret, "GET", "/v1/volumes", ""); code != 200 {
+		t.Fatalf("fresh token = %d, want 200", code)
+	}
+	advance(time.Hour - time.Second)
+	if code, _ := call(nt.Secret, "GET", "/v1/volumes", ""); code != 200 {
+		t.Fatalf("token a second before expiry = %d, want 200", code)
+	}
+	advance(time.Second)
+	if code, body := call(nt.Secret, "GET", "/v1/volumes", ""); code != 401 || !strings.Contains(body, "expired") {
+		t.Fatalf("expired token = %d %s, want 401 expired", code, body)
+	}
+	advance(24 * 365 * time.Hour)
+	if code, _ := call(admin.Secret, "GET", "/v1/volumes", ""); code != 200 {
+		t.Fatalf("token without ttl a year on = %d, want 200", code)
+	}
 }

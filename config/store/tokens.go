@@ -36,6 +36,9 @@ func (s *Store) CreateToken(ctx context.Context, req config.TokenRequest, now ti
 	id, secret := randomHex(8), randomHex(24)
 	t := config.Token{ID: id, Hash: hashSecret(secret), Role: req.Role, Policies: req.Policies,
 		Host: req.Host, Description: req.Description, Created: now.UTC()}
+	if req.TTL != 0 {
+		t.Expires = t.Created.Add(req.TTL.D())
+	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return config.NewToken{}, err
@@ -54,8 +57,8 @@ func (s *Store) CreateToken(ctx context.Context, req config.TokenRequest, now ti
 }
 
 // Authenticate returns the token a bearer string "<id>.<secret>" stands for;
-// ErrNotFound for an unknown or wrong one.
-func (s *Store) Authenticate(ctx context.Context, bearer string) (config.Token, error) {
+// ErrNotFound for an unknown or wrong one, or one expired at now.
+func (s *Store) Authenticate(ctx context.Context, bearer string, now time.Time) (config.Token, error) {
 	id, secret, ok := strings.Cut(bearer, ".")
 	if !ok || len(id) != 16 || secret == "" {
 		return config.Token{}, fmt.Errorf("malformed token: %w", config.ErrNotFound)
@@ -73,6 +76,9 @@ func (s *Store) Authenticate(ctx context.Context, bearer string) (config.Token, 
 	}
 	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(hashSecret(secret))) != 1 {
 		return config.Token{}, fmt.Errorf("wrong token secret: %w", config.ErrNotFound)
+	}
+	if t.Expired(now) {
+		return config.Token{}, fmt.Errorf("token %s expired at %s: %w", t.ID, t.Expires.Format(time.RFC3339), config.ErrExpired)
 	}
 	t.Hash = ""
 	return t, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -64,7 +65,8 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
-			&cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` (ID.SECRET) for a volmaster run with --auth", EnvVars: []string{"VOLMASTER_TOKEN"}},
+			&cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` (ID.SECRET) for a volmaster run with --auth; on the command line every local user can read it (ps): prefer VOLMASTER_TOKEN or --token-file", EnvVars: []string{"VOLMASTER_TOKEN"}},
+			&cli.StringFlag{Name: "token-file", Usage: "read the bearer token from `FILE` (its first line)", EnvVars: []string{"VOLMASTER_TOKEN_FILE"}},
 			&cli.StringFlag{Name: "tls-ca", Usage: "verify volmaster's TLS certificate with this CA `FILE` (https:// URLs)", EnvVars: []string{"VOLMASTER_TLS_CA"}},
 			&cli.StringFlag{Name: "tls-cert", Usage: "client certificate `FILE` for mutual TLS", EnvVars: []string{"VOLMASTER_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "the client certificate's key `FILE`", EnvVars: []string{"VOLMASTER_TLS_KEY"}},
@@ -210,7 +212,11 @@ func (e *env) connect(c *cli.Context) (*call, error) {
 		}
 		opts = append(opts, client.WithTLS(cfg))
 	}
-	if tok := c.String("token"); tok != "" {
+	tok, err := token(c, e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
 		opts = append(opts, client.WithToken(tok))
 	}
 	api, err := client.New(url, opts...)
@@ -300,4 +306,29 @@ func (e *env) action(nargs int, fn func(k *call) error) cli.ActionFunc {
 		}
 		return fn(k)
 	}
+}
+
+// token is the bearer token from --token, VOLMASTER_TOKEN or --token-file.
+// A --token typed on the command line is visible to every local user in the
+// process list, so it is used with a warning.
+func token(c *cli.Context, stderr io.Writer) (string, error) {
+	tok, file := c.String("token"), c.String("token-file")
+	if tok != "" && file != "" {
+		return "", usageErrorf("--token and --token-file are both set: give one")
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", &exitError{code: ExitUsage, msg: fmt.Sprintf("token file: %v", err)}
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if tok = strings.TrimSpace(line); tok == "" {
+			return "", &exitError{code: ExitUsage, msg: fmt.Sprintf("token file %s is empty", file)}
+		}
+		return tok, nil
+	}
+	if tok != "" && os.Getenv("VOLMASTER_TOKEN") != tok {
+		fmt.Fprintln(stderr, "volcli: warning: --token on the command line is readable by every local user (ps); use VOLMASTER_TOKEN or --token-file")
+	}
+	return tok, nil
 }

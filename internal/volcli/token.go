@@ -3,6 +3,7 @@ package volcli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,12 +23,13 @@ func tokenCommand(e *env) *cli.Command {
 					&cli.StringSliceFlag{Name: "policy", Usage: "`POLICY` whose volumes a tenant token may use, or a host token may change like a tenant (docker volume create/rm, snapshots, runtime) (repeatable; required for tenant tokens)"},
 					&cli.StringFlag{Name: "host", Usage: "host label (`NAME`, the volplugin's --host-label) a host token acts for (host tokens only, required for them)"},
 					&cli.StringFlag{Name: "description", Usage: "free `TEXT` to tell tokens apart"},
+					&cli.StringFlag{Name: "ttl", Usage: "the token stops working this `DURATION` after now (like 12h or 720h; 1m to 10 years); default: until revoked"},
 				},
 				Action: e.action(0, tokenCreate),
 			},
 			{
 				Name:   "list",
-				Usage:  "list tokens: ID, role, scope (a tenant's policies, a host token's host), description (never secrets)",
+				Usage:  "list tokens: ID, role, scope (a tenant's policies, a host token's host), expiry, description (never secrets)",
 				Action: e.action(0, tokenList),
 			},
 			{
@@ -43,6 +45,16 @@ func tokenCommand(e *env) *cli.Command {
 func tokenCreate(k *call) error {
 	req := config.TokenRequest{Role: k.c.String("role"), Policies: k.c.StringSlice("policy"), Host: k.c.String("host"),
 		Description: k.c.String("description")}
+	if ttl := k.c.String("ttl"); ttl != "" {
+		d, err := config.ParseDuration(ttl)
+		if err != nil {
+			return invalid(fmt.Errorf("--ttl: %w", err))
+		}
+		req.TTL = d
+		if req.TTL == 0 {
+			return invalid(fmt.Errorf("--ttl %s: a token that expires at once is of no use: %w", ttl, config.ErrInvalid))
+		}
+	}
 	if err := req.Validate(); err != nil {
 		return invalid(err)
 	}
@@ -63,7 +75,14 @@ func tokenList(k *call) error {
 		return k.fail(err, "")
 	}
 	return printList(k, ts, func(t config.Token) string {
-		return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, t.Role, tokenScope(t), t.Description)
+		expires := "-"
+		switch {
+		case t.Expired(time.Now()):
+			expires = "expired " + t.Expires.UTC().Format(time.RFC3339)
+		case !t.Expires.IsZero():
+			expires = t.Expires.UTC().Format(time.RFC3339)
+		}
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", t.ID, t.Role, tokenScope(t), expires, t.Description)
 	})
 }
 
