@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -132,6 +133,11 @@ func (s *Server) permit(rt Route, t config.Token, r *http.Request) (policyFilter
 	all := policyFilter{all: true}
 	deny := func(why string) (policyFilter, error) {
 		return policyFilter{}, fmt.Errorf("%s token may not %s %s: %s: %w", t.Role, r.Method, r.URL.Path, why, errForbidden)
+	}
+	if t.Role != config.RoleAdmin && forced(r) {
+		// A forced remove drops the records without the image: a tenant
+		// could orphan an image for good and take its name with it.
+		return deny("force (removing the records without the image) is for admin tokens only")
 	}
 	switch t.Role {
 	case config.RoleAdmin:
@@ -378,4 +384,19 @@ func requestPolicy(rt Route, r *http.Request) (string, error) {
 	}
 	_ = json.Unmarshal(body, &req)
 	return req.Policy, nil
+}
+
+// forced tells whether a request asks for force: any force parameter but a
+// false one (the handler refuses one that is not a boolean).
+func forced(r *http.Request) bool {
+	v, ok := r.URL.Query()["force"]
+	if !ok {
+		return false
+	}
+	for _, f := range v {
+		if b, err := strconv.ParseBool(f); err != nil || b {
+			return true
+		}
+	}
+	return false
 }

@@ -519,3 +519,26 @@ func TestTokenExpires(t *testing.T) {
 		t.Fatalf("token without ttl a year on = %d, want 200", code)
 	}
 }
+
+// force=true (drop a volume's records without its image) is for admins
+// only: a tenant of the policy, or a host token scoped to it, is refused and
+// nothing changes; force=false is an ordinary remove for them.
+func TestForceRemoveIsAdminOnly(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v"}`)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"w"}`)
+	before := h.dump(t)
+	for _, who := range []string{"tenant-a", "host-pa", "read-only"} {
+		for _, q := range []string{"?force=true", "?force=1", "?force=yes", "?force=false&force=true"} {
+			if code, body := h.as(t, who, "DELETE", "/v1/volumes/a/v"+q, ""); code != 403 {
+				t.Errorf("%s DELETE %s = %d %s, want 403", who, q, code, body)
+			}
+		}
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Error("refused forced removes changed etcd")
+	}
+	h.mustAs(t, "tenant-a", 204, "DELETE", "/v1/volumes/a/w?force=false", "")
+	h.mustAs(t, "admin", 204, "DELETE", "/v1/volumes/a/v?force=true", "")
+}
