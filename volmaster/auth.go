@@ -95,6 +95,11 @@ func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r = withFilter(r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)), filter)
+		if tok.Role != config.RoleAdmin {
+			sw := &scrubWriter{ResponseWriter: w, log: s.log, request: r.Context().Value(requestIDKey)}
+			defer sw.flush()
+			w = sw
+		}
 		if mutating {
 			s.audited(rt, w, r, tok.ID, next)
 			return

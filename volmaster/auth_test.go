@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -541,4 +543,29 @@ func TestForceRemoveIsAdminOnly(t *testing.T) {
 	}
 	h.mustAs(t, "tenant-a", 204, "DELETE", "/v1/volumes/a/w?force=false", "")
 	h.mustAs(t, "admin", 204, "DELETE", "/v1/volumes/a/v?force=true", "")
+}
+
+// Errors to tenants carry no host paths (data directory, images, mount
+// root); admins get the whole message.
+func TestErrorsToTenantsHaveNoHostPaths(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v"}`)
+	// The image goes behind volmaster's back: the next snapshot fails in
+	// the backend with a message naming the image file.
+	image := filepath.Join(h.dataDir, "images", "a", "v.img")
+	if err := os.Remove(image); err != nil {
+		t.Fatal(err)
+	}
+	code, body := h.as(t, "tenant-a", "POST", "/v1/volumes/a/v/snapshots", "{}")
+	if code < 400 || strings.Contains(body, h.dataDir) || !strings.Contains(body, "[path]") {
+		t.Errorf("tenant's failed snapshot = %d %s; want an error without %s", code, body, h.dataDir)
+	}
+	if code, body := h.as(t, "admin", "POST", "/v1/volumes/a/v/snapshots", "{}"); code < 400 || !strings.Contains(body, h.dataDir) {
+		t.Errorf("admin's failed snapshot = %d %s; want the whole message", code, body)
+	}
+	if got := scrubPaths(`tenant token may not DELETE /v1/volumes/a/v: mount /dev/loop3 on /mnt/volplugin/a/v failed`); got !=
+		`tenant token may not DELETE /v1/volumes/a/v: mount [path] on [path] failed` {
+		t.Errorf("scrubPaths = %q", got)
+	}
 }
