@@ -78,7 +78,7 @@ func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
 			}
 			writeJSON(w, status, ErrorBody{Error: err.Error(), Code: codeOf(status)})
 			if mutating {
-				s.audit.record(auditEntry{Who: "unauthenticated", Method: r.Method, Route: rt.Path, Path: r.URL.Path, Status: status})
+				s.audit.refuse(newEntry(r, rt, "unauthenticated", "", status))
 			}
 			return
 		}
@@ -90,7 +90,7 @@ func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
 			}
 			writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
 			if mutating {
-				s.audit.record(auditEntry{Who: tok.ID, Role: tok.Role, Method: r.Method, Route: rt.Path, Path: r.URL.Path, Status: status})
+				s.audit.refuse(newEntry(r, rt, tok.ID, tok.Role, status))
 			}
 			return
 		}

@@ -51,9 +51,12 @@ type Options struct {
 	// the first admin token if none exists.
 	Auth               bool
 	BootstrapTokenFile string
+	// AuditLog, if set, is a file that receives every audit entry as a JSON
+	// line (rotate it with logrotate: it is reopened when moved).
+	AuditLog string
 	// InsecureListenAny allows a non-loopback Listen without TLS client
-	// authentication (auth is not built yet: anyone who reaches the port can
-	// change everything).
+	// authentication (then anyone who reaches the port can try tokens, or
+	// change everything without --auth).
 	InsecureListenAny bool
 	// EtcdCA, EtcdCert and EtcdKey configure TLS to an external etcd.
 	EtcdCA, EtcdCert, EtcdKey string
@@ -134,11 +137,12 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	s, err := New(Config{
 		Client: cli, Keys: keys, Log: o.Log, Auth: o.Auth,
-		Backends: crud, Snapshotters: snaps,
+		Backends: crud, Snapshotters: snaps, AuditFile: o.AuditLog,
 	})
 	if err != nil {
 		return err
 	}
+	defer s.audit.file.Close()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := s.Run(rctx); err != nil {

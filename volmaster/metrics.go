@@ -42,6 +42,12 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { v, _ := s.cache.Counts(); return float64(v) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volmaster_policies", Help: "Policies known to volmaster."},
 			func() float64 { _, p := s.cache.Counts(); return float64(p) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "volmaster_audit_refused_total",
+			Help: "Requests refused before they ran (401, 403), kept apart from the audit log (GET /v1/audit?refused=true)."},
+			func() float64 { n, _ := s.audit.refusals(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "volmaster_audit_refusals_not_logged_total",
+			Help: "Refused requests left out of the log by its rate limit (10/s)."},
+			func() float64 { _, n := s.audit.refusals(); return float64(n) }),
 	)
 	return m
 }

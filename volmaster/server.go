@@ -39,8 +39,11 @@ type Config struct {
 	// Auth requires a bearer token with the right role on every non-public
 	// route.
 	Auth bool
-	// AuditSize is how many audit entries GET /v1/audit keeps (default 1000).
+	// AuditSize is how many audit entries GET /v1/audit keeps (default 1000),
+	// and how many refused requests.
 	AuditSize int
+	// AuditFile, if set, receives every audit entry as a JSON line.
+	AuditFile string
 	// EtcdTimeout bounds each etcd call (store.DefaultTimeout if zero).
 	EtcdTimeout time.Duration
 	// Now is the clock; time.Now if nil.
@@ -95,8 +98,12 @@ func New(cfg Config) (*Server, error) {
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		started:  cfg.Now(),
 		auth:     cfg.Auth,
-		audit:    newAuditLog(cfg.Log, cfg.AuditSize),
 	}
+	af, err := openAuditFile(cfg.AuditFile)
+	if err != nil {
+		return nil, err
+	}
+	s.audit = newAuditLog(cfg.Log, cfg.AuditSize, af)
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s)
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)

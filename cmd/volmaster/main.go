@@ -36,6 +36,7 @@ func main() {
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE` (its keyring, user admin)"},
 			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz and /metrics"},
 			&cli.StringFlag{Name: "bootstrap-token-file", Usage: "with --auth and no admin token yet: write a new admin token to `FILE`, which must not exist (default DATA-DIR/admin.token)"},
+			&cli.StringFlag{Name: "audit-log", Usage: "append every audit entry (mutating and refused requests) to `FILE` as a JSON line; reopened when logrotate moves it"},
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging (also switched live by the global config's Debug)"},
 		},
@@ -48,6 +49,7 @@ func main() {
 				CephConf: c.String("ceph-conf"),
 				EtcdCA:   c.String("etcd-ca"), EtcdCert: c.String("etcd-cert"), EtcdKey: c.String("etcd-key"),
 				InsecureListenAny: c.Bool("insecure-listen-any"), Auth: c.Bool("auth"), BootstrapTokenFile: c.String("bootstrap-token-file"),
+				AuditLog:                c.String("audit-log"),
 				EtcdCompactionRetention: c.Duration("etcd-compaction-retention"),
 				Log:                     log,
 				Started: func(api string, etcd []string) {

@@ -30,8 +30,13 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
 }
 
-// Audit returns the last mutating requests volmaster served.
-func (c *Client) Audit(ctx context.Context) (json.RawMessage, error) {
-	var out json.RawMessage
-	return out, c.do(ctx, http.MethodGet, "/v1/audit", nil, nil, &out)
+// Audit returns volmaster's kept audit entries, oldest first; with refused,
+// the requests it refused before they ran (admin only).
+func (c *Client) Audit(ctx context.Context, refused bool) ([]config.AuditEntry, error) {
+	var out []config.AuditEntry
+	var q url.Values
+	if refused {
+		q = url.Values{"refused": {"true"}}
+	}
+	return out, c.do(ctx, http.MethodGet, "/v1/audit", q, nil, &out)
 }

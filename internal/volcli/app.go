@@ -80,6 +80,7 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			supervisorCommand(e),
 			infoCommand(e),
 			tokenCommand(e),
+			auditCommand(e),
 		},
 		Action:                groupAction,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,
