@@ -26,6 +26,9 @@ var (
 	// a kind of ErrInUse, so checks for ErrInUse still match it; a mount lock
 	// held by another host is ErrInUse but never ErrBusy.
 	ErrBusy error = &kindError{msg: "busy", parent: ErrInUse}
+	// ErrTooMany marks a request over a limit of requests held at once
+	// (long polls): the same request may succeed once others are done.
+	ErrTooMany = errors.New("too many requests")
 	// ErrExpired marks a token past its expiry. A kind of ErrNotFound: an
 	// expired token authenticates nothing, like an unknown one.
 	ErrExpired error = &kindError{msg: "expired", parent: ErrNotFound}
@@ -50,6 +53,7 @@ const (
 	CodeExists      = "exists"
 	CodeInUse       = "in-use"
 	CodeBusy        = "busy"
+	CodeTooMany     = "too-many"
 	CodeUnavailable = "unavailable"
 	CodeInternal    = "internal"
 )
@@ -69,6 +73,8 @@ func ErrorCode(err error) string {
 		return CodeInUse
 	case errors.Is(err, ErrUnavailable):
 		return CodeUnavailable
+	case errors.Is(err, ErrTooMany):
+		return CodeTooMany
 	default:
 		return CodeInternal
 	}
@@ -90,6 +96,8 @@ func CodeError(code string) error {
 		return ErrBusy
 	case CodeUnavailable:
 		return ErrUnavailable
+	case CodeTooMany:
+		return ErrTooMany
 	default:
 		return nil
 	}

@@ -43,6 +43,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case config.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case config.CodeTooMany:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

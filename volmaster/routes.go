@@ -47,6 +47,7 @@ func Routes() []Route {
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/formatted", Host, (*Server).markFormatted, formattedOwner},
 		{"GET", "/v1/runtimes", List, (*Server).watchRuntimes, nil},
+		{"POST", "/v1/runtimes/watch", List, (*Server).watchRuntimesBody, nil},
 		{"GET", "/v1/global", Read, (*Server).getGlobal, nil},
 		{"PUT", "/v1/global", Admin, (*Server).putGlobal, nil},
 		{"GET", "/v1/uses", List, (*Server).listUses, nil},

@@ -136,13 +136,24 @@ func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.Runt
 // WaitRuntimes long-polls for runtime changes of refs after etcd revision
 // since (0: the current runtime of each at once), waiting up to wait; ctx
 // must allow for the wait.
+// The volumes go in the body (POST /v1/runtimes/watch), so any number up
+// to volmaster's limit fits; it is a read, so it carries no
+// Idempotency-Key.
 func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since int64, wait time.Duration) (config.RuntimeChanges, error) {
-	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "wait": {wait.String()}}
-	for _, r := range refs {
-		q.Add("volume", r.String())
+	q := struct {
+		Volumes []string `json:"volumes"`
+		Since   int64    `json:"since"`
+		Wait    string   `json:"wait"`
+	}{Volumes: make([]string, len(refs)), Since: since, Wait: wait.String()}
+	for i, r := range refs {
+		q.Volumes[i] = r.String()
+	}
+	body, err := json.Marshal(q)
+	if err != nil {
+		return config.RuntimeChanges{}, err
 	}
 	var out config.RuntimeChanges
-	return out, c.do(ctx, http.MethodGet, "/v1/runtimes", q, nil, &out)
+	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, false)
 }
 
 // PutRuntime replaces a volume's runtime options with a JSON document.
