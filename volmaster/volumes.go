@@ -236,7 +236,6 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rt)
 }
 
-
 func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
 	ref, err := refVar(r)
 	if err != nil {
