@@ -87,6 +87,7 @@ type faultEnv struct {
 	ttl                   int
 	logs                  []*proc
 	volmasterURLForPlugin string
+	vmExtra               []string // more volmaster flags (--ceph-conf)
 }
 
 type faultHost struct {
@@ -105,13 +106,15 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newFaultEnv(t *testing.T, plugin string, ttl int) *faultEnv {
+// newFaultEnv starts volmaster (with vmExtra flags) and uploads the global
+// config and the local policy policy1.
+func newFaultEnv(t *testing.T, plugin string, ttl int, vmExtra ...string) *faultEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the fault suite needs root for loop devices and mounts")
 	}
 	e := &faultEnv{t: t, data: t.TempDir(), listen: freePort(t), etcd: freePort(t), peer: freePort(t),
-		hosts: map[string]*faultHost{}, plugin: plugin, ttl: ttl}
+		hosts: map[string]*faultHost{}, plugin: plugin, ttl: ttl, vmExtra: vmExtra}
 	e.startVolmaster()
 	e.volmasterURLForPlugin = e.vm.URL
 	if _, errOut, code := volcli(t, e.vm.URL, fmt.Sprintf(`{"TTL": %d, "Timeout": 1}`, ttl), "global", "upload"); code != 0 {
@@ -128,6 +131,7 @@ func (e *faultEnv) startVolmaster() {
 	e.t.Helper()
 	args := []string{"--listen", e.listen, "--data-dir", e.data, "--mount-root", filepath.Join(e.data, "mnt"),
 		"--etcd-listen", "http://" + e.etcd, "--etcd-peer-listen", "http://" + e.peer}
+	args = append(args, e.vmExtra...)
 	p := startProc(e.t, "volmaster", args, "volmaster API", "etcd client URL")
 	e.vm = &volmaster{proc: p, URL: p.lines["volmaster API"], EtcdURL: p.lines["etcd client URL"]}
 	e.logs = append(e.logs, p)
@@ -465,6 +469,7 @@ func TestFaultSuite(t *testing.T) {
 	t.Run("halfOpenRenewal", faultHalfOpenRenewal)
 	t.Run("superblockZeroed", faultSuperblockZeroed)
 	t.Run("superblockZeroedUnmarked", faultSuperblockZeroedUnmarked)
+	t.Run("cephFencing", faultCephFencing)
 }
 
 // kill -9 of volplugin after the mount; restart within the TTL: the mount
