@@ -53,6 +53,17 @@ func faultCephFencing(t *testing.T) {
 	w := startSeqWriter(filepath.Join(mpA, "log"))
 	waitFor(t, 10*time.Second, "host A's first durable records", func() bool { return w.durable() >= 10 })
 
+	// A's handle on its image below the filesystem, opened while A owns it
+	// (rbd-fuse opens the image in open(2), which a fenced client never
+	// finishes): see the late writes below.
+	imgA, err := os.OpenFile(e.imageFile("hostA", vol), os.O_RDWR|syscall.O_DSYNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closing it asks the FUSE daemon too: bounded, as any call into a
+	// fenced rbd-fuse.
+	closeImgA := func() { _ = within(5*time.Second, imgA.Close) }
+	t.Cleanup(closeImgA)
 	var c faultCounts
 	before := blocklisted(t, conf)
 	_ = a.p.signal(syscall.SIGKILL)
@@ -104,18 +115,43 @@ func faultCephFencing(t *testing.T) {
 		w.durable(), lastOK.Sub(fenceStart).Round(time.Millisecond), mounted.Sub(lastOK).Round(time.Millisecond), w.firstErr())
 
 	// A's next writes must fail: the container's I/O path is fenced.
-	lateWrite := func(name string) {
+	// Once ext4 on A has seen the first refused write it is read-only, so
+	// A also writes below the filesystem: the image's first 512 bytes (the
+	// boot area, which ext4 leaves alone), with what B reads there, through
+	// A's rbd-fuse with O_DSYNC. Were A not fenced it would change nothing.
+	head := make([]byte, 512)
+	if err := within(30*time.Second, func() error {
+		f, err := os.Open(e.imageFile("hostB", vol))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.ReadAt(head, 0)
+		return err
+	}); err != nil {
+		t.Fatalf("host B reads its image: %v", err)
+	}
+	lateCheck := func(what string, err error) {
 		t.Helper()
-		err := writeSyncWithin(filepath.Join(mpA, name), bytes.Repeat([]byte("late"), 1024), 20*time.Second)
 		switch {
 		case err == nil:
 			c.DoubleMounts++
-			t.Errorf("host A wrote %s after it was fenced", name)
+			t.Errorf("host A's %s succeeded after it was fenced", what)
 		case errors.Is(err, errBlocked):
-			t.Logf("host A's write of %s blocked for 20 s (fenced rbd-fuse does not answer)", name)
+			// Not a second writer, but the container hangs instead of
+			// seeing its I/O path fenced.
+			t.Errorf("host A's %s blocked for 20 s instead of failing (fenced rbd-fuse does not answer)", what)
 		default:
-			t.Logf("host A's write of %s after the fence failed: %v", name, err)
+			t.Logf("host A's %s after the fence failed: %v", what, err)
 		}
+	}
+	lateWrite := func(name string) {
+		t.Helper()
+		lateCheck("write of "+name, writeSyncWithin(filepath.Join(mpA, name), bytes.Repeat([]byte("late"), 1024), 20*time.Second))
+		lateCheck("O_DSYNC write to its image", within(20*time.Second, func() error {
+			_, err := imgA.WriteAt(head, 0)
+			return err
+		}))
 	}
 	lateWrite("late1")
 
@@ -127,6 +163,7 @@ func faultCephFencing(t *testing.T) {
 		t.Errorf("host B's write: %v", err)
 	}
 	lateWrite("late2")
+	closeImgA()
 	durable := w.durableRecords()
 	verify := func(mp, when string) {
 		t.Helper()
@@ -175,6 +212,12 @@ func faultCephFencing(t *testing.T) {
 	c.LocksLost = e.lostLocks()
 	e.finishCeph(&c, vol)
 	recordRow(t, faultRow{Fault: "Ceph: kill -9 volplugin A, B takes over", Step: "A writes after the fence", Counts: c})
+}
+
+// imageFile is vol's image as host's rbd-fuse shows it.
+func (e *faultEnv) imageFile(host, vol string) string {
+	img := strings.Replace(vol, "/", ":", 1)
+	return filepath.Join(e.data, "run-"+host, "fuse", "rbd", img, img)
 }
 
 // finishCeph counts what the row left: vol's lock, loop devices and mounts
@@ -360,29 +403,32 @@ func compareRecords(got []byte, durable []int) (lost, extra int) {
 
 var errBlocked = errors.New("blocked")
 
-// writeSyncWithin writes data to path with write+fsync; errBlocked if that
-// has not returned within d (the goroutine stays blocked until the I/O path
-// answers or dies).
-func writeSyncWithin(path string, data []byte, d time.Duration) error {
+// within runs f and returns its error, or errBlocked if it has not returned
+// within d (its goroutine stays blocked until the I/O path answers or dies).
+func within(d time.Duration, f func() error) error {
 	ch := make(chan error, 1)
-	go func() {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			ch <- err
-			return
-		}
-		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
-		ch <- errors.Join(err, f.Close())
-	}()
+	go func() { ch <- f() }()
 	select {
 	case err := <-ch:
 		return err
 	case <-time.After(d):
 		return errBlocked
 	}
+}
+
+// writeSyncWithin writes data to path with write+fsync, within d.
+func writeSyncWithin(path string, data []byte, d time.Duration) error {
+	return within(d, func() error {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		return errors.Join(err, f.Close())
+	})
 }
 
 // rbdFusePIDs lists the live rbd-fuse processes whose PID files are under
