@@ -208,12 +208,21 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 	defer cancel()
 	v, err := d.cfg.API.Volume(ctx, ref)
 	if err != nil {
+		// Docker calls Get before every mount and unmount, also for a
+		// volume a container on this host has mounted already. Without
+		// volmaster (unreachable, timed out, 5xx) a second container must
+		// still join such a mount and a stopping container's unmount must
+		// still arrive (invariant 6), so this host answers for its own
+		// mounts. A volume volmaster says is gone is not answered for.
+		if !errors.Is(err, config.ErrNotFound) {
+			if resp := d.getMounted(req.Name, ref); resp != nil {
+				d.log.WithError(err).WithField("volume", ref.String()).Info("volmaster did not answer Get: answered from this host's mount")
+				return resp, nil
+			}
+		}
 		return nil, err
 	}
-	status := map[string]any{
-		"policy": v.Policy, "size": v.Create.Size, "filesystem": v.Create.Filesystem,
-		"backend": v.Backends.Mount, "policy-revision": v.PolicyRevision,
-	}
+	status := volumeStatus(&v)
 	if u, err := d.cfg.API.Use(ctx, ref); err == nil {
 		status["locked-by"] = u.Hostname
 		status["mounts"] = len(u.MountIDs)
@@ -222,6 +231,32 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 		Name: req.Name, Mountpoint: d.mountpoint(ref), Status: status,
 		CreatedAt: v.CreatedAt.Format(time.RFC3339),
 	}}, nil
+}
+
+func volumeStatus(v *config.Volume) map[string]any {
+	return map[string]any{
+		"policy": v.Policy, "size": v.Create.Size, "filesystem": v.Create.Filesystem,
+		"backend": v.Backends.Mount, "policy-revision": v.PolicyRevision,
+	}
+}
+
+// getMounted answers Get from this host's mount of ref (nil if ref is not
+// mounted here), saying that volmaster did not answer.
+func (d *Driver) getMounted(name string, ref config.VolumeRef) *volume.GetResponse {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.mounts[ref]
+	if m == nil {
+		return nil
+	}
+	status := volumeStatus(&m.vol)
+	status["locked-by"] = d.cfg.Host
+	status["mounts"] = len(m.ids)
+	status["volmaster"] = "unavailable: answered from this host's mount"
+	return &volume.GetResponse{Volume: &volume.Volume{
+		Name: name, Mountpoint: m.path, Status: status,
+		CreatedAt: m.vol.CreatedAt.Format(time.RFC3339),
+	}}
 }
 
 // List lists every volume volmaster knows.
