@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"net/http"
 	"os"
 	"os/user"
@@ -40,7 +41,11 @@ const DefaultSocketDir = "/run/docker/plugins"
 
 // Options are volplugin's command-line settings.
 type Options struct {
-	Volmaster  string
+	Volmaster string
+	// Insecure allows plain HTTP to a volmaster beyond loopback: its token
+	// and every answer it trusts (mkfs commands, mount options) would cross
+	// the network readable and forgeable.
+	Insecure   bool
 	PluginName string
 	SocketDir  string
 	// SocketGroup owns the socket (mode 0660): a group name or ID.
@@ -87,6 +92,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	gid, err := groupID(o.SocketGroup)
 	if err != nil {
+		return err
+	}
+	if err := checkVolmasterURL(o.Volmaster, o.Insecure); err != nil {
 		return err
 	}
 	var copts []client.Option
@@ -322,4 +330,24 @@ func startGlobal(ctx context.Context, api *client.Client, st hostState, log *log
 	}
 	log.WithError(err).Warn("volmaster unreachable at start and no saved configuration: using the defaults; new mounts wait for volmaster")
 	return config.DefaultGlobal(), false
+}
+
+// checkVolmasterURL refuses plain HTTP to a volmaster beyond loopback
+// unless insecure: whoever can forge its answers chooses what this host runs
+// as root (mkfs commands) and mounts.
+func checkVolmasterURL(raw string, insecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--volmaster %q must look like https://volmaster:9005: %w", raw, config.ErrInvalid)
+	}
+	if u.Scheme != "http" || insecure {
+		return nil
+	}
+	if h := u.Hostname(); h == "localhost" {
+		return nil
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--volmaster %s is plain HTTP beyond this host: use https:// (volmaster --tls-cert) "+
+		"or say --insecure (a trusted network only): %w", raw, config.ErrInvalid)
 }

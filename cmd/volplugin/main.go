@@ -23,6 +23,7 @@ func main() {
 		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
 		Flags: withEnv([]cli.Flag{
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
+			&cli.BoolFlag{Name: "insecure", Usage: "allow a plain http:// --volmaster beyond loopback (a trusted network only: tokens and answers cross it unprotected)"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
 			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
 			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or ID) that owns the socket with root (mode 0660); default: root's"},
@@ -52,7 +53,7 @@ func main() {
 				_ = c.Set("host-label", host)
 			}
 			return volplugin.Serve(ctx, volplugin.Options{
-				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
+				Volmaster: c.String("volmaster"), Insecure: c.Bool("insecure"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), StateDir: c.String("state-dir"), LocalDataDir: c.String("local-data-dir"),
 				Health: volplugin.HealthLimits{
 					MountFailures: c.Int("health-max-mount-failures"), RenewFailures: c.Int("health-max-renew-failures"),
