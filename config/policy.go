@@ -68,6 +68,8 @@ type Policy struct {
 	// NoExec mounts the policy's volumes noexec (every mount is nosuid and
 	// nodev already): nothing stored in them can be run.
 	NoExec bool `json:"noexec,omitempty"`
+	// Limits bound sizes, counts and snapshots of the policy's volumes.
+	Limits Limits `json:"limits,omitzero"`
 }
 
 // Backends names the backend used for each concern. CRUD and Snapshot are
@@ -215,6 +217,9 @@ func (p *Policy) Normalize() error {
 	if err := p.Create.validate(p.AllFilesystems()); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
+	if err := p.checkLimits(); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
 	if err := checkUnlocked(p.Backends.Mount, p.Unlocked, p.Ephemeral, p.Reclaim); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
@@ -292,4 +297,25 @@ func (c CreateOptions) validate(filesystems map[string]FSCommand) error {
 type PolicyRevision struct {
 	Revision int64     `json:"revision"`
 	Time     time.Time `json:"time"`
+}
+
+// checkLimits validates the limits and the policy's own defaults against
+// them.
+func (p *Policy) checkLimits() error {
+	if err := p.Limits.validate(); err != nil {
+		return err
+	}
+	if p.Create.Size != "" {
+		n, err := ParseSize(p.Create.Size)
+		if err != nil {
+			return err
+		}
+		if err := p.Limits.CheckSize(n); err != nil {
+			return fmt.Errorf("create.size: %w", err)
+		}
+	}
+	if err := p.Runtime.Validate(); err != nil {
+		return err
+	}
+	return p.Limits.CheckRuntime(p.Runtime)
 }

@@ -167,6 +167,18 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 	if err := v.Runtime.Validate(); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
 	}
+	if err := p.Limits.CheckRuntime(v.Runtime); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	if v.Create.Size != "" {
+		n, err := v.SizeBytes()
+		if err != nil {
+			return Volume{}, err
+		}
+		if err := p.Limits.CheckSize(n); err != nil {
+			return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+		}
+	}
 	return v, nil
 }
 

@@ -115,7 +115,7 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolume(ctx, v, h); err != nil {
+	if _, err := s.store.CreateVolumeWithin(ctx, v, h, pol.Policy.Limits); err != nil {
 		return config.Volume{}, err
 	}
 	if backend != nil {
@@ -227,6 +227,10 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.limits(ref.Policy).CheckRuntime(rt); err != nil {
+		writeError(w, fmt.Errorf("runtime of %s: %w", ref, err))
+		return
+	}
 	rev, err := s.store.PutRuntime(r.Context(), ref, rt)
 	if err != nil {
 		writeError(w, err)
@@ -269,7 +273,11 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 		return config.Volume{}, err
 	}
 	// Checked before taking the lock, and again on the record read under it.
-	if _, _, err := cur.Grow(size, s.now()); err != nil {
+	_, n, err := cur.Grow(size, s.now())
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if err := s.checkGrowth(ref, cur, n); err != nil {
 		return config.Volume{}, err
 	}
 	backend, err := s.crud(&cur)
@@ -352,4 +360,42 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	}
 	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
 	return grown, nil
+}
+
+// limits returns the current limits of a policy (none for a policy gone).
+func (s *Server) limits(policy string) config.Limits {
+	rec, err := s.cache.Policy(policy)
+	if err != nil {
+		return config.Limits{}
+	}
+	return rec.Policy.Limits
+}
+
+// checkGrowth refuses growing v to n bytes beyond its policy's limits: the
+// size of one volume, and the total of the policy's volumes.
+func (s *Server) checkGrowth(ref config.VolumeRef, v config.Volume, n int64) error {
+	lim := s.limits(ref.Policy)
+	if err := lim.CheckSize(n); err != nil {
+		return fmt.Errorf("resize %s: %w", ref, err)
+	}
+	if lim.MaxTotalSize == "" {
+		return nil
+	}
+	vols, err := s.cache.Volumes(ref.Policy)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, o := range vols {
+		if o.Name != ref.Name {
+			b, _ := o.SizeBytes()
+			total += b
+		}
+	}
+	// Counted as one more volume of n bytes, without the count limit.
+	lim.MaxVolumes = 0
+	if err := lim.CheckCount(0, total, n); err != nil {
+		return fmt.Errorf("resize %s: %w", ref, err)
+	}
+	return nil
 }

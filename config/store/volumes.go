@@ -70,6 +70,19 @@ func (s *Store) opLockPut(ref config.VolumeRef, op string, h Holder) (clientv3.O
 // caller creates the image next and then calls ReleaseOp, or RollbackCreate
 // if that fails.
 func (s *Store) CreateVolume(ctx context.Context, v config.Volume, h Holder) (int64, error) {
+	return s.CreateVolumeWithin(ctx, v, h, config.Limits{})
+}
+
+// quotaRetries bounds how often a create under a volume count or total size
+// limit is tried again when another volume of the policy changed between
+// the count and the write.
+const quotaRetries = 5
+
+// CreateVolumeWithin is CreateVolume that also keeps the policy's volumes
+// within lim's count and total size: the policy's records are counted and
+// the write commits only if none of them changed since, so two creates at
+// once cannot both take the last place.
+func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holder, lim config.Limits) (int64, error) {
 	ref := v.Ref()
 	rec, rt, err := s.encodeVolume(v)
 	if err != nil {
@@ -79,20 +92,49 @@ func (s *Store) CreateVolume(ctx context.Context, v config.Volume, h Holder) (in
 	if err != nil {
 		return 0, err
 	}
-	resp, err := s.txn(ctx, "create volume "+ref.String(),
-		[]clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
-		},
-		[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt), lockPut},
-		nil)
+	size, err := v.SizeBytes()
 	if err != nil {
 		return 0, err
 	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
+	for range quotaRetries {
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+		}
+		if lim.MaxVolumes > 0 || lim.MaxTotalSize != "" {
+			prefix := s.keys.VolumesOf(ref.Policy)
+			resp, err := s.get(ctx, "count volumes of "+ref.Policy, prefix, clientv3.WithPrefix())
+			if err != nil {
+				return 0, err
+			}
+			var total int64
+			for _, kv := range resp.Kvs {
+				var other config.Volume
+				if json.Unmarshal(kv.Value, &other) == nil {
+					n, _ := other.SizeBytes()
+					total += n
+				}
+			}
+			if err := lim.CheckCount(len(resp.Kvs), total, size); err != nil {
+				return 0, fmt.Errorf("volume %s: %w", ref, err)
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(prefix), "<", resp.Header.Revision+1).WithPrefix())
+		}
+		resp, err := s.txn(ctx, "create volume "+ref.String(), cmps,
+			[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt), lockPut},
+			[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
+		if err != nil {
+			return 0, err
+		}
+		if resp.Succeeded {
+			return resp.Header.Revision, nil
+		}
+		if len(rangeKvs(resp, 0)) > 0 || len(rangeKvs(resp, 1)) > 0 {
+			return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
+		}
+		// Another volume of the policy changed since the count: count again.
 	}
-	return resp.Header.Revision, nil
+	return 0, fmt.Errorf("volume %s: the policy's volumes kept changing while counted for its limits: %w", ref, config.ErrBusy)
 }
 
 // ReleaseOp drops the operation lock if h still holds it.
