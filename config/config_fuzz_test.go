@@ -382,3 +382,42 @@ func FuzzPolicyLimits(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFSCommand: whatever the allowlist accepts runs one of its programs,
+// gives it the device exactly once (none for false), and no word that could
+// name a file to read or write beside the device, or reach a shell.
+func FuzzFSCommand(f *testing.F) {
+	for _, s := range []string{
+		"mkfs.ext4 -m0 %", "mkfs.ext4 -m 0 %", "/sbin/mkfs.xfs -f -m crc=1 %", "mkfs.btrfs %", "/bin/false",
+		"sh -c id %", "mkfs.ext4 -d /etc %", "mkfs.ext4 % %", "mkfs.xfs -p /x %", "mkfs.ext4 -E root_owner=0:0 %",
+		"mkfs.ext4 -L a;b %", "/usr/bin/../../tmp/x %", "mkfs.ext4 -m", "false %",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cmd := FSCommand(strings.Split(s, " "))
+		if err := CheckFSCommand(cmd); err != nil {
+			mustInvalid(t, "CheckFSCommand", err)
+			return
+		}
+		base := cmd[0]
+		if i := strings.LastIndex(base, "/"); i >= 0 {
+			base = base[i+1:]
+		}
+		if _, ok := mkfsRules[base]; !ok {
+			t.Fatalf("accepted program %q", cmd[0])
+		}
+		devices := 0
+		for _, w := range cmd[1:] {
+			if w == DevicePlaceholder {
+				devices++
+			}
+			if strings.ContainsAny(w, "/;$`|&<> \t\n\\\"'*?~") {
+				t.Fatalf("accepted word %q in %q", w, s)
+			}
+		}
+		if want := map[bool]int{true: 1, false: 0}[mkfsRules[base].device]; devices != want {
+			t.Fatalf("accepted %q with %d devices", s, devices)
+		}
+	})
+}

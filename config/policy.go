@@ -202,8 +202,8 @@ func (p *Policy) Normalize() error {
 		if err := ValidateName("filesystem", fs); err != nil {
 			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
-		if len(cmd) == 0 || cmd[0] == "" {
-			return fmt.Errorf("policy %s: filesystem %s has an empty command: %w", p.Name, fs, ErrInvalid)
+		if err := CheckFSCommand(cmd); err != nil {
+			return fmt.Errorf("policy %s: filesystem %s: %w", p.Name, fs, err)
 		}
 	}
 	if p.Backends.CRUD != "" {

@@ -69,6 +69,11 @@ func (v *Volume) MkfsCommand() (FSCommand, error) {
 	if !ok {
 		return nil, fmt.Errorf("volume %s: filesystem %q has no command: %w", v.Ref(), v.Create.Filesystem, ErrInvalid)
 	}
+	// Checked again where it runs: a record written before the allowlist,
+	// or by anyone but volmaster, must not choose what runs as root.
+	if err := CheckFSCommand(cmd); err != nil {
+		return nil, fmt.Errorf("volume %s: filesystem %s: %w", v.Ref(), v.Create.Filesystem, err)
+	}
 	return cmd, nil
 }
 
