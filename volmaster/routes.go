@@ -26,7 +26,7 @@ type Route struct {
 func Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", Public, (*Server).healthz, nil},
-		{"GET", "/metrics", Public, (*Server).serveMetrics, nil},
+		{"GET", "/metrics", Read, (*Server).serveMetrics, nil},
 		{"GET", "/info", Read, (*Server).info, nil},
 		{"GET", "/v1/policies", List, (*Server).listPolicies, nil},
 		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy, nil},

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/bearer"
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/iolimit"
@@ -75,7 +76,10 @@ type Options struct {
 	TLSCA, TLSCert, TLSKey string
 	// MetricsListen is the loopback address of GET /metrics ("" for none).
 	MetricsListen string
-	Log           *logrus.Logger
+	// MetricsTokenFile, if set, holds the bearer token GET /metrics
+	// requires: without it any local user reads the metrics.
+	MetricsTokenFile string
+	Log              *logrus.Logger
 	// MetricsStarted, if set, is called with the metrics URL.
 	MetricsStarted func(url string)
 	// Started, if set, is called with the socket path once it listens.
@@ -178,11 +182,15 @@ func Serve(ctx context.Context, o Options) error {
 		d.saveState(o.Log)
 	}
 	if o.MetricsListen != "" {
+		tok, err := bearer.FromFile(o.MetricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
 		ln, err := net.Listen("tcp", o.MetricsListen)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
 		}
-		hs := &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: bearer.Require(tok, d.metrics.handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
 		if o.MetricsStarted != nil {

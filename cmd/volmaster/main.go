@@ -34,7 +34,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA `FILE` (mutual TLS)"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE` (its keyring, user admin)"},
-			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz and /metrics"},
+			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz (/metrics takes a read-only token)"},
 			&cli.StringFlag{Name: "bootstrap-token-file", Usage: "with --auth and no admin token yet: write a new admin token to `FILE`, which must not exist (default DATA-DIR/admin.token)"},
 			&cli.StringFlag{Name: "audit-log", Usage: "append every audit entry (mutating and refused requests) to `FILE` as a JSON line; reopened when logrotate moves it"},
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
