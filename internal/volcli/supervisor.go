@@ -47,8 +47,8 @@ func supervisorStatus(k *call) error {
 		if st.Leading {
 			role = "LEADER"
 		}
-		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\n",
-			st.Name, role, lastRun(st), st.Taken, st.Pruned, st.Removed)
+		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\tpurged %d\n",
+			st.Name, role, lastRun(st), st.Taken, st.Pruned, st.Removed, st.Purged)
 		if st.LastError != "" {
 			fmt.Fprintf(&b, "  last error: %s\n", st.LastError)
 		}
@@ -107,7 +107,7 @@ func volumeReclaim(k *call) error {
 			lines = append(lines, fmt.Sprintf("kept %s: %s", r.Volume, r.Reason))
 			continue
 		}
-		if err := k.api.RemoveVolume(ctx, r.Volume, false); err != nil {
+		if _, err := k.api.RemoveVolume(ctx, r.Volume, config.RemoveOptions{}); err != nil {
 			return k.fail(fmt.Errorf("reclaim %s: %w", r.Volume, err), "")
 		}
 		removed = append(removed, r.Volume)
