@@ -20,13 +20,12 @@ import (
 // the entry purging (so no restore can start on a half-purged image), then
 // deletes it once the image is gone.
 
-// FinishTrash moves the record of a volume whose image went to the trash
-// (e.handle) into trash entry e and drops the operation lock, in one
+// FinishTrash moves the record of volume ref, whose image went to the
+// trash (e.Handle), into trash entry e and drops the operation lock, in one
 // transaction that requires h to hold the lock, the record to be the one
 // read and guard. It fills e.Volume, e.Snapshots and e.Usage from etcd and
 // returns the entry and the revision.
-func (s *Store) FinishTrash(ctx context.Context, e config.TrashEntry, h Holder, guard ...clientv3.Cmp) (config.TrashEntry, int64, error) {
-	ref := e.Ref()
+func (s *Store) FinishTrash(ctx context.Context, ref config.VolumeRef, e config.TrashEntry, h Holder, guard ...clientv3.Cmp) (config.TrashEntry, int64, error) {
 	tref := config.TrashRef{Volume: ref, ID: e.ID}
 	if err := tref.Validate(); err != nil {
 		return config.TrashEntry{}, 0, err

@@ -184,18 +184,17 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 		}
 		e.Handle = handle
 	}
-	e.Volume = *v
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	stored, rev, err := t.Store.FinishTrash(cctx, e, h, guard...)
+	stored, rev, err := t.Store.FinishTrash(cctx, ref, e, h, guard...)
 	if err == nil {
 		return Removed{Revision: rev, Trash: &stored}, nil
 	}
 	if b != nil {
 		// Committed after all (an answer lost on the way)? Then the entry
 		// is there and the image must stay in the trash.
-		if _, _, gerr := t.Store.GetTrash(cctx, config.TrashRef{Volume: ref, ID: e.ID}); gerr == nil {
-			return Removed{Trash: &e}, nil
+		if got, _, gerr := t.Store.GetTrash(cctx, config.TrashRef{Volume: ref, ID: e.ID}); gerr == nil {
+			return Removed{Trash: &got}, nil
 		}
 		start := time.Now()
 		rerr := b.Restore(cctx, sv, e.Handle)
