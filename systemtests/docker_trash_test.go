@@ -1,0 +1,63 @@
+package systemtests
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volplugin/volplugin/systemtests/dockertest"
+)
+
+// docker volume rm with a real dockerd moves the volume to the trash;
+// volcli volume trash restore brings it back and a new container reads the
+// file written before. A protected volume is refused by docker volume rm
+// with the volcli command that removes it.
+func TestDockerVolumeRmRestore(t *testing.T) {
+	if os.Geteuid() != 0 {
+		dockertest.SkipOrFail(t, "needs root for dockerd, loop devices and mounts")
+	}
+	data := t.TempDir()
+	vm := startVolmaster(t, data)
+	if _, e, code := volcli(t, vm.URL, `{"backend":"local","create":{"size":"32MB"}}`, "policy", "upload", "policy1"); code != 0 {
+		t.Fatalf("policy upload: %s", e)
+	}
+	plugin := "vpsys-trash"
+	startVolplugin(t, vm, data, plugin, "hostA")
+	d := dockertest.Start(t, "vp-trash")
+	img := d.Image(t)
+
+	docker(t, d, "volume", "create", "-d", plugin, "policy1/db")
+	docker(t, d, "run", "--rm", "-v", "policy1/db:/data", img, "sh", "-c", "echo precious > /data/f && sync")
+	docker(t, d, "volume", "rm", "policy1/db")
+	if _, err := os.Stat(filepath.Join(data, "local", "images", "policy1", "db.img")); !os.IsNotExist(err) {
+		t.Errorf("image under its name after docker volume rm: %v", err)
+	}
+	out, e, code := volcli(t, vm.URL, "", "volume", "trash", "list")
+	if code != 0 || !strings.HasPrefix(out, "policy1/db\t") {
+		t.Fatalf("trash list after docker volume rm: exit %d %q %s", code, out, e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "trash", "restore", "policy1/db"); code != 0 {
+		t.Fatalf("trash restore: %s", e)
+	}
+	if got := docker(t, d, "run", "--rm", "-v", "policy1/db:/data", img, "cat", "/data/f"); got != "precious\n" {
+		t.Fatalf("after the restore a container read %q", got)
+	}
+
+	docker(t, d, "volume", "create", "-d", plugin, "policy1/keep", "-o", "protect=true")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, errOut, err := d.Docker(ctx, "volume", "rm", "policy1/keep")
+	if err == nil || !strings.Contains(errOut, "volcli volume remove --unprotect policy1/keep") {
+		t.Fatalf("docker volume rm of a protected volume: %v %q, want a refusal naming volcli volume remove --unprotect", err, errOut)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "get", "policy1/keep"); code != 0 {
+		t.Fatalf("protected volume gone after the refused rm: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "remove", "--unprotect", "policy1/keep"); code != 0 {
+		t.Fatalf("volume remove --unprotect: %s", e)
+	}
+	docker(t, d, "volume", "rm", "policy1/db")
+}
