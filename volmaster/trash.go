@@ -162,6 +162,8 @@ func (s *Server) restoreTrash(w http.ResponseWriter, r *http.Request) {
 	ops.Timeout = s.timeout()
 	v, rev, err := ops.Restore(r.Context(), tref, h)
 	if err != nil {
+		// The caller reads its own (undone) write: no volume.
+		s.settle(r.Context(), rev)
 		writeError(w, backendErr(err))
 		return
 	}

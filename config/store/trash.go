@@ -259,18 +259,21 @@ func (s *Store) BeginPurge(ctx context.Context, tref config.TrashRef, guard ...c
 		if err != nil {
 			return config.TrashEntry{}, err
 		}
-		if e.Purging && len(guard) == 0 {
-			return e, nil
-		}
-		e.Purging = true
-		b, err := json.Marshal(e)
-		if err != nil {
-			return config.TrashEntry{}, err
-		}
 		key := s.keys.Trash(tref)
+		var then []clientv3.Op
+		if !e.Purging {
+			// Marked once; a purge tried again only checks the guard (a
+			// transaction without writes adds no revision).
+			e.Purging = true
+			b, err := json.Marshal(e)
+			if err != nil {
+				return config.TrashEntry{}, err
+			}
+			then = []clientv3.Op{clientv3.OpPut(key, string(b))}
+		}
 		resp, err := s.txn(ctx, "purge "+tref.String(),
 			append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", modRev)}, guard...),
-			[]clientv3.Op{clientv3.OpPut(key, string(b))}, []clientv3.Op{clientv3.OpGet(key)})
+			then, []clientv3.Op{clientv3.OpGet(key)})
 		if err != nil {
 			return config.TrashEntry{}, err
 		}

@@ -19,7 +19,8 @@ import (
 // (config.ErrExists) while a volume of that name exists, and an entry being
 // purged. The records are written first, under the operation lock (mounts
 // wait), then the image is restored; if that fails the records go back
-// into the trash entry.
+// into the trash entry (and the revision returned with the error is that
+// of the rollback, for a caller that waits for its own writes).
 func (t *Ops) Restore(ctx context.Context, tref config.TrashRef, h store.Holder) (config.Volume, int64, error) {
 	if err := tref.Validate(); err != nil {
 		return config.Volume{}, 0, err
@@ -32,10 +33,11 @@ func (t *Ops) Restore(ctx context.Context, tref config.TrashRef, h store.Holder)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	rollback := func(err error) (config.Volume, int64, error) {
-		if _, rerr := t.Store.RollbackRestore(cctx, e, h); rerr != nil {
+		rev, rerr := t.Store.RollbackRestore(cctx, e, h)
+		if rerr != nil {
 			err = errors.Join(err, fmt.Errorf("putting %s back into the trash: %w", tref, rerr))
 		}
-		return config.Volume{}, 0, err
+		return config.Volume{}, rev, err
 	}
 	if e.Handle != "" {
 		b, sv, err := t.crud(&e.Volume)
