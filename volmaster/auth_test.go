@@ -125,6 +125,14 @@ func TestAuthMatrix(t *testing.T) {
 	lockBody := fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m1"}`, lease.ID)
 	var victim config.NewToken
 	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/tokens", `{"role":"read-only"}`)), &victim)
+	// Two volumes in the trash: one to restore, one to purge.
+	trashed := map[string]string{}
+	for _, n := range []string{"t1", "t2"} {
+		h.mustAs(t, "admin", 201, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":"a","name":%q}`, n))
+		var e config.TrashEntry
+		_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 200, "DELETE", "/v1/volumes/a/"+n, "")), &e)
+		trashed[n] = "/v1/trash/a/" + n + "/" + e.ID
+	}
 
 	type call struct {
 		method, path, body string
@@ -150,6 +158,8 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/leases/{id}":                                 {"DELETE", fmt.Sprintf("/v1/leases/%d", lease.ID), "", "host", nil},
 		"POST /v1/tokens":                                        {"POST", "/v1/tokens", `{"role":"host","host":"h9"}`, "admin", nil},
 		"DELETE /v1/tokens/{id}":                                 {"DELETE", "/v1/tokens/" + victim.ID, "", "admin", nil},
+		"POST /v1/trash/{policy}/{name}/{id}/restore":            {"POST", trashed["t1"] + "/restore", "", "tenant-a", nil},
+		"DELETE /v1/trash/{policy}/{name}/{id}":                  {"DELETE", trashed["t2"], "", "tenant-a", nil},
 	}
 	// The order matters only where one call consumes another's object.
 	order := []string{
@@ -159,6 +169,7 @@ func TestAuthMatrix(t *testing.T) {
 		"PUT /v1/volumes/{policy}/{name}/formatted",
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",
 		"PUT /v1/leases/{id}", "DELETE /v1/leases/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
+		"POST /v1/trash/{policy}/{name}/{id}/restore", "DELETE /v1/trash/{policy}/{name}/{id}",
 	}
 	hostRoute := map[string]bool{}
 	for _, rt := range Routes() {
@@ -437,6 +448,12 @@ func TestTenantListsAreFiltered(t *testing.T) {
 		t.Errorf("tenant-b lists %v", refs)
 	}
 
+	// A removed volume in each policy, for the trash list.
+	for _, ref := range []string{"a/gone", "bpolicy/gone"} {
+		p, n, _ := strings.Cut(ref, "/")
+		h.mustAs(t, "admin", 201, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":%q,"name":%q}`, p, n))
+		h.mustAs(t, "admin", 200, "DELETE", "/v1/volumes/"+ref, "")
+	}
 	// Every List route: the other policy's name shows up for the admin
 	// (so the check can fail) and never for the tenant, in any form.
 	for _, rt := range Routes() {

@@ -110,12 +110,13 @@ func trashRefVar(r *http.Request) (config.TrashRef, error) {
 
 // listTrash lists the trash entries (all, or one policy's with
 // ?policy=, or one volume name's with ?policy= and ?name=) that the
-// caller may see.
+// caller may see. Entries are always whole (?detail= is accepted, as on
+// the other lists, and changes nothing).
 func (s *Server) listTrash(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
-		if k != "policy" && k != "name" {
-			writeError(w, errInvalidf("unknown parameter %q (policy, name)", k))
+		if k != "policy" && k != "name" && k != "detail" {
+			writeError(w, errInvalidf("unknown parameter %q (policy, name, detail)", k))
 			return
 		}
 	}
