@@ -2,6 +2,7 @@ package systemtests
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,4 +61,29 @@ func TestDockerVolumeRmRestore(t *testing.T) {
 		t.Fatalf("volume remove --unprotect: %s", e)
 	}
 	docker(t, d, "volume", "rm", "policy1/db")
+}
+
+// removeForGood removes ref (to the trash) and purges its trash entries, so
+// that a test on the shared Ceph cluster leaves nothing in the rbd trash. It
+// returns the remove's stderr and exit code; purge failures fail the test.
+func removeForGood(tb testing.TB, url, ref string) (string, int) {
+	tb.Helper()
+	_, e, code := volcli(tb, url, "", "volume", "remove", ref)
+	if code != 0 {
+		return e, code
+	}
+	out, e, lcode := volcli(tb, url, "", "--json", "volume", "trash", "list", ref)
+	var entries []struct {
+		ID string `json:"id"`
+	}
+	if lcode != 0 || json.Unmarshal([]byte(out), &entries) != nil {
+		tb.Errorf("trash list %s: exit %d %s %s", ref, lcode, out, e)
+		return "", 0
+	}
+	for _, en := range entries {
+		if _, e, pcode := volcli(tb, url, "", "volume", "trash", "purge", ref, en.ID); pcode != 0 {
+			tb.Errorf("trash purge %s %s: %s", ref, en.ID, e)
+		}
+	}
+	return "", 0
 }
