@@ -11,6 +11,14 @@ import (
 	"github.com/volplugin/volplugin/internal/volops"
 )
 
+// volOps is the server's volume operations with the current global
+// timeout for each backend call.
+func (s *Server) volOps() *volops.Ops {
+	ops := *s.ops
+	ops.Timeout = s.timeout()
+	return &ops
+}
+
 // boolQuery parses an optional true/false query parameter.
 func boolQuery(r *http.Request, name string) (bool, error) {
 	v := r.URL.Query().Get(name)
@@ -79,8 +87,7 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef, opts co
 	if err != nil {
 		return nil, err
 	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
+	ops := s.volOps()
 	check := volops.Manual
 	if opts.Unprotect {
 		check = volops.Unprotect
@@ -159,8 +166,7 @@ func (s *Server) restoreTrash(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
+	ops := s.volOps()
 	v, rev, err := ops.Restore(r.Context(), tref, h)
 	if err != nil {
 		// The caller reads its own (undone) write: no volume.
@@ -179,8 +185,7 @@ func (s *Server) purgeTrash(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
+	ops := s.volOps()
 	rev, err := ops.Purge(r.Context(), tref)
 	if err != nil {
 		writeError(w, backendErr(err))
