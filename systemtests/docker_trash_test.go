@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/volplugin/volplugin/systemtests/dockertest"
 )
 
 // docker volume rm with a real dockerd moves the volume to the trash;
@@ -17,17 +15,8 @@ import (
 // file written before. A protected volume is refused by docker volume rm
 // with the volcli command that removes it.
 func TestDockerVolumeRmRestore(t *testing.T) {
-	if os.Geteuid() != 0 {
-		dockertest.SkipOrFail(t, "needs root for dockerd, loop devices and mounts")
-	}
-	data := t.TempDir()
-	vm := startVolmaster(t, data)
-	if _, e, code := volcli(t, vm.URL, `{"backend":"local","create":{"size":"32MB"}}`, "policy", "upload", "policy1"); code != 0 {
-		t.Fatalf("policy upload: %s", e)
-	}
 	plugin := "vpsys-trash"
-	startVolplugin(t, vm, data, plugin, "hostA")
-	d := dockertest.Start(t, "vp-trash")
+	vm, _, d, data := startDockerStack(t, plugin, "vp-trash")
 	img := d.Image(t)
 
 	docker(t, d, "volume", "create", "-d", plugin, "policy1/db")
