@@ -570,7 +570,7 @@ func TestForceRemoveIsAdminOnly(t *testing.T) {
 	if after := h.dump(t); !reflect.DeepEqual(before, after) {
 		t.Error("refused forced removes changed etcd")
 	}
-	h.mustAs(t, "tenant-a", 204, "DELETE", "/v1/volumes/a/w?force=false", "")
+	h.mustAs(t, "tenant-a", 200, "DELETE", "/v1/volumes/a/w?force=false", "") // to the trash
 	h.mustAs(t, "admin", 204, "DELETE", "/v1/volumes/a/v?force=true", "")
 }
 
@@ -597,4 +597,23 @@ func TestErrorsToTenantsHaveNoHostPaths(t *testing.T) {
 		`tenant token may not DELETE /v1/volumes/a/v: mount [path] on [path] failed` {
 		t.Errorf("scrubPaths = %q", got)
 	}
+}
+
+// unprotect=true is refused for host tokens: docker volume rm never removes
+// a protected volume, whatever a host sends; a tenant of the policy may.
+func TestUnprotectIsNotForHosts(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v","options":{"protect":"true"}}`)
+	before := h.dump(t)
+	if code, body := h.as(t, "host-pa", "DELETE", "/v1/volumes/a/v?unprotect=true", ""); code != 403 || !strings.Contains(body, "not for host tokens") {
+		t.Errorf("host DELETE ?unprotect=true = %d %s, want 403", code, body)
+	}
+	if body := h.mustAs(t, "host-pa", 409, "DELETE", "/v1/volumes/a/v", ""); !strings.Contains(body, "volcli volume remove --unprotect a/v") {
+		t.Errorf("host DELETE of a protected volume: %s", body)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Error("refused removes changed etcd")
+	}
+	h.mustAs(t, "tenant-a", 200, "DELETE", "/v1/volumes/a/v?unprotect=true", "")
 }

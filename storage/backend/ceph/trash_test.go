@@ -82,7 +82,7 @@ func TestTrashRestorePurge(t *testing.T) {
 	if err := b.Unmount(ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
+	if _, err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
 		t.Fatal(err)
 	}
 	// A copy protects the snapshot; flattened, it leaves no clone behind.

@@ -31,7 +31,7 @@ func TestTrashRestorePurge(t *testing.T) {
 		t.Fatalf("Trash(mounted) = %v, want ErrInUse", err)
 	}
 	mustUnmount(t, b, v)
-	if err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
+	if _, err := b.CreateSnapshot(ctx, v, "s1"); err != nil {
 		t.Fatal(err)
 	}
 	h1, err := b.Trash(ctx, v, time.Hour)
