@@ -24,11 +24,10 @@ func docker(t *testing.T, d *dockertest.Daemon, args ...string) string {
 	return out
 }
 
-// startDockerStack starts volmaster with policy1 (local, 32MB), volplugin
-// serving plugin as hostA, and a private dockerd named daemon; it returns
-// them and the data directory.
-func startDockerStack(t *testing.T, plugin, daemon string) (*volmaster, *proc, *dockertest.Daemon, string) {
-	t.Helper()
+// The plugin as Docker users touch it, with a real dockerd: create with an
+// option, write in one container, read in another, two containers at once,
+// ls/inspect, rm removes the image too.
+func TestDockerVolumeLifecycle(t *testing.T) {
 	if os.Geteuid() != 0 {
 		dockertest.SkipOrFail(t, "needs root for dockerd, loop devices and mounts")
 	}
@@ -37,16 +36,9 @@ func startDockerStack(t *testing.T, plugin, daemon string) (*volmaster, *proc, *
 	if _, e, code := volcli(t, vm.URL, `{"backend":"local","create":{"size":"32MB"}}`, "policy", "upload", "policy1"); code != 0 {
 		t.Fatalf("policy upload: %s", e)
 	}
-	vp := startVolplugin(t, vm, data, plugin, "hostA")
-	return vm, vp, dockertest.Start(t, daemon), data
-}
-
-// The plugin as Docker users touch it, with a real dockerd: create with an
-// option, write in one container, read in another, two containers at once,
-// ls/inspect, rm removes the image too.
-func TestDockerVolumeLifecycle(t *testing.T) {
 	plugin := "vpsys-life"
-	vm, vp, d, data := startDockerStack(t, plugin, "vp-life")
+	vp := startVolplugin(t, vm, data, plugin, "hostA")
+	d := dockertest.Start(t, "vp-life")
 	img := d.Image(t)
 
 	docker(t, d, "volume", "create", "-d", plugin, "policy1/db", "-o", "size=64MB")
