@@ -2,6 +2,7 @@ package volmaster
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -71,4 +72,23 @@ func TestRemoveProtected(t *testing.T) {
 		}
 	}
 	h.must(t, 200, "DELETE", "/v1/volumes/p/v?unprotect=true", "")
+}
+
+// unprotect=true is refused for host tokens: docker volume rm never removes
+// a protected volume, whatever a host sends; a tenant of the policy may.
+func TestUnprotectIsNotForHosts(t *testing.T) {
+	h := startAuth(t)
+	h.mustAs(t, "admin", 200, "PUT", "/v1/policies/a", localPolicy)
+	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v","options":{"protect":"true"}}`)
+	before := h.dump(t)
+	if code, body := h.as(t, "host-pa", "DELETE", "/v1/volumes/a/v?unprotect=true", ""); code != 403 || !strings.Contains(body, "not for host tokens") {
+		t.Errorf("host DELETE ?unprotect=true = %d %s, want 403", code, body)
+	}
+	if body := h.mustAs(t, "host-pa", 409, "DELETE", "/v1/volumes/a/v", ""); !strings.Contains(body, "volcli volume remove --unprotect a/v") {
+		t.Errorf("host DELETE of a protected volume: %s", body)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Error("refused removes changed etcd")
+	}
+	h.mustAs(t, "tenant-a", 200, "DELETE", "/v1/volumes/a/v?unprotect=true", "")
 }
