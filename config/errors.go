@@ -32,6 +32,10 @@ var (
 	// ErrExpired marks a token past its expiry. A kind of ErrNotFound: an
 	// expired token authenticates nothing, like an unknown one.
 	ErrExpired error = &kindError{msg: "expired", parent: ErrNotFound}
+	// ErrProtected marks the remove of a protected volume (policy or volume
+	// option "protect") without the explicit unprotect that volcli volume
+	// remove --unprotect sends. A kind of ErrInUse (409).
+	ErrProtected error = &kindError{msg: "protected", parent: ErrInUse}
 	// ErrSchema marks an etcd key layout this build cannot work with: newer
 	// than its own, an unknown schema value, or one it failed to migrate.
 	ErrSchema = errors.New("unsupported etcd schema")
@@ -54,6 +58,7 @@ const (
 	CodeInUse       = "in-use"
 	CodeBusy        = "busy"
 	CodeTooMany     = "too-many"
+	CodeProtected   = "protected"
 	CodeUnavailable = "unavailable"
 	CodeInternal    = "internal"
 )
@@ -69,6 +74,8 @@ func ErrorCode(err error) string {
 		return CodeExists
 	case errors.Is(err, ErrBusy):
 		return CodeBusy
+	case errors.Is(err, ErrProtected):
+		return CodeProtected
 	case errors.Is(err, ErrInUse):
 		return CodeInUse
 	case errors.Is(err, ErrUnavailable):
@@ -94,6 +101,8 @@ func CodeError(code string) error {
 		return ErrInUse
 	case CodeBusy:
 		return ErrBusy
+	case CodeProtected:
+		return ErrProtected
 	case CodeUnavailable:
 		return ErrUnavailable
 	case CodeTooMany:

@@ -56,14 +56,20 @@ type Policy struct {
 	Name string `json:"name"`
 	// Backend is the original shorthand for setting all of Backends; Normalize
 	// folds it in and clears it.
-	Backend     string               `json:"backend,omitempty"`
-	Backends    Backends             `json:"backends"`
-	Driver      Driver               `json:"driver"`
-	Create      CreateOptions        `json:"create"`
-	Runtime     RuntimeOptions       `json:"runtime"`
-	Unlocked    bool                 `json:"unlocked,omitempty"`
-	Ephemeral   bool                 `json:"ephemeral,omitempty"`
-	Reclaim     Reclaim              `json:"reclaim,omitzero"`
+	Backend   string         `json:"backend,omitempty"`
+	Backends  Backends       `json:"backends"`
+	Driver    Driver         `json:"driver"`
+	Create    CreateOptions  `json:"create"`
+	Runtime   RuntimeOptions `json:"runtime"`
+	Unlocked  bool           `json:"unlocked,omitempty"`
+	Ephemeral bool           `json:"ephemeral,omitempty"`
+	Reclaim   Reclaim        `json:"reclaim,omitzero"`
+	// Protect: its volumes are never removed by docker volume rm or prune
+	// (volplugin) nor by volsupervisor; only volcli volume remove
+	// --unprotect removes one.
+	Protect bool `json:"protect,omitempty"`
+	// Trash configures how long its removed volumes stay restorable.
+	Trash       TrashSettings        `json:"trash,omitzero"`
 	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
 	// NoExec mounts the policy's volumes noexec (every mount is nosuid and
 	// nodev already): nothing stored in them can be run.
@@ -221,6 +227,12 @@ func (p *Policy) Normalize() error {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
 	if err := checkUnlocked(p.Backends.Mount, p.Unlocked, p.Ephemeral, p.Reclaim); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
+	if err := checkProtect(p.Protect, p.Ephemeral); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
+	if err := p.Trash.validate(); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
 	if err := p.Runtime.Validate(); err != nil {

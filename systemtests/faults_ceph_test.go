@@ -262,7 +262,9 @@ func (e *faultEnv) removeCephVolume(vol string, force bool) bool {
 	var errOut string
 	waitForQuiet(t, 60*time.Second, func() bool {
 		var code int
-		_, errOut, code = volcli(t, e.vm.URL, "", "volume", "remove", vol)
+		// Removed into the trash, then purged: nothing stays in the shared
+		// cluster's rbd trash.
+		errOut, code = removeForGood(t, e.vm.URL, vol)
 		return code == 0
 	})
 	if errOut != "" {

@@ -463,6 +463,8 @@ func TestFaultSuite(t *testing.T) {
 	t.Run("superblockZeroed", faultSuperblockZeroed)
 	t.Run("superblockZeroedUnmarked", faultSuperblockZeroedUnmarked)
 	t.Run("cephFencing", faultCephFencing)
+	t.Run("removeThenRestore", faultRemoveThenRestore)
+	t.Run("removeProtected", faultRemoveProtected)
 }
 
 // kill -9 of volplugin after the mount; restart within the TTL: the mount

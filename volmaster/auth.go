@@ -145,6 +145,11 @@ func (s *Server) permit(rt Route, t config.Token, r *http.Request) (policyFilter
 		// could orphan an image for good and take its name with it.
 		return deny("force (removing the records without the image) is for admin tokens only")
 	}
+	if t.Role == config.RoleHost && flagged(r, "unprotect") {
+		// docker volume rm and prune never remove a protected volume,
+		// whatever a host sends.
+		return deny("unprotect (removing a protected volume) is not for host tokens: use volcli with an admin or tenant token")
+	}
 	switch t.Role {
 	case config.RoleAdmin:
 		return all, nil
@@ -394,8 +399,12 @@ func requestPolicy(rt Route, r *http.Request) (string, error) {
 
 // forced tells whether a request asks for force: any force parameter but a
 // false one (the handler refuses one that is not a boolean).
-func forced(r *http.Request) bool {
-	v, ok := r.URL.Query()["force"]
+func forced(r *http.Request) bool { return flagged(r, "force") }
+
+// flagged tells whether a request sets the boolean parameter name: any
+// value but a false one.
+func flagged(r *http.Request, name string) bool {
+	v, ok := r.URL.Query()[name]
 	if !ok {
 		return false
 	}

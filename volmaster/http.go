@@ -39,7 +39,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case config.CodeNotFound:
 		return http.StatusNotFound
-	case config.CodeExists, config.CodeInUse, config.CodeBusy:
+	case config.CodeExists, config.CodeInUse, config.CodeBusy, config.CodeProtected:
 		return http.StatusConflict
 	case config.CodeUnavailable:
 		return http.StatusServiceUnavailable

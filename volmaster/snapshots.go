@@ -45,8 +45,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
+	ops := s.volOps()
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
 		writeError(w, backendErr(err))

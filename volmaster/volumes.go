@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -144,57 +142,6 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	s.settle(ctx, rev)
 	s.log.WithField("volume", ref.String()).Info("volume created")
 	return v, nil
-}
-
-func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) {
-	ref, err := refVar(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	force := false
-	if f := r.URL.Query().Get("force"); f != "" {
-		if force, err = strconv.ParseBool(f); err != nil {
-			writeError(w, errInvalidf("force=%q must be true or false", f))
-			return
-		}
-	}
-	if force {
-		rev, err := s.store.ForceRemove(r.Context(), ref)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		s.settle(r.Context(), rev)
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	if err := s.RemoveVolume(r.Context(), ref); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// RemoveVolume destroys the image and then the record of a volume that is not
-// mounted anywhere and whose last mount, if any, has a recorded unmount (a
-// volume whose host died with it mounted is ErrInUse until an operator runs
-// volcli use force-remove). If the image cannot be destroyed the record
-// stays.
-func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
-	h, err := s.holder(ctx)
-	if err != nil {
-		return err
-	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
-	rev, err := ops.Remove(ctx, ref, volops.Manual, h)
-	if err != nil {
-		return backendErr(err)
-	}
-	s.settle(ctx, rev)
-	s.log.WithField("volume", ref.String()).Info("volume removed")
-	return nil
 }
 
 func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) {

@@ -173,8 +173,9 @@ func (d *Driver) Create(req *volume.CreateRequest) error {
 	return nil
 }
 
-// Remove removes the volume through volmaster, which refuses while it is
-// mounted on any host.
+// Remove removes the volume through volmaster, which moves it to the trash
+// (volcli volume trash restore brings it back) and refuses while it is
+// mounted on any host, and a protected volume.
 func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	ref, err := parseName(req.Name)
 	if err != nil {
@@ -182,8 +183,15 @@ func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	}
 	ctx, cancel := d.ctx()
 	defer cancel()
-	if err := d.cfg.API.RemoveVolume(ctx, ref, false); err != nil {
+	// Never with Unprotect: a protected volume is refused, and the error
+	// names the volcli command that removes it.
+	e, err := d.cfg.API.RemoveVolume(ctx, ref, config.RemoveOptions{})
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	if e != nil {
+		d.log.WithField("volume", ref.String()).WithField("trash-id", e.ID).Info("moved to the trash")
+		return nil
 	}
 	d.log.WithField("volume", ref.String()).Info("removed")
 	return nil

@@ -258,8 +258,7 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(key),
-			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix()), clientv3.OpDelete(s.keys.Usage(ref))},
+		append(s.deleteVolumeOps(ref), clientv3.OpDelete(key)),
 		nil)
 	if err != nil {
 		return 0, err
@@ -394,15 +393,19 @@ func (s *Store) FinishRemove(ctx context.Context, ref config.VolumeRef, h Holder
 	return s.deleteUnderLock(ctx, "remove volume "+ref.String(), ref, h)
 }
 
-// ForceRemove deletes only the record and runtime of a volume, leaving any
-// image in the backend; refused while an operation holds the volume.
+// ForceRemove deletes every record of a volume — record, runtime, usage and
+// snapshot records — in one transaction, or nothing; any image stays in the
+// backend and nothing goes to the trash, so a volume created again under
+// the name starts clean. A mount lock stays (it belongs to the host that
+// holds it, on its lease, and goes with its unmount); an operation in
+// progress refuses the removal.
 func (s *Store) ForceRemove(ctx context.Context, ref config.VolumeRef) (int64, error) {
 	resp, err := s.txn(ctx, "force-remove volume "+ref.String(),
 		[]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
 		},
-		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(s.keys.Usage(ref))},
+		s.deleteVolumeOps(ref),
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
 	if err != nil {
 		return 0, err
