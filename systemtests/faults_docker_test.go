@@ -228,3 +228,57 @@ func faultRestartLongerThanTTL(t *testing.T) {
 	e.finish(&c, map[string][]string{vol: nil})
 	recordRow(t, faultRow{Fault: "2 containers, volplugin down longer than TTL", Step: "restart, then one container stops", Counts: c})
 }
+
+// A cold boot where volmaster comes up last: volplugin starts while
+// volmaster is down and keeps the container's mount and its writes; Docker
+// still sees the plugin (inspect answers for the mounted volume), a new
+// container mount fails saying volmaster is unreachable, and works once
+// volmaster is back.
+func faultStartWhileVolmasterDown(t *testing.T) {
+	e := newFaultEnv(t, "vpf-cold", 3)
+	a := e.startHost("hostA", "")
+	d, img := e.startDocker(a, "vpf-cold")
+	const vol, vol2 = "policy1/cold", "policy1/cold2"
+	e.createVolume(a, vol)
+	e.createVolume(a, vol2)
+	// Docker knows vol2 as the plugin's (as after docker volume create -d),
+	// so a mount of it goes to the plugin even when its Get cannot answer.
+	docker(t, d, "volume", "create", "-d", "vpf-cold", vol2)
+	w := startContainerWriter(t, d, img, "w1", vol, "log")
+	if !w.advances(5, 15*time.Second) {
+		t.Fatal("container w1 does not write")
+	}
+	var c faultCounts
+	_ = a.p.stop()
+	_ = e.vm.stop()
+	a = e.startHost("hostA", "")
+	if !strings.Contains(toJSON(a.info(t)["mounts"]), vol) {
+		c.LeakedMounts++
+		t.Errorf("volplugin started without volmaster did not keep its mount")
+	}
+	if !w.advances(5, 10*time.Second) {
+		c.FailedWrites++
+		t.Error("the container stopped writing when volplugin restarted without volmaster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	if _, errOut, err := d.Docker(ctx, "volume", "inspect", vol); err != nil {
+		t.Errorf("docker volume inspect %s without volmaster: %v %s", vol, err, errOut)
+	}
+	_, errOut, err := d.Docker(ctx, "run", "--rm", "-v", vol2+":/data", img, "true")
+	cancel()
+	if err == nil || !strings.Contains(errOut, "unreachable") {
+		t.Errorf("new container mount without volmaster: %v %q, want an error saying volmaster is unreachable", err, errOut)
+	}
+	e.startVolmaster()
+	took := newMountWithin(t, d, img, vol2, 30*time.Second)
+	t.Logf("a new container mounted %s %s after volmaster returned", vol2, took.Round(10*time.Millisecond))
+	waitFor(t, 10*time.Second, "hostA's lock", func() bool { return e.holder(vol) == "hostA" })
+	if !w.running() {
+		t.Error("container w1 is not running")
+	}
+	c.FailedWrites += w.failures()
+	w.stop()
+	c.LocksLost = e.lostLocks()
+	e.finish(&c, map[string][]string{vol: nil, vol2: nil})
+	recordRow(t, faultRow{Fault: "volplugin started while volmaster down", Step: "start (dockerd running)", Counts: c})
+}

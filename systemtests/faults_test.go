@@ -620,46 +620,6 @@ func faultReleaseWhileVolmasterDown(t *testing.T) {
 	recordRow(t, faultRow{Fault: "release while volmaster unreachable", Step: "unmount", Counts: c})
 }
 
-// volplugin starts while volmaster is down: it serves the socket, keeps the
-// mount it had, refuses new mounts saying volmaster is unreachable, and
-// mounts once volmaster is back.
-func faultStartWhileVolmasterDown(t *testing.T) {
-	e := newFaultEnv(t, "vpf-cold", 3)
-	a := e.startHost("hostA", "")
-	const vol, vol2 = "policy1/cold", "policy1/cold2"
-	e.createVolume(a, vol)
-	e.createVolume(a, vol2)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
-	var c faultCounts
-	_ = a.p.stop()
-	_ = e.vm.stop()
-	a = e.startHost("hostA", "")
-	info := a.info(t)
-	if !strings.Contains(toJSON(info["mounts"]), vol) {
-		t.Errorf("volplugin started without volmaster did not keep its mount: %v", info["mounts"])
-	}
-	if _, errMsg := a.mount(t, vol2, "n1"); !strings.Contains(errMsg, "unreachable") {
-		t.Errorf("new mount without volmaster: %q, want an error saying volmaster is unreachable", errMsg)
-	}
-	e.startVolmaster()
-	back := time.Now()
-	waitFor(t, 30*time.Second, "a new mount after volmaster is back", func() bool {
-		_, errMsg := a.mount(t, vol2, "n1")
-		return errMsg == ""
-	})
-	t.Logf("new mount worked %s after volmaster returned", time.Since(back).Round(10*time.Millisecond))
-	waitFor(t, 10*time.Second, "hostA's lock", func() bool { return e.holder(vol) == "hostA" })
-	_, failed := w.halt()
-	c.FailedWrites = int(failed)
-	c.LocksLost = e.lostLocks()
-	e.finish(&c, map[string][]string{vol: {"c1"}, vol2: {"n1"}})
-	recordRow(t, faultRow{Fault: "volplugin started while volmaster down", Step: "start", Counts: c})
-}
-
 // blackhole is a TCP proxy to volmaster that can stop answering (accepting
 // and holding connections, forwarding nothing): a half-open peer, which a
 // real volmaster cannot be made into on demand. A fault injector, named so.

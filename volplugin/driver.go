@@ -228,6 +228,15 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 				return resp, nil
 			}
 		}
+		if errors.Is(err, config.ErrUnavailable) {
+			// Not mounted here and volmaster away: if Get failed, Docker
+			// would take the volume for none of ours and try to create it
+			// with its local driver ("invalid characters"); said to exist,
+			// the Mount that follows fails naming the real reason.
+			d.log.WithError(err).WithField("volume", ref.String()).Info("volmaster did not answer Get: the volume is assumed to exist")
+			return &volume.GetResponse{Volume: &volume.Volume{Name: req.Name,
+				Status: map[string]any{"volmaster": "unreachable: " + err.Error()}}}, nil
+		}
 		return nil, err
 	}
 	status := volumeStatus(&v)

@@ -8,7 +8,9 @@ import (
 // Docker calls Get before it mounts a volume for another container and
 // before it unmounts one. With volmaster unreachable, Get answers for a
 // volume mounted on this host, so a second container joins the mount and
-// both unmounts arrive; a volume not mounted here still needs volmaster.
+// both unmounts arrive. A volume not mounted here is said to exist, with no
+// mount point and volmaster's state, so that Docker sends the Mount (which
+// fails naming volmaster) rather than making a local volume of that name.
 func TestGetWithoutVolmasterAnswersForMounts(t *testing.T) {
 	needRoot(t)
 	c := startCluster(t)
@@ -33,15 +35,19 @@ func TestGetWithoutVolmasterAnswersForMounts(t *testing.T) {
 			t.Errorf("Get = %s, lacks %s", s, want)
 		}
 	}
-	if _, e := a.call(t, "Get", map[string]string{"Name": "policy1/other"}); !strings.Contains(e, "unreachable") {
-		t.Errorf("Get of a volume not mounted here without volmaster: %q, want an error saying volmaster is unreachable", e)
+	other, e := a.call(t, "Get", map[string]string{"Name": "policy1/other"})
+	if s := toJSON(other); e != "" || !strings.Contains(s, `"volmaster":"unreachable`) || strings.Contains(s, `"Mountpoint":"/`) {
+		t.Errorf("Get of a volume not mounted here without volmaster = %s %q, want it said to exist, unmounted, volmaster unreachable", s, e)
+	}
+	if _, e := a.call(t, "Mount", map[string]string{"Name": "policy1/other", "ID": "x"}); !strings.Contains(e, "unreachable") {
+		t.Errorf("Mount of a volume not mounted here without volmaster: %q, want an error saying volmaster is unreachable", e)
 	}
 	if p2 := a.mount(t, "policy1/db", "id2"); p2 != p1 {
 		t.Errorf("second mount without volmaster: %q, want %q", p2, p1)
 	}
 	a.unmount(t, "policy1/db", "id2")
 	a.unmount(t, "policy1/db", "id1")
-	if _, e := a.call(t, "Get", map[string]string{"Name": "policy1/db"}); e == "" {
-		t.Error("Get answered for a volume no longer mounted here, without volmaster")
+	if out, _ := a.call(t, "Get", map[string]string{"Name": "policy1/db"}); strings.Contains(toJSON(out), `"Mountpoint":"/`) {
+		t.Errorf("Get of a volume no longer mounted here, without volmaster = %s, want no mount point", toJSON(out))
 	}
 }
