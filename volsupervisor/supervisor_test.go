@@ -175,7 +175,7 @@ func TestScheduledSnapshotsKeepNewest(t *testing.T) {
 
 func TestOneLeaderActsAndAnotherTakesOver(t *testing.T) {
 	e := setup(t, 2)
-	ref := e.volume(t, "v", `{"snapshots":true,"snapshot":{"frequency":"500ms","keep":100}}`)
+	ref := e.volume(t, "v", `{"snapshots":true,"snapshot":{"frequency":"1s","keep":100}}`)
 	s1, stop1 := e.supervisor(t, "s1")
 	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s1.Status().Leading })
 	s2, _ := e.supervisor(t, "s2")
