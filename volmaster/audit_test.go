@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,24 +24,15 @@ func TestAuditSurvivesRefusalFloodAndRotates(t *testing.T) {
 	cli, _ := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
 	file := filepath.Join(t.TempDir(), "audit.log")
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Auth: true, AuditFile: file})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, url := serve(t, Config{Client: cli, Keys: keys, Auth: true, AuditFile: file})
 	t.Cleanup(func() { _ = srv.audit.file.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := srv.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
+	ctx := context.Background()
 	admin, err := srv.Store().CreateToken(ctx, config.TokenRequest{Role: config.RoleAdmin}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	send := func(tok, method, path, body string) int {
-		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -62,7 +52,7 @@ func TestAuditSurvivesRefusalFloodAndRotates(t *testing.T) {
 	}
 	var audit, refused []config.AuditEntry
 	get := func(path string, out any) {
-		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		req, _ := http.NewRequest("GET", url+path, nil)
 		req.Header.Set("Authorization", "Bearer "+admin.Secret)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

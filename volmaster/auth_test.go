@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -37,19 +36,10 @@ func startAuth(t *testing.T) *authHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Auth: true,
+	srv, url := serve(t, Config{Client: cli, Keys: keys, Auth: true,
 		Backends: map[string]storage.CRUD{config.BackendLocal: lb}, Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := srv.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h := &authHarness{harness: &harness{srv: srv, url: ts.URL, dataDir: dataDir}, tokens: map[string]string{}}
+	ctx := context.Background()
+	h := &authHarness{harness: &harness{srv: srv, url: url, dataDir: dataDir}, tokens: map[string]string{}}
 	for name, req := range map[string]config.TokenRequest{
 		"admin": {Role: config.RoleAdmin}, "read-only": {Role: config.RoleReadOnly},
 		"host": {Role: config.RoleHost, Host: "h1"}, "host-h2": {Role: config.RoleHost, Host: "h2"},
@@ -495,23 +485,14 @@ func TestTokenExpires(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Auth: true, Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := srv.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
+	srv, url := serve(t, Config{Client: cli, Keys: keys, Auth: true, Now: clock})
+	ctx := context.Background()
 	admin, err := srv.Store().CreateToken(ctx, config.TokenRequest{Role: config.RoleAdmin}, clock())
 	if err != nil {
 		t.Fatal(err)
 	}
 	call := func(tok, method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

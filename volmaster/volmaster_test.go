@@ -51,8 +51,19 @@ func start(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), Backends: map[string]storage.CRUD{config.BackendLocal: lb},
+	srv, url := serve(t, Config{Client: cli, Keys: keys, Backends: map[string]storage.CRUD{config.BackendLocal: lb},
 		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: lb}})
+	return &harness{srv: srv, url: url, dataDir: dataDir, mountRoot: mountRoot}
+}
+
+// serve runs a volmaster with cfg (quiet unless cfg has a log) behind a
+// test HTTP server until the test ends, and returns it with its URL.
+func serve(t testing.TB, cfg Config) (*Server, string) {
+	t.Helper()
+	if cfg.Log == nil {
+		cfg.Log = quietLog()
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +74,7 @@ func start(t testing.TB) *harness {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &harness{srv: srv, url: ts.URL, dataDir: dataDir, mountRoot: mountRoot}
+	return srv, ts.URL
 }
 
 func (h *harness) do(t testing.TB, method, path, body string) (int, string) {
@@ -436,8 +447,6 @@ func TestListDetail(t *testing.T) {
 }
 
 func TestEtcdDownIs503(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	_, srvEtcd := etcdtest.StartServer(t, etcdserver.Config{Fast: true})
 	link := etcdtest.NewLink(t, srvEtcd.Endpoints[0])
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{link.URL()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
@@ -446,16 +455,8 @@ func TestEtcdDownIs503(t *testing.T) {
 	}
 	defer cli.Close()
 	keys, _ := config.NewKeys("")
-	srv, err := New(Config{Client: cli, Keys: keys, Log: quietLog(), EtcdTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-	h := &harness{srv: srv, url: ts.URL}
+	srv, url := serve(t, Config{Client: cli, Keys: keys, EtcdTimeout: time.Second})
+	h := &harness{srv: srv, url: url}
 	h.must(t, 200, "GET", "/v1/volumes", "")
 	link.Cut()
 	// Reads stop being served from the cache once it cannot confirm etcd.
