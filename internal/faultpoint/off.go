@@ -8,4 +8,4 @@ import "context"
 const Enabled = false
 
 // Hit does nothing: this binary was built without the "faults" tag.
-func Hit(context.Context, string) {}
+func Hit(context.Context, string, string) {}
