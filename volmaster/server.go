@@ -75,6 +75,9 @@ type Server struct {
 	session *concurrency.Session
 	// reqLease is the lease of remembered idempotent answers.
 	reqLease requestLease
+
+	recoverMu      sync.Mutex
+	recoverBackoff map[config.VolumeRef]backoff
 }
 
 // New prepares a server; call Run to start its background work.
@@ -98,6 +101,8 @@ func New(cfg Config) (*Server, error) {
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		started:  cfg.Now(),
 		auth:     cfg.Auth,
+
+		recoverBackoff: map[config.VolumeRef]backoff{},
 	}
 	af, err := openAuditFile(cfg.AuditFile)
 	if err != nil {
@@ -136,6 +141,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.cache.WaitRevision(wctx, 1); err != nil {
 		return fmt.Errorf("load volume cache: %w", err)
 	}
+	go s.recoverLoop(ctx)
 	go func() {
 		<-ctx.Done()
 		s.sessMu.Lock()

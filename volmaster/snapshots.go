@@ -143,7 +143,7 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolume(ctx, nv, h); err != nil {
+	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, from.String()+"@"+snap); err != nil {
 		return config.Volume{}, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, s.timeout())

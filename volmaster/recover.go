@@ -1,0 +1,210 @@
+package volmaster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// recoverEvery is how often volmaster looks for operations cut short. A
+// look is one etcd read; nothing is written unless something is recovered.
+const recoverEvery = time.Second
+
+// recoverLoop recovers, until ctx ends, the operations whose holder died
+// half-way (kill -9 of a volmaster, a volsupervisor leader's crash): their
+// operation lock expired with the holder's lease and left the intent behind
+// (store.Intent). Any number of volmasters may run it: TakeOver lets one win.
+func (s *Server) recoverLoop(ctx context.Context) {
+	t := time.NewTicker(recoverEvery)
+	defer t.Stop()
+	for {
+		if _, err := s.RecoverInterrupted(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("recovering operations cut short")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RecoverInterrupted finishes or undoes every operation cut short whose lock
+// has expired, and returns how many it recovered:
+//
+//   - create: an image that exists is kept and the volume is complete; with
+//     no image the record is rolled back. A copy from a snapshot is rolled
+//     back either way (its image may be a partial copy).
+//   - remove: with the image gone the record is removed too; with the image
+//     still there the remove is undone (the volume stays, as it was).
+//   - snapshot: the backend snapshot, which has no record, is removed.
+//   - prune: the snapshot is removed from the backend and its record deleted.
+//   - resize: the grow is done again (it is idempotent) and the record set to
+//     the new size; if that fails the record stays at the old size.
+//   - anything else (copy's source lock): the lock is dropped.
+//
+// Until an operation is recovered no mount lock is granted on its volume
+// and no other operation begins on it.
+func (s *Server) RecoverInterrupted(ctx context.Context) (int, error) {
+	list, err := s.store.ListInterrupted(ctx)
+	if err != nil || len(list) == 0 {
+		return 0, err
+	}
+	h, err := s.holder(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	now := time.Now()
+	for _, it := range list {
+		s.recoverMu.Lock()
+		b := s.recoverBackoff[it.Ref]
+		s.recoverMu.Unlock()
+		if now.Before(b.next) {
+			continue
+		}
+		err := s.recoverOne(ctx, it, h)
+		s.recoverMu.Lock()
+		if err != nil {
+			// A failing recovery is tried again after 1 s, doubling to 1 min.
+			b.wait = min(max(2*b.wait, recoverEvery), time.Minute)
+			b.next = now.Add(b.wait)
+			s.recoverBackoff[it.Ref] = b
+		} else {
+			delete(s.recoverBackoff, it.Ref)
+		}
+		s.recoverMu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// backoff is when a failed recovery is tried again.
+type backoff struct {
+	next time.Time
+	wait time.Duration
+}
+
+func (s *Server) recoverOne(ctx context.Context, it store.Interrupted, h store.Holder) error {
+	log := s.log.WithFields(logrus.Fields{"volume": it.Ref.String(), "op": it.Intent.Op,
+		"by": it.Intent.Owner, "since": it.Intent.Since.Format(time.RFC3339)})
+	v, found, err := s.store.TakeOver(ctx, it, h)
+	if err != nil {
+		return err
+	}
+	outcome, err := s.recoverLocked(ctx, it, v, found, h)
+	if err != nil {
+		log.WithError(err).Error("recovering an operation cut short")
+		return fmt.Errorf("recover the %s of %s: %w", it.Intent.Op, it.Ref, err)
+	}
+	log.WithField("outcome", outcome).Warn("recovered an operation cut short")
+	return nil
+}
+
+// recoverLocked does the recovery under the lock TakeOver took and drops the
+// lock with the intent; it returns what it did.
+func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v config.Volume, found bool, h store.Holder) (string, error) {
+	ref := it.Ref
+	release := func(outcome string) (string, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		rev, err := s.store.ReleaseOp(rctx, ref, h)
+		if err == nil {
+			s.settle(rctx, rev)
+		}
+		return outcome, err
+	}
+	// A backend call that fails drops the lock but keeps the intent
+	// (retryLater): the recovery is tried again after a backoff.
+	retryLater := func() { _, _ = s.store.ReleaseOpKeepIntent(context.WithoutCancel(ctx), ref, h) }
+	if !found {
+		return release("the volume's record is gone: nothing to do")
+	}
+	in := it.Intent
+	bctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	switch in.Op {
+	case "create", "remove":
+		backend, err := s.crud(&v)
+		if err != nil {
+			retryLater()
+			return "", err
+		}
+		if backend == nil {
+			return release("mount-only volume: nothing to undo")
+		}
+		sv, err := storage.FromConfig(&v)
+		if err != nil {
+			retryLater()
+			return "", err
+		}
+		exists, err := backend.Exists(bctx, sv)
+		if err != nil {
+			// Retried next round: the lock expires with our lease if we die.
+			retryLater()
+			return "", err
+		}
+		switch {
+		case in.Op == "create" && exists && in.From == "":
+			return release("create finished: the image exists")
+		case in.Op == "create" && exists:
+			if err := backend.Destroy(bctx, sv); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				retryLater()
+				return "", err
+			}
+			fallthrough
+		case !exists:
+			rev, err := s.store.FinishRemove(context.WithoutCancel(ctx), ref, h)
+			if err != nil {
+				return "", err
+			}
+			s.settle(ctx, rev)
+			if in.Op == "create" {
+				return "create rolled back: record removed", nil
+			}
+			return "remove finished: the image was gone, the record is removed", nil
+		default:
+			return release("remove undone: the image is there, the volume stays")
+		}
+	case "snapshot", "prune":
+		b, ok := s.ops.Backends[v.Backends.Snapshot]
+		if !ok || in.Snapshot == "" {
+			return release("no snapshot backend here: lock dropped")
+		}
+		sv, err := storage.FromConfig(&v)
+		if err != nil {
+			retryLater()
+			return "", err
+		}
+		if err := b.RemoveSnapshot(bctx, sv, in.Snapshot); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			retryLater()
+			return "", err
+		}
+		if in.Op == "snapshot" {
+			return release("snapshot " + in.Snapshot + " (never recorded) removed")
+		}
+		if err := s.store.FinishPrune(context.WithoutCancel(ctx), ref, in.Snapshot, h); err != nil {
+			return "", err
+		}
+		return "prune of " + in.Snapshot + " finished", nil
+	case "resize":
+		if _, err := s.resizeLocked(ctx, v, in.Size, h); err != nil {
+			return "", err
+		}
+		return "resize to " + in.Size + " finished", nil
+	default:
+		return release("lock dropped")
+	}
+}
