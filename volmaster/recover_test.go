@@ -57,17 +57,23 @@ func TestRecoverInterrupted(t *testing.T) {
 	}
 
 	// The steps each operation got to.
-	for _, n := range []string{"new-bare", "new-made"} {
+	for _, n := range []string{"new-bare", "new-made", "copied"} {
 		v, err := config.NewVolume(ref(n), pol.Policy, pol.Revision, nil, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.CreateVolume(ctx, v, dead); err != nil {
+		from := ""
+		if n == "copied" {
+			from = "p/snap@20250101T000000.000Z"
+		}
+		if _, err := st.CreateVolumeFrom(ctx, v, dead, from); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := lb.Create(ctx, sv("new-made")); err != nil {
-		t.Fatal(err)
+	for _, n := range []string{"new-made", "copied"} {
+		if err := lb.Create(ctx, sv(n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, n := range []string{"rm-gone", "rm-there"} {
 		if _, err := st.BeginRemove(ctx, ref(n), dead, 0); err != nil {
@@ -81,7 +87,7 @@ func TestRecoverInterrupted(t *testing.T) {
 	if _, err := st.BeginIntent(ctx, ref("snap"), store.Intent{Op: "snapshot", Snapshot: snap}, dead); err != nil {
 		t.Fatal(err)
 	}
-	if err := lb.CreateSnapshot(ctx, sv("snap"), snap); err != nil {
+	if _, err := lb.CreateSnapshot(ctx, sv("snap"), snap); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.BeginIntent(ctx, ref("grow"), store.Intent{Op: "resize", Size: "20MB"}, dead); err != nil {
@@ -139,6 +145,7 @@ func TestRecoverInterrupted(t *testing.T) {
 	}{
 		{"new-bare", false, false}, // create undone: no image was made
 		{"new-made", true, true},   // create finished: the image was made
+		{"copied", false, false},   // copy undone: its image may be partial
 		{"rm-gone", false, false},  // remove finished: the image was gone
 		{"rm-there", true, true},   // remove undone: the image is there
 		{"snap", true, true},
