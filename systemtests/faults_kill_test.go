@@ -249,7 +249,11 @@ func faultKill9Volmaster(t *testing.T) {
 			_, failed := w.halt()
 			c.FailedWrites += int(failed)
 		}
-		if exists = e.recordExists(op.vol); exists {
+		_, err := os.Stat(e.image(op.vol))
+		switch exists = e.recordExists(op.vol); {
+		case exists && err != nil:
+			t.Errorf("%s: a record without an image: the volume cannot be used", op.label)
+		case exists:
 			if !op.existing {
 				e.writeMarker(a, op.vol)
 			}
