@@ -71,7 +71,7 @@ func (s *Server) RecoverInterrupted(ctx context.Context) (int, error) {
 		if now.Before(b.next) {
 			continue
 		}
-		err := s.recoverOne(ctx, it, h)
+		done, err := s.recoverOne(ctx, it, h)
 		s.recoverMu.Lock()
 		if err != nil {
 			// A failing recovery is tried again after 1 s, doubling to 1 min.
@@ -84,9 +84,10 @@ func (s *Server) RecoverInterrupted(ctx context.Context) (int, error) {
 		s.recoverMu.Unlock()
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		n++
+		if done {
+			n++
+		}
 	}
 	return n, errors.Join(errs...)
 }
@@ -97,20 +98,25 @@ type backoff struct {
 	wait time.Duration
 }
 
-func (s *Server) recoverOne(ctx context.Context, it store.Interrupted, h store.Holder) error {
+// recoverOne recovers one operation cut short; done is false when another
+// volmaster took it over first (or it changed meanwhile).
+func (s *Server) recoverOne(ctx context.Context, it store.Interrupted, h store.Holder) (done bool, err error) {
 	log := s.log.WithFields(logrus.Fields{"volume": it.Ref.String(), "op": it.Intent.Op,
 		"by": it.Intent.Owner, "since": it.Intent.Since.Format(time.RFC3339)})
 	v, found, err := s.store.TakeOver(ctx, it, h)
+	if errors.Is(err, config.ErrInUse) {
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	outcome, err := s.recoverLocked(ctx, it, v, found, h)
 	if err != nil {
 		log.WithError(err).Error("recovering an operation cut short")
-		return fmt.Errorf("recover the %s of %s: %w", it.Intent.Op, it.Ref, err)
+		return false, fmt.Errorf("recover the %s of %s: %w", it.Intent.Op, it.Ref, err)
 	}
 	log.WithField("outcome", outcome).Warn("recovered an operation cut short")
-	return nil
+	return true, nil
 }
 
 // recoverLocked does the recovery under the lock TakeOver took and drops the
@@ -160,12 +166,15 @@ func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v conf
 		case in.Op == "create" && exists && in.From == "":
 			return release("create finished: the image exists")
 		case in.Op == "create" && exists:
+			// A copy: its image may be partial, so it goes too.
+			fallthrough
+		case !exists:
+			// The image, or what a destroy cut short left of it (the local
+			// backend's snapshot files), goes with the record.
 			if err := backend.Destroy(bctx, sv); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				retryLater()
 				return "", err
 			}
-			fallthrough
-		case !exists:
 			rev, err := s.store.FinishRemove(context.WithoutCancel(ctx), ref, h)
 			if err != nil {
 				return "", err
@@ -179,9 +188,14 @@ func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v conf
 			return release("remove undone: the image is there, the volume stays")
 		}
 	case "snapshot", "prune":
+		if in.Snapshot == "" {
+			return release("no snapshot named: lock dropped")
+		}
 		b, ok := s.ops.Backends[v.Backends.Snapshot]
-		if !ok || in.Snapshot == "" {
-			return release("no snapshot backend here: lock dropped")
+		if !ok {
+			// Another volmaster may have it.
+			retryLater()
+			return "", fmt.Errorf("snapshot backend %q is not configured on this volmaster: %w", v.Backends.Snapshot, config.ErrUnavailable)
 		}
 		sv, err := storage.FromConfig(&v)
 		if err != nil {

@@ -96,7 +96,9 @@ func (s *Store) ListInterrupted(ctx context.Context) ([]Interrupted, error) {
 // TakeOver takes the operation lock of an interrupted operation on h's
 // lease, provided its intent is still the one listed and no lock exists, and
 // returns the volume's record (found false if it is gone). The intent stays
-// until the recovery drops the lock (ReleaseOp, or a Finish* call).
+// until the recovery drops the lock (ReleaseOp, or a Finish* call). If
+// another recovery took it first, or the intent changed, the error wraps
+// config.ErrInUse.
 func (s *Store) TakeOver(ctx context.Context, it Interrupted, h Holder) (v config.Volume, found bool, err error) {
 	ref := it.Ref
 	b, err := json.Marshal(OpLock{Op: "recover " + it.Intent.Op, Owner: h.Owner, Since: time.Now().UTC()})

@@ -195,6 +195,12 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	}
 	defer unlock()
 	if err := statImage(p.image); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			// A destroy cut short between the image and its snapshots:
+			// what is left of it goes now.
+			_ = os.RemoveAll(p.snapDir)
+			removeEmpty(filepath.Dir(p.snapDir))
+		}
 		return volErr("destroy", v, err)
 	}
 	m, err := fsutil.MountAt(p.mount)
