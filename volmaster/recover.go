@@ -13,8 +13,10 @@ import (
 	"github.com/volplugin/volplugin/storage"
 )
 
-// recoverEvery is how often volmaster looks for operations cut short. A
-// look is one etcd read; nothing is written unless something is recovered.
+// recoverEvery is how often volmaster looks for operations cut short while
+// its read cache has seen intents (operations in flight): then a look is one
+// etcd read, and nothing is written unless something is recovered. With no
+// intent, and while the cache is out of sync with etcd, it does not look.
 const recoverEvery = time.Second
 
 // recoverLoop recovers, until ctx ends, the operations whose holder died
@@ -25,8 +27,10 @@ func (s *Server) recoverLoop(ctx context.Context) {
 	t := time.NewTicker(recoverEvery)
 	defer t.Stop()
 	for {
-		if _, err := s.RecoverInterrupted(ctx); err != nil && ctx.Err() == nil {
-			s.log.WithError(err).Warn("recovering operations cut short")
+		if s.cache.Intents() > 0 {
+			if _, err := s.RecoverInterrupted(ctx); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Warn("recovering operations cut short")
+			}
 		}
 		select {
 		case <-ctx.Done():

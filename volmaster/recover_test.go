@@ -107,6 +107,13 @@ func TestRecoverInterrupted(t *testing.T) {
 	if err := mount("rm-there"); !errors.Is(err, config.ErrBusy) {
 		t.Fatalf("mount during a remove = %v, want busy", err)
 	}
+	// The read cache sees the intents: volmaster looks into etcd only then.
+	for deadline := time.Now().Add(10 * time.Second); h.srv.cache.Intents() != 7; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache sees %d intents, want 7", h.srv.cache.Intents())
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
 	// Alive: nothing is recovered.
 	if n, err := h.srv.RecoverInterrupted(ctx); n != 0 || err != nil {
 		t.Fatalf("RecoverInterrupted with the holder alive = %d, %v", n, err)
@@ -128,7 +135,7 @@ func TestRecoverInterrupted(t *testing.T) {
 				left++
 			}
 		}
-		if len(its) == 0 && left == 0 {
+		if len(its) == 0 && left == 0 && h.srv.cache.Intents() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
