@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -323,6 +324,100 @@ func FuzzDecodeGlobal(f *testing.F) {
 		}
 		if again != g {
 			t.Fatalf("round trip changed the global config:\n in: %+v\nout: %+v\njson: %s", g, again, out)
+		}
+	})
+}
+
+// FuzzPolicyLimits: a policy document and a volume's creation options.
+// Whatever is accepted is within the policy's limits: a policy whose own
+// size or runtime breaks them is refused, and so is a volume whose options
+// do; refusals are ErrInvalid.
+func FuzzPolicyLimits(f *testing.F) {
+	for _, s := range [][2]string{
+		{`{"backend":"local","create":{"size":"10MB"},"limits":{"max-size":"20MB","max-keep":3,"min-snapshot-frequency":"1h"}}`, "size=30MB"},
+		{`{"backend":"local","create":{"size":"10MB"},"limits":{"max-size":"20MB"}}`, "size=20MB"},
+		{`{"backend":"local","create":{"size":"40MB"},"limits":{"max-size":"20MB"}}`, ""},
+		{`{"backend":"local","create":{"size":"1MB"},"limits":{"max-keep":2}}`, "snapshots=true,snapshot.frequency=1h,snapshot.keep=3"},
+		{`{"backend":"local","create":{"size":"1MB"},"limits":{"min-snapshot-frequency":"1h"}}`, "snapshots=true,snapshot.frequency=1ns,snapshot.keep=1"},
+		{`{"backend":"local","create":{"size":"1MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"2s","keep":1,"tiers":{"daily":9}}},"limits":{"max-keep":5}}`, ""},
+		{`{"backend":"local","create":{"size":"1MB"},"limits":{"max-size":"-1"}}`, ""},
+		{`{"backend":"local","create":{"size":"1MB"},"limits":{"max-total-size":"1e400"}}`, ""},
+	} {
+		f.Add([]byte(s[0]), s[1])
+	}
+	f.Fuzz(func(t *testing.T, doc []byte, opts string) {
+		p, err := DecodePolicy("p", doc)
+		if err != nil {
+			mustInvalid(t, "DecodePolicy", err)
+			return
+		}
+		if p.Create.Size != "" {
+			n, err := ParseSize(p.Create.Size)
+			if err != nil || p.Limits.CheckSize(n) != nil {
+				t.Fatalf("accepted policy's create.size %q breaks its limits %+v", p.Create.Size, p.Limits)
+			}
+		}
+		if err := p.Limits.CheckRuntime(p.Runtime); err != nil {
+			t.Fatalf("accepted policy's runtime breaks its limits: %v", err)
+		}
+		o := map[string]string{}
+		for _, kv := range strings.Split(opts, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				o[k] = v
+			}
+		}
+		v, err := NewVolume(VolumeRef{Policy: "p", Name: "v"}, p, 1, o, time.Unix(0, 0))
+		if err != nil {
+			mustInvalid(t, "NewVolume", err)
+			return
+		}
+		if n, err := v.SizeBytes(); err != nil || p.Limits.CheckSize(n) != nil {
+			t.Fatalf("accepted volume of %q breaks max-size %q", v.Create.Size, p.Limits.MaxSize)
+		}
+		if err := p.Limits.CheckRuntime(v.Runtime); err != nil {
+			t.Fatalf("accepted volume's runtime breaks its policy's limits: %v", err)
+		}
+		if v.Runtime.Snapshots && v.Runtime.Snapshot.Frequency.D() < MinSnapshotFrequency {
+			t.Fatalf("accepted snapshot frequency %s", v.Runtime.Snapshot.Frequency)
+		}
+	})
+}
+
+// FuzzFSCommand: whatever the allowlist accepts runs one of its programs,
+// gives it the device exactly once (none for false), and no word that could
+// name a file to read or write beside the device, or reach a shell.
+func FuzzFSCommand(f *testing.F) {
+	for _, s := range []string{
+		"mkfs.ext4 -m0 %", "mkfs.ext4 -m 0 %", "/sbin/mkfs.xfs -f -m crc=1 %", "mkfs.btrfs %", "/bin/false",
+		"sh -c id %", "mkfs.ext4 -d /etc %", "mkfs.ext4 % %", "mkfs.xfs -p /x %", "mkfs.ext4 -E root_owner=0:0 %",
+		"mkfs.ext4 -L a;b %", "/usr/bin/../../tmp/x %", "mkfs.ext4 -m", "false %",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cmd := FSCommand(strings.Split(s, " "))
+		if err := CheckFSCommand(cmd); err != nil {
+			mustInvalid(t, "CheckFSCommand", err)
+			return
+		}
+		base := cmd[0]
+		if i := strings.LastIndex(base, "/"); i >= 0 {
+			base = base[i+1:]
+		}
+		if _, ok := mkfsRules[base]; !ok {
+			t.Fatalf("accepted program %q", cmd[0])
+		}
+		devices := 0
+		for _, w := range cmd[1:] {
+			if w == DevicePlaceholder {
+				devices++
+			}
+			if strings.ContainsAny(w, "/;$`|&<> \t\n\\\"'*?~") {
+				t.Fatalf("accepted word %q in %q", w, s)
+			}
+		}
+		if want := map[bool]int{true: 1, false: 0}[mkfsRules[base].device]; devices != want {
+			t.Fatalf("accepted %q with %d devices", s, devices)
 		}
 	})
 }

@@ -26,9 +26,16 @@ var (
 	// a kind of ErrInUse, so checks for ErrInUse still match it; a mount lock
 	// held by another host is ErrInUse but never ErrBusy.
 	ErrBusy error = &kindError{msg: "busy", parent: ErrInUse}
+	// ErrTooMany marks a request over a limit of requests held at once
+	// (long polls): the same request may succeed once others are done.
+	ErrTooMany = errors.New("too many requests")
 	// ErrExpired marks a token past its expiry. A kind of ErrNotFound: an
 	// expired token authenticates nothing, like an unknown one.
 	ErrExpired error = &kindError{msg: "expired", parent: ErrNotFound}
+	// ErrProtected marks the remove of a protected volume (policy or volume
+	// option "protect") without the explicit unprotect that volcli volume
+	// remove --unprotect sends. A kind of ErrInUse (409).
+	ErrProtected error = &kindError{msg: "protected", parent: ErrInUse}
 	// ErrSchema marks an etcd key layout this build cannot work with: newer
 	// than its own, an unknown schema value, or one it failed to migrate.
 	ErrSchema = errors.New("unsupported etcd schema")
@@ -50,6 +57,8 @@ const (
 	CodeExists      = "exists"
 	CodeInUse       = "in-use"
 	CodeBusy        = "busy"
+	CodeTooMany     = "too-many"
+	CodeProtected   = "protected"
 	CodeUnavailable = "unavailable"
 	CodeInternal    = "internal"
 )
@@ -65,10 +74,14 @@ func ErrorCode(err error) string {
 		return CodeExists
 	case errors.Is(err, ErrBusy):
 		return CodeBusy
+	case errors.Is(err, ErrProtected):
+		return CodeProtected
 	case errors.Is(err, ErrInUse):
 		return CodeInUse
 	case errors.Is(err, ErrUnavailable):
 		return CodeUnavailable
+	case errors.Is(err, ErrTooMany):
+		return CodeTooMany
 	default:
 		return CodeInternal
 	}
@@ -88,8 +101,12 @@ func CodeError(code string) error {
 		return ErrInUse
 	case CodeBusy:
 		return ErrBusy
+	case CodeProtected:
+		return ErrProtected
 	case CodeUnavailable:
 		return ErrUnavailable
+	case CodeTooMany:
+		return ErrTooMany
 	default:
 		return nil
 	}

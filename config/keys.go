@@ -34,9 +34,12 @@ const SchemaVersion = 2
 //	<prefix>/supervisor/status/<name>               SupervisorStatus of each running volsupervisor, on its lease
 //	<prefix>/tokens/<id>                            Token: role, policies, SHA-256 of the secret
 //	<prefix>/requests/<digest>                       store.Request: an Idempotency-Key's request and answer, on a lease
+//	<prefix>/trash/<policy>/<volume>/<id>            TrashEntry of a removed volume (JSON); <id> is its removal time (TrashID)
 //
 // A volume's record and runtime are created and deleted together in one
-// transaction. Policy revisions survive the policy's deletion, so history
+// transaction. Removing a volume into the trash deletes its record, runtime,
+// usage and snapshot records and writes its trash entry in one transaction;
+// a restore does the reverse. Policy revisions survive the policy's deletion, so history
 // stays readable. A policy's head, written in the same transaction as each
 // revision, also survives it: an upload takes its number from the head (one
 // key) rather than from the last revision key, which etcd can only find by
@@ -184,6 +187,15 @@ func (k Keys) Requests() string { return k.Prefix + "/requests/" }
 // Request is the record of one Idempotency-Key; id is a digest of the key
 // and its caller, so the key itself is never stored.
 func (k Keys) Request(id string) string { return k.Requests() + id }
+
+// AllTrash is the prefix of every trash entry.
+func (k Keys) AllTrash() string { return k.Prefix + "/trash/" }
+
+// TrashOf is the prefix of one volume name's trash entries.
+func (k Keys) TrashOf(r VolumeRef) string { return k.AllTrash() + r.Policy + "/" + r.Name + "/" }
+
+// Trash is one trash entry.
+func (k Keys) Trash(r TrashRef) string { return k.TrashOf(r.Volume) + r.ID }
 
 // ParseRef returns the volume named by a key under one of the per-volume
 // prefixes (Volumes, Runtimes, Uses, OpLocks).

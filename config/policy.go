@@ -56,18 +56,26 @@ type Policy struct {
 	Name string `json:"name"`
 	// Backend is the original shorthand for setting all of Backends; Normalize
 	// folds it in and clears it.
-	Backend     string               `json:"backend,omitempty"`
-	Backends    Backends             `json:"backends"`
-	Driver      Driver               `json:"driver"`
-	Create      CreateOptions        `json:"create"`
-	Runtime     RuntimeOptions       `json:"runtime"`
-	Unlocked    bool                 `json:"unlocked,omitempty"`
-	Ephemeral   bool                 `json:"ephemeral,omitempty"`
-	Reclaim     Reclaim              `json:"reclaim,omitzero"`
+	Backend   string         `json:"backend,omitempty"`
+	Backends  Backends       `json:"backends"`
+	Driver    Driver         `json:"driver"`
+	Create    CreateOptions  `json:"create"`
+	Runtime   RuntimeOptions `json:"runtime"`
+	Unlocked  bool           `json:"unlocked,omitempty"`
+	Ephemeral bool           `json:"ephemeral,omitempty"`
+	Reclaim   Reclaim        `json:"reclaim,omitzero"`
+	// Protect: its volumes are never removed by docker volume rm or prune
+	// (volplugin) nor by volsupervisor; only volcli volume remove
+	// --unprotect removes one.
+	Protect bool `json:"protect,omitempty"`
+	// Trash configures how long its removed volumes stay restorable.
+	Trash       TrashSettings        `json:"trash,omitzero"`
 	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
 	// NoExec mounts the policy's volumes noexec (every mount is nosuid and
 	// nodev already): nothing stored in them can be run.
 	NoExec bool `json:"noexec,omitempty"`
+	// Limits bound sizes, counts and snapshots of the policy's volumes.
+	Limits Limits `json:"limits,omitzero"`
 }
 
 // Backends names the backend used for each concern. CRUD and Snapshot are
@@ -200,8 +208,8 @@ func (p *Policy) Normalize() error {
 		if err := ValidateName("filesystem", fs); err != nil {
 			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
-		if len(cmd) == 0 || cmd[0] == "" {
-			return fmt.Errorf("policy %s: filesystem %s has an empty command: %w", p.Name, fs, ErrInvalid)
+		if err := CheckFSCommand(cmd); err != nil {
+			return fmt.Errorf("policy %s: filesystem %s: %w", p.Name, fs, err)
 		}
 	}
 	if p.Backends.CRUD != "" {
@@ -215,7 +223,16 @@ func (p *Policy) Normalize() error {
 	if err := p.Create.validate(p.AllFilesystems()); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
+	if err := p.checkLimits(); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
 	if err := checkUnlocked(p.Backends.Mount, p.Unlocked, p.Ephemeral, p.Reclaim); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
+	if err := checkProtect(p.Protect, p.Ephemeral); err != nil {
+		return fmt.Errorf("policy %s: %w", p.Name, err)
+	}
+	if err := p.Trash.validate(); err != nil {
 		return fmt.Errorf("policy %s: %w", p.Name, err)
 	}
 	if err := p.Runtime.Validate(); err != nil {
@@ -292,4 +309,25 @@ func (c CreateOptions) validate(filesystems map[string]FSCommand) error {
 type PolicyRevision struct {
 	Revision int64     `json:"revision"`
 	Time     time.Time `json:"time"`
+}
+
+// checkLimits validates the limits and the policy's own defaults against
+// them.
+func (p *Policy) checkLimits() error {
+	if err := p.Limits.validate(); err != nil {
+		return err
+	}
+	if p.Create.Size != "" {
+		n, err := ParseSize(p.Create.Size)
+		if err != nil {
+			return err
+		}
+		if err := p.Limits.CheckSize(n); err != nil {
+			return fmt.Errorf("create.size: %w", err)
+		}
+	}
+	if err := p.Runtime.Validate(); err != nil {
+		return err
+	}
+	return p.Limits.CheckRuntime(p.Runtime)
 }

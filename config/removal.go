@@ -80,6 +80,9 @@ func Decide(v *Volume, u *Usage, locked bool, grace time.Duration, now time.Time
 	if u != nil {
 		vd.Host, vd.LastMounted, vd.LastUsed = u.Host, u.LastMounted, u.LastUsed(v.CreatedAt)
 	}
+	if v.RestoredAt.After(vd.LastUsed) {
+		vd.LastUsed = v.RestoredAt
+	}
 	switch {
 	case locked:
 		vd.State, vd.Reason = StateMounted, "mounted (it has a mount lock)"
@@ -108,7 +111,8 @@ func Decide(v *Volume, u *Usage, locked bool, grace time.Duration, now time.Time
 	}
 	vd.Ephemeral = v.Ephemeral && vd.State == StateUnmounted
 	vd.Reclaimable = v.Reclaim.UnusedFor > 0 && now.Sub(vd.LastUsed) >= v.Reclaim.UnusedFor.D()
-	vd.Remove = vd.Ready && (vd.Ephemeral || vd.Reclaimable && v.Reclaim.Enabled)
+	// A protected volume is never removed automatically.
+	vd.Remove = vd.Ready && !v.Protect && (vd.Ephemeral || vd.Reclaimable && v.Reclaim.Enabled)
 	return vd
 }
 
@@ -140,6 +144,9 @@ type Reclaimable struct {
 	Ready     bool       `json:"ready"`
 	State     MountState `json:"state"`
 	Ephemeral bool       `json:"ephemeral,omitempty"`
+	// Protected: protect is set, so nothing removes it but volcli volume
+	// remove --unprotect.
+	Protected bool `json:"protected,omitempty"`
 	// Host last mounted it.
 	Host      string    `json:"host,omitempty"`
 	NotBefore time.Time `json:"not-before,omitzero"`
@@ -171,7 +178,8 @@ func FindReclaimable(vols []Volume, usage map[VolumeRef]Usage, locked map[Volume
 		proven := vd.State == StateNeverMounted || vd.State == StateUnmounted
 		r := Reclaimable{
 			Volume: ref, LastUsed: vd.LastUsed, UnusedFor: Duration(now.Sub(vd.LastUsed).Truncate(time.Second)),
-			WillRemove: v.Reclaim.Enabled && proven || vd.Ephemeral,
+			WillRemove: !v.Protect && (v.Reclaim.Enabled && proven || vd.Ephemeral),
+			Protected:  v.Protect,
 			Ready:      vd.Ready, State: vd.State, Ephemeral: v.Ephemeral, Host: vd.Host, Reason: vd.Reason,
 		}
 		if !vd.Ready {

@@ -75,6 +75,9 @@ func (r RuntimeOptions) Validate() error {
 	if r.Snapshot.Frequency <= 0 {
 		return fmt.Errorf("runtime.snapshot.frequency is required when snapshots are on: %w", ErrInvalid)
 	}
+	if r.Snapshot.Frequency.D() < MinSnapshotFrequency {
+		return fmt.Errorf("runtime.snapshot.frequency %s is shorter than %s: %w", r.Snapshot.Frequency, MinSnapshotFrequency, ErrInvalid)
+	}
 	if r.Snapshot.Keep == 0 && r.Snapshot.Tiers == (Tiers{}) {
 		return fmt.Errorf("runtime.snapshot.keep (or tiers) must keep at least 1 snapshot when snapshots are on: %w", ErrInvalid)
 	}

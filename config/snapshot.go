@@ -83,6 +83,8 @@ type SupervisorStatus struct {
 	Taken     int       `json:"snapshots-taken"`
 	Pruned    int       `json:"snapshots-pruned"`
 	Removed   int       `json:"volumes-removed"`
+	// Purged counts trash entries purged after their retention.
+	Purged int `json:"trash-purged"`
 	// NextDue lists the soonest scheduled snapshots (leader only).
 	NextDue []DueSnapshot `json:"next-due,omitempty"`
 	// Unproven lists the volumes the leader would remove (ephemeral, or

@@ -28,14 +28,21 @@ type Volume struct {
 	// it refuses it and names the repair command. Zero for a volume never
 	// mounted, and for volumes created before this field (they are marked at
 	// their next mount).
-	FormattedAt time.Time            `json:"formatted-at,omitzero"`
-	Backends    Backends             `json:"backends"`
-	Driver      Driver               `json:"driver"`
-	Create      CreateOptions        `json:"create"`
-	Runtime     RuntimeOptions       `json:"runtime,omitzero"`
-	Unlocked    bool                 `json:"unlocked,omitempty"`
-	Ephemeral   bool                 `json:"ephemeral,omitempty"`
-	Reclaim     Reclaim              `json:"reclaim,omitzero"`
+	FormattedAt time.Time `json:"formatted-at,omitzero"`
+	// RestoredAt is when the volume last came back from the trash: it
+	// counts as a use, so reclamation does not take a volume again at once
+	// for having been unused before its removal.
+	RestoredAt time.Time      `json:"restored-at,omitzero"`
+	Backends   Backends       `json:"backends"`
+	Driver     Driver         `json:"driver"`
+	Create     CreateOptions  `json:"create"`
+	Runtime    RuntimeOptions `json:"runtime,omitzero"`
+	Unlocked   bool           `json:"unlocked,omitempty"`
+	Ephemeral  bool           `json:"ephemeral,omitempty"`
+	Reclaim    Reclaim        `json:"reclaim,omitzero"`
+	// Protect: from the policy or the protect option (see Policy.Protect).
+	Protect     bool                 `json:"protect,omitempty"`
+	Trash       TrashSettings        `json:"trash,omitzero"`
 	FileSystems map[string]FSCommand `json:"filesystems,omitempty"`
 	NoExec      bool                 `json:"noexec,omitempty"`
 }
@@ -68,6 +75,11 @@ func (v *Volume) MkfsCommand() (FSCommand, error) {
 	cmd, ok := v.FileSystems[v.Create.Filesystem]
 	if !ok {
 		return nil, fmt.Errorf("volume %s: filesystem %q has no command: %w", v.Ref(), v.Create.Filesystem, ErrInvalid)
+	}
+	// Checked again where it runs: a record written before the allowlist,
+	// or by anyone but volmaster, must not choose what runs as root.
+	if err := CheckFSCommand(cmd); err != nil {
+		return nil, fmt.Errorf("volume %s: filesystem %s: %w", v.Ref(), v.Create.Filesystem, err)
 	}
 	return cmd, nil
 }
@@ -121,12 +133,13 @@ const (
 	OptReadIOPS          = "rate-limit.read-iops"
 	OptWriteIOPS         = "rate-limit.write-iops"
 	OptEphemeral         = "ephemeral"
+	OptProtect           = "protect"
 )
 
 // VolumeOptions lists every option key accepted at creation.
 func VolumeOptions() []string {
 	return []string{OptSize, OptFilesystem, OptSnapshots, OptSnapshotFrequency, OptSnapshotKeep,
-		OptReadBPS, OptWriteBPS, OptReadIOPS, OptWriteIOPS, OptEphemeral}
+		OptReadBPS, OptWriteBPS, OptReadIOPS, OptWriteIOPS, OptEphemeral, OptProtect}
 }
 
 // NewVolume builds a volume record from a policy (taken at revision rev) and
@@ -148,6 +161,8 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 		NoExec:         p.NoExec,
 		Ephemeral:      p.Ephemeral,
 		Reclaim:        p.Reclaim,
+		Protect:        p.Protect,
+		Trash:          p.Trash,
 		FileSystems:    p.AllFilesystems(),
 	}
 	if p.Backends.CRUD == "" {
@@ -164,8 +179,23 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 	if err := checkUnlocked(v.Backends.Mount, v.Unlocked, v.Ephemeral, v.Reclaim); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
 	}
+	if err := checkProtect(v.Protect, v.Ephemeral); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
 	if err := v.Runtime.Validate(); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	if err := p.Limits.CheckRuntime(v.Runtime); err != nil {
+		return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+	}
+	if v.Create.Size != "" {
+		n, err := v.SizeBytes()
+		if err != nil {
+			return Volume{}, err
+		}
+		if err := p.Limits.CheckSize(n); err != nil {
+			return Volume{}, fmt.Errorf("volume %s: %w", ref, err)
+		}
 	}
 	return v, nil
 }
@@ -215,6 +245,8 @@ func (v *Volume) applyOptions(opts map[string]string) error {
 			v.Runtime.RateLimit.WriteIOPS, err = parseUint(val)
 		case OptEphemeral:
 			v.Ephemeral, err = parseBool(val)
+		case OptProtect:
+			v.Protect, err = parseBool(val)
 		default:
 			return fmt.Errorf("unknown option %q (known: %s): %w", k, strings.Join(VolumeOptions(), ", "), ErrInvalid)
 		}

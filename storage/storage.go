@@ -168,3 +168,22 @@ type Snapshotter interface {
 	// CopySnapshot creates the new image to from snapshot snap of v.
 	CopySnapshot(ctx context.Context, v Volume, snap string, to Volume) error
 }
+
+// Trasher keeps removed images restorable. A CRUD backend that implements
+// it gets removed volumes moved to its trash instead of destroyed; each
+// trashed image is named by the handle Trash returns.
+type Trasher interface {
+	// Trash moves v's image and its snapshots out of the way (v's name is
+	// free at once for a new image) and returns its handle. keep is how
+	// long the backend should refuse to drop it on its own (rbd trash
+	// deferment). The checks are Destroy's: ErrNotFound if absent, ErrInUse
+	// while mounted, mapped or a snapshot has clones.
+	Trash(ctx context.Context, v Volume, keep time.Duration) (handle string, err error)
+	// Restore moves the trashed image back under v's name, with its
+	// snapshots; ErrExists if an image of that name exists, ErrNotFound if
+	// the handle is not in the trash.
+	Restore(ctx context.Context, v Volume, handle string) error
+	// Purge destroys the trashed image and its snapshots; ErrNotFound if
+	// the handle is not in the trash (purged already).
+	Purge(ctx context.Context, v Volume, handle string) error
+}

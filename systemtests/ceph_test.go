@@ -145,7 +145,7 @@ func TestCephVolumeThroughDaemons(t *testing.T) {
 	a2.call(t, "Unmount", `{"Name":"cephsys/db","ID":"m1"}`)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, e, code := volcli(t, vm.URL, "", "volume", "remove", "cephsys/db")
+		e, code := removeForGood(t, vm.URL, "cephsys/db")
 		if code == 0 {
 			break
 		}
@@ -191,7 +191,7 @@ func TestCephResizeThroughDaemons(t *testing.T) {
 	if _, e, code := volcli(t, vm.URL, "", "volume", "create", "cephrs/db"); code != 0 {
 		t.Fatalf("create: %s", e)
 	}
-	t.Cleanup(func() { _, _, _ = volcli(t, vm.URL, "", "volume", "remove", "cephrs/db") })
+	t.Cleanup(func() { _, _ = removeForGood(t, vm.URL, "cephrs/db") })
 	vp := startVolplugin(t, vm, data, "vpsys-ceph-rs", "hostA", "--socket-dir", filepath.Join(data, "p"),
 		"--mount-root", filepath.Join(data, "mnt"), "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run"))
 	pc := newPluginClient(vp.lines["volplugin socket"])
@@ -251,7 +251,7 @@ func TestCephOnlineResizeThroughDaemons(t *testing.T) {
 	if _, e, code := volcli(t, vm.URL, "", "volume", "create", "cephon/db"); code != 0 {
 		t.Fatalf("create: %s", e)
 	}
-	t.Cleanup(func() { _, _, _ = volcli(t, vm.URL, "", "volume", "remove", "cephon/db") })
+	t.Cleanup(func() { _, _ = removeForGood(t, vm.URL, "cephon/db") })
 	vp := startVolplugin(t, vm, data, "vpsys-ceph-on", "hostA", "--socket-dir", filepath.Join(data, "p"),
 		"--mount-root", filepath.Join(data, "mnt"), "--ceph-conf", conf, "--ceph-mapper", "fuse", "--ceph-run-dir", filepath.Join(data, "run"))
 	pc := newPluginClient(vp.lines["volplugin socket"])

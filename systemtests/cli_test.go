@@ -59,7 +59,7 @@ func TestWalkthroughWithBinaries(t *testing.T) {
 	if out := run("", 0, "volume", "reclaim", "--dry-run"); !strings.HasPrefix(out, "old/stale\tlast used ") {
 		t.Errorf("reclaim --dry-run printed %q", out)
 	}
-	if out := run("", 0, "volume", "reclaim"); out != "removed old/stale\n" {
+	if out := run("", 0, "volume", "reclaim"); out != "removed old/stale (to the trash)\n" {
 		t.Errorf("reclaim printed %q", out)
 	}
 	if _, err := os.Stat(filepath.Join(data, "local", "images", "policy1", "test2.img")); !os.IsNotExist(err) {

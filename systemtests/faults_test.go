@@ -87,6 +87,7 @@ type faultEnv struct {
 	ttl                   int
 	logs                  []*proc
 	volmasterURLForPlugin string
+	vmExtra               []string // more volmaster flags (--ceph-conf)
 }
 
 type faultHost struct {
@@ -105,13 +106,15 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newFaultEnv(t *testing.T, plugin string, ttl int) *faultEnv {
+// newFaultEnv starts volmaster (with vmExtra flags) and uploads the global
+// config and the local policy policy1.
+func newFaultEnv(t *testing.T, plugin string, ttl int, vmExtra ...string) *faultEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the fault suite needs root for loop devices and mounts")
 	}
 	e := &faultEnv{t: t, data: t.TempDir(), listen: freePort(t), etcd: freePort(t), peer: freePort(t),
-		hosts: map[string]*faultHost{}, plugin: plugin, ttl: ttl}
+		hosts: map[string]*faultHost{}, plugin: plugin, ttl: ttl, vmExtra: vmExtra}
 	e.startVolmaster()
 	e.volmasterURLForPlugin = e.vm.URL
 	if _, errOut, code := volcli(t, e.vm.URL, fmt.Sprintf(`{"TTL": %d, "Timeout": 1}`, ttl), "global", "upload"); code != 0 {
@@ -131,6 +134,7 @@ func (e *faultEnv) startVolmasterAt(step string) {
 	e.t.Helper()
 	args := []string{"--listen", e.listen, "--data-dir", e.data, "--mount-root", filepath.Join(e.data, "mnt"),
 		"--etcd-listen", "http://" + e.etcd, "--etcd-peer-listen", "http://" + e.peer}
+	args = append(args, e.vmExtra...)
 	p := startProcEnv(e.t, nil, faultEnvVar(step), "volmaster", args, "volmaster API", "etcd client URL")
 	e.vm = &volmaster{proc: p, URL: p.lines["volmaster API"], EtcdURL: p.lines["etcd client URL"]}
 	e.logs = append(e.logs, p)
@@ -400,14 +404,7 @@ func waitForQuiet(t *testing.T, d time.Duration, cond func() bool) {
 
 // cleanupLeftovers unmounts and detaches whatever a failed row left.
 func (e *faultEnv) cleanupLeftovers() {
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	var mps []string
-	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], e.data+"/") {
-			mps = append(mps, f[4])
-		}
-	}
+	mps := mountsUnder(e.data)
 	for i := len(mps) - 1; i >= 0; i-- {
 		_ = exec.Command("umount", "-l", mps[i]).Run()
 	}
@@ -493,6 +490,9 @@ func TestFaultSuite(t *testing.T) {
 	t.Run("halfOpenRenewal", faultHalfOpenRenewal)
 	t.Run("superblockZeroed", faultSuperblockZeroed)
 	t.Run("superblockZeroedUnmarked", faultSuperblockZeroedUnmarked)
+	t.Run("cephFencing", faultCephFencing)
+	t.Run("removeThenRestore", faultRemoveThenRestore)
+	t.Run("removeProtected", faultRemoveProtected)
 }
 
 // kill -9 of volplugin after the mount; restart within the TTL: the mount
@@ -524,40 +524,6 @@ func faultKill9AfterMount(t *testing.T) {
 	c.LocksLost = e.lostLocks()
 	e.finish(&c, map[string][]string{vol: {"c1"}})
 	recordRow(t, faultRow{Fault: "kill -9 volplugin", Step: "after the mount (restart < TTL)", Counts: c})
-}
-
-// Two containers on one volume across a volplugin restart longer than the
-// TTL: the lock expired, the state file keeps both IDs; when one container
-// stops the other keeps writing.
-func faultRestartLongerThanTTL(t *testing.T) {
-	e := newFaultEnv(t, "vpf-ttl", 2)
-	a := e.startHost("hostA", "")
-	const vol = "policy1/two"
-	e.createVolume(a, vol)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg == "" {
-		_, errMsg = a.mount(t, vol, "c2")
-	}
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
-	var c faultCounts
-	_ = a.p.signal(syscall.SIGKILL)
-	waitFor(t, 15*time.Second, "the lock to expire with the lease", func() bool { return e.holder(vol) == "" })
-	e.startHost("hostA", "")
-	waitFor(t, 10*time.Second, "hostA holds the lock again", func() bool { return e.holder(vol) == "hostA" })
-	if errMsg := a.unmount(t, vol, "c1"); errMsg != "" {
-		t.Fatalf("unmount c1: %s", errMsg)
-	}
-	if len(e.mountsOfImage(vol)) == 0 {
-		c.UsedRemoved++ // unmounted under the other container
-	}
-	_, failed := w.halt()
-	c.FailedWrites = int(failed)
-	c.LocksLost = e.lostLocks()
-	e.finish(&c, map[string][]string{vol: {"c2"}})
-	recordRow(t, faultRow{Fault: "2 containers, volplugin down longer than TTL", Step: "restart, then one container stops", Counts: c})
 }
 
 // Lease loss while a snapshot holds the operation lock: the relock is
@@ -668,84 +634,6 @@ func faultReleaseWhileVolmasterDown(t *testing.T) {
 	c.LocksLost = e.lostLocks()
 	e.finish(&c, map[string][]string{vol: nil})
 	recordRow(t, faultRow{Fault: "release while volmaster unreachable", Step: "unmount", Counts: c})
-}
-
-// volplugin starts while volmaster is down: it serves the socket, keeps the
-// mount it had, refuses new mounts saying volmaster is unreachable, and
-// mounts once volmaster is back.
-func faultStartWhileVolmasterDown(t *testing.T) {
-	e := newFaultEnv(t, "vpf-cold", 3)
-	a := e.startHost("hostA", "")
-	const vol, vol2 = "policy1/cold", "policy1/cold2"
-	e.createVolume(a, vol)
-	e.createVolume(a, vol2)
-	_, w := e.mountWriting(a, vol, "c1")
-	var c faultCounts
-	_ = a.p.stop()
-	_ = e.vm.stop()
-	a = e.startHost("hostA", "")
-	info := a.info(t)
-	if !strings.Contains(toJSON(info["mounts"]), vol) {
-		t.Errorf("volplugin started without volmaster did not keep its mount: %v", info["mounts"])
-	}
-	if _, errMsg := a.mount(t, vol2, "n1"); !strings.Contains(errMsg, "unreachable") {
-		t.Errorf("new mount without volmaster: %q, want an error saying volmaster is unreachable", errMsg)
-	}
-	e.startVolmaster()
-	back := time.Now()
-	waitFor(t, 30*time.Second, "a new mount after volmaster is back", func() bool {
-		_, errMsg := a.mount(t, vol2, "n1")
-		return errMsg == ""
-	})
-	t.Logf("new mount worked %s after volmaster returned", time.Since(back).Round(10*time.Millisecond))
-	waitFor(t, 10*time.Second, "hostA's lock", func() bool { return e.holder(vol) == "hostA" })
-	_, failed := w.halt()
-	c.FailedWrites = int(failed)
-	c.LocksLost = e.lostLocks()
-	e.finish(&c, map[string][]string{vol: {"c1"}, vol2: {"n1"}})
-	recordRow(t, faultRow{Fault: "volplugin started while volmaster down", Step: "start", Counts: c})
-}
-
-// volmaster down for 60 s while a volume is written: writes go on, no lock
-// is lost, and a new mount works within 5 s of volmaster's return.
-func faultVolmasterDown60s(t *testing.T) {
-	e := newFaultEnv(t, "vpf-60", 3)
-	a := e.startHost("hostA", "")
-	const vol, vol2 = "policy1/long", "policy1/long2"
-	e.createVolume(a, vol)
-	e.createVolume(a, vol2)
-	_, w := e.mountWriting(a, vol, "c1")
-	var c faultCounts
-	_ = e.vm.stop()
-	down := time.Now()
-	// Second container on the same host while volmaster is away: a
-	// refcount, no volmaster needed.
-	if _, errMsg := a.mount(t, vol, "c2"); errMsg != "" {
-		t.Errorf("second mount on the same host while volmaster is down: %s", errMsg)
-	}
-	for time.Since(down) < 60*time.Second {
-		time.Sleep(time.Second) // the fault lasts 60 s
-	}
-	e.startVolmaster()
-	back := time.Now()
-	waitFor(t, 30*time.Second, "a new mount after volmaster is back", func() bool {
-		_, errMsg := a.mount(t, vol2, "n1")
-		return errMsg == ""
-	})
-	took := time.Since(back)
-	t.Logf("new mount worked %s after volmaster returned", took.Round(10*time.Millisecond))
-	if took > 5*time.Second {
-		t.Errorf("new mounts came back %s after volmaster, want within 5s", took)
-	}
-	waitFor(t, 10*time.Second, "hostA's lock back", func() bool { return e.holder(vol) == "hostA" })
-	writes, failed := w.halt()
-	if writes == 0 {
-		t.Error("the writer wrote nothing")
-	}
-	c.FailedWrites = int(failed)
-	c.LocksLost = e.lostLocks()
-	e.finish(&c, map[string][]string{vol: {"c1", "c2"}, vol2: {"n1"}})
-	recordRow(t, faultRow{Fault: "volmaster down 60 s while writing", Step: "lease renewal", Counts: c})
 }
 
 // blackhole is a TCP proxy to volmaster that can stop answering (accepting

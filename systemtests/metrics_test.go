@@ -57,7 +57,7 @@ func TestMetricsOfEveryDaemon(t *testing.T) {
 	}
 	data := t.TempDir()
 	vm := startVolmaster(t, data)
-	policy := `{"backend":"local","create":{"size":"16MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"500ms","keep":5}}}`
+	policy := `{"backend":"local","create":{"size":"16MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"1s","keep":5}}}`
 	if _, e, code := volcli(t, vm.URL, policy, "policy", "upload", "p"); code != 0 {
 		t.Fatalf("policy upload: %s", e)
 	}

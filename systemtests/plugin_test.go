@@ -152,7 +152,7 @@ func TestManagedPluginCeph(t *testing.T) {
 	docker(t, d, "plugin", "enable", "--timeout", "60", plugin)
 
 	docker(t, d, "volume", "create", "-d", plugin, "cephmp/x")
-	t.Cleanup(func() { _, _, _ = volcli(t, vm.URL, "", "volume", "remove", "cephmp/x") })
+	t.Cleanup(func() { _, _ = removeForGood(t, vm.URL, "cephmp/x") })
 	if imgs := rbdImages(t, conf); !strings.Contains(imgs, "cephmp:x") {
 		t.Fatalf("rbd ls after docker volume create: %q", imgs)
 	}
@@ -173,7 +173,7 @@ func TestManagedPluginCeph(t *testing.T) {
 	if out, err := execOut(ctx, "debugfs", "-R", "cat /f", export); err != nil || !strings.Contains(out, "hello\n") {
 		t.Fatalf("debugfs cat /f of the exported image: %v\n%s", err, out)
 	}
-	if _, e, code := volcli(t, vm.URL, "", "volume", "remove", "cephmp/x"); code != 0 {
+	if e, code := removeForGood(t, vm.URL, "cephmp/x"); code != 0 {
 		t.Errorf("volume remove after the plugin went: %s", e)
 	}
 	if imgs := rbdImages(t, conf); strings.Contains(imgs, "cephmp:") {

@@ -51,7 +51,7 @@ func TestSupervisorLeadershipWithStopAndKill(t *testing.T) {
 	if _, e, code := volcli(t, vm.URL, `{"TTL": 2, "Timeout": 1}`, "global", "upload"); code != 0 {
 		t.Fatalf("global upload: %s", e)
 	}
-	policy := `{"backend":"local","create":{"size":"8MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"500ms","keep":1000}}}`
+	policy := `{"backend":"local","create":{"size":"8MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"1s","keep":1000}}}`
 	if _, e, code := volcli(t, vm.URL, policy, "policy", "upload", "p"); code != 0 {
 		t.Fatalf("policy upload: %s", e)
 	}

@@ -59,7 +59,8 @@ func caller(r *http.Request) (config.Token, bool) {
 // off every request passes. Every mutating request is audited either way.
 // Every request that passes carries the policy filter of its caller.
 func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
-	mutating := rt.Method != http.MethodGet
+	// A read with a body (POST /v1/runtimes/watch) changes nothing.
+	mutating := rt.Method != http.MethodGet && rt.Access != Read && rt.Access != List
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.auth || rt.Access == Public {
 			r = withFilter(r, policyFilter{all: true})
@@ -143,6 +144,11 @@ func (s *Server) permit(rt Route, t config.Token, r *http.Request) (policyFilter
 		// A forced remove drops the records without the image: a tenant
 		// could orphan an image for good and take its name with it.
 		return deny("force (removing the records without the image) is for admin tokens only")
+	}
+	if t.Role == config.RoleHost && flagged(r, "unprotect") {
+		// docker volume rm and prune never remove a protected volume,
+		// whatever a host sends.
+		return deny("unprotect (removing a protected volume) is not for host tokens: use volcli with an admin or tenant token")
 	}
 	switch t.Role {
 	case config.RoleAdmin:
@@ -393,8 +399,12 @@ func requestPolicy(rt Route, r *http.Request) (string, error) {
 
 // forced tells whether a request asks for force: any force parameter but a
 // false one (the handler refuses one that is not a boolean).
-func forced(r *http.Request) bool {
-	v, ok := r.URL.Query()["force"]
+func forced(r *http.Request) bool { return flagged(r, "force") }
+
+// flagged tells whether a request sets the boolean parameter name: any
+// value but a false one.
+func flagged(r *http.Request, name string) bool {
+	v, ok := r.URL.Query()[name]
 	if !ok {
 		return false
 	}

@@ -125,6 +125,14 @@ func TestAuthMatrix(t *testing.T) {
 	lockBody := fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m1"}`, lease.ID)
 	var victim config.NewToken
 	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/tokens", `{"role":"read-only"}`)), &victim)
+	// Two volumes in the trash: one to restore, one to purge.
+	trashed := map[string]string{}
+	for _, n := range []string{"t1", "t2"} {
+		h.mustAs(t, "admin", 201, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":"a","name":%q}`, n))
+		var e config.TrashEntry
+		_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 200, "DELETE", "/v1/volumes/a/"+n, "")), &e)
+		trashed[n] = "/v1/trash/a/" + n + "/" + e.ID
+	}
 
 	type call struct {
 		method, path, body string
@@ -150,6 +158,8 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/leases/{id}":                                 {"DELETE", fmt.Sprintf("/v1/leases/%d", lease.ID), "", "host", nil},
 		"POST /v1/tokens":                                        {"POST", "/v1/tokens", `{"role":"host","host":"h9"}`, "admin", nil},
 		"DELETE /v1/tokens/{id}":                                 {"DELETE", "/v1/tokens/" + victim.ID, "", "admin", nil},
+		"POST /v1/trash/{policy}/{name}/{id}/restore":            {"POST", trashed["t1"] + "/restore", "", "tenant-a", nil},
+		"DELETE /v1/trash/{policy}/{name}/{id}":                  {"DELETE", trashed["t2"], "", "tenant-a", nil},
 	}
 	// The order matters only where one call consumes another's object.
 	order := []string{
@@ -159,6 +169,7 @@ func TestAuthMatrix(t *testing.T) {
 		"PUT /v1/volumes/{policy}/{name}/formatted",
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",
 		"PUT /v1/leases/{id}", "DELETE /v1/leases/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
+		"POST /v1/trash/{policy}/{name}/{id}/restore", "DELETE /v1/trash/{policy}/{name}/{id}",
 	}
 	hostRoute := map[string]bool{}
 	for _, rt := range Routes() {
@@ -168,7 +179,7 @@ func TestAuthMatrix(t *testing.T) {
 				t.Errorf("host route %s %s declares no owner function", rt.Method, rt.Path)
 			}
 		}
-		if rt.Method == "GET" {
+		if rt.Method == "GET" || rt.Access == List || rt.Access == Read {
 			continue
 		}
 		if _, ok := calls[rt.Method+" "+rt.Path]; !ok {
@@ -342,7 +353,7 @@ func TestHostTokenPolicies(t *testing.T) {
 	refused("host-pa", "PUT", "/v1/policies/a", localPolicy, "hosts may only")
 	// Its host scope still holds: h1's token with policies is not h2's.
 	refused("host-pa", "POST", "/v1/leases", `{"host":"h2"}`, "h2")
-	h.mustAs(t, "host-pa", 204, "DELETE", "/v1/volumes/a/x", "")
+	h.mustAs(t, "host-pa", 200, "DELETE", "/v1/volumes/a/x", "")
 	h.mustAs(t, "host-pa", 200, "GET", "/v1/volumes/b/y", "")
 	// Issued and listed with both scopes.
 	var nt config.NewToken
@@ -437,20 +448,29 @@ func TestTenantListsAreFiltered(t *testing.T) {
 		t.Errorf("tenant-b lists %v", refs)
 	}
 
+	// A removed volume in each policy, for the trash list.
+	for _, ref := range []string{"a/gone", "bpolicy/gone"} {
+		p, n, _ := strings.Cut(ref, "/")
+		h.mustAs(t, "admin", 201, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":%q,"name":%q}`, p, n))
+		h.mustAs(t, "admin", 200, "DELETE", "/v1/volumes/"+ref, "")
+	}
 	// Every List route: the other policy's name shows up for the admin
 	// (so the check can fail) and never for the tenant, in any form.
 	for _, rt := range Routes() {
 		if rt.Access != List {
 			continue
 		}
-		path := rt.Path + "?detail=true"
-		if rt.Path == "/v1/runtimes" {
+		path, body := rt.Path+"?detail=true", ""
+		switch rt.Path {
+		case "/v1/runtimes":
 			path = rt.Path + "?volume=a/v1&volume=bpolicy/w1"
+		case "/v1/runtimes/watch":
+			path, body = rt.Path, `{"volumes":["a/v1","bpolicy/w1"]}`
 		}
-		if out := h.mustAs(t, "admin", 200, "GET", path, ""); !strings.Contains(out, "bpolicy") {
+		if out := h.mustAs(t, "admin", 200, rt.Method, path, body); !strings.Contains(out, "bpolicy") {
 			t.Errorf("GET %s as admin lacks bpolicy: the test has no data for it: %s", rt.Path, out)
 		}
-		if out := h.mustAs(t, "tenant-a", 200, "GET", path, ""); strings.Contains(out, "bpolicy") || strings.Contains(out, "w1") {
+		if out := h.mustAs(t, "tenant-a", 200, rt.Method, path, body); strings.Contains(out, "bpolicy") || strings.Contains(out, "w1") {
 			t.Errorf("GET %s as tenant-a leaks another policy: %s", rt.Path, out)
 		}
 	}
@@ -550,7 +570,7 @@ func TestForceRemoveIsAdminOnly(t *testing.T) {
 	if after := h.dump(t); !reflect.DeepEqual(before, after) {
 		t.Error("refused forced removes changed etcd")
 	}
-	h.mustAs(t, "tenant-a", 204, "DELETE", "/v1/volumes/a/w?force=false", "")
+	h.mustAs(t, "tenant-a", 200, "DELETE", "/v1/volumes/a/w?force=false", "") // to the trash
 	h.mustAs(t, "admin", 204, "DELETE", "/v1/volumes/a/v?force=true", "")
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -90,11 +91,21 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	endpoints := o.Etcd
 	if len(endpoints) == 0 {
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		srv, err := etcdserver.Start(sctx, etcdserver.Config{
+		ecfg := etcdserver.Config{
 			Dir: filepath.Join(o.DataDir, "etcd"), ClientURL: o.EtcdListen, PeerURL: o.EtcdPeerListen,
 			CompactionRetention: o.EtcdCompactionRetention,
-		})
+		}
+		if o.Auth {
+			files, err := embeddedEtcdPKI(o.DataDir, o.EtcdListen)
+			if err != nil {
+				return err
+			}
+			ecfg.TLS = &files.server
+			ecfg.ClientURL, ecfg.PeerURL = httpsURL(o.EtcdListen), httpsURL(o.EtcdPeerListen)
+			o.EtcdCA, o.EtcdCert, o.EtcdKey = files.server.CA, files.clientCert, files.clientKey
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		srv, err := etcdserver.Start(sctx, ecfg)
 		cancel()
 		if err != nil {
 			return err
@@ -225,15 +236,30 @@ func checkExposure(o Options) error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: %v: %w", o.Listen, err, config.ErrInvalid)
 	}
+	if !loopback(host) && !o.Auth && o.TLSClientCA == "" && !o.InsecureListenAny {
+		return fmt.Errorf("--listen %s is reachable beyond this host and nothing authenticates clients: "+
+			"use --auth (tokens), --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
+	}
+	if len(o.Etcd) > 0 {
+		return nil
+	}
+	u, err := url.Parse(o.EtcdListen)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--etcd-listen %q must look like http://127.0.0.1:9379: %w", o.EtcdListen, config.ErrInvalid)
+	}
+	// Whoever reaches etcd can write an admin token or any record: with
+	// --auth only certificates from volmaster's own CA get in (https).
+	if !loopback(u.Hostname()) && !o.Auth && !o.InsecureListenAny {
+		return fmt.Errorf("--etcd-listen %s is reachable beyond this host and the embedded etcd authenticates nobody: "+
+			"use --auth (etcd then requires client certificates volmaster issues) or say --insecure-listen-any: %w", o.EtcdListen, config.ErrInvalid)
+	}
+	return nil
+}
+
+func loopback(host string) bool {
 	if host == "localhost" {
-		return nil
+		return true
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	if o.Auth || o.TLSClientCA != "" || o.InsecureListenAny {
-		return nil
-	}
-	return fmt.Errorf("--listen %s is reachable beyond this host and nothing authenticates clients: "+
-		"use --auth (tokens), --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -39,10 +39,12 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case config.CodeNotFound:
 		return http.StatusNotFound
-	case config.CodeExists, config.CodeInUse, config.CodeBusy:
+	case config.CodeExists, config.CodeInUse, config.CodeBusy, config.CodeProtected:
 		return http.StatusConflict
 	case config.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case config.CodeTooMany:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

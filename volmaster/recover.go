@@ -146,7 +146,7 @@ func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v conf
 	bctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	switch in.Op {
-	case "create", "remove":
+	case "create", "remove", "restore":
 		backend, err := s.crud(&v)
 		if err != nil {
 			retryLater()
@@ -166,7 +166,26 @@ func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v conf
 			retryLater()
 			return "", err
 		}
+		trasher, _ := backend.(storage.Trasher)
 		switch {
+		case in.Op == "restore" && exists:
+			return release("restore finished: the image is back")
+		case in.Op == "restore" || (in.Op == "remove" && in.Handle != ""):
+			// The image is in the backend's trash under the handle: a
+			// restore is finished, a remove undone (its records never
+			// moved to the trash), by taking it back.
+			if trasher == nil {
+				retryLater()
+				return "", fmt.Errorf("backend %s has no trash to take image %s from: %w", v.Backends.CRUD, in.Handle, config.ErrUnavailable)
+			}
+			if err := trasher.Restore(bctx, sv, in.Handle); err != nil && !errors.Is(err, storage.ErrExists) {
+				retryLater()
+				return "", err
+			}
+			if in.Op == "restore" {
+				return release("restore finished: the image taken back from the trash")
+			}
+			return release("remove undone: the image taken back from the trash, the volume stays")
 		case in.Op == "create" && exists && in.From == "":
 			return release("create finished: the image exists")
 		case in.Op == "create" && exists:

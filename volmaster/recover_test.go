@@ -24,7 +24,7 @@ import (
 func TestRecoverInterrupted(t *testing.T) {
 	h := start(t)
 	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
-	for _, n := range []string{"rm-gone", "rm-there", "snap", "grow"} {
+	for _, n := range []string{"rm-gone", "rm-there", "rm-trashed", "snap", "grow"} {
 		h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"`+n+`"}`)
 	}
 	ctx := t.Context()
@@ -66,7 +66,7 @@ func TestRecoverInterrupted(t *testing.T) {
 		if n == "copied" {
 			from = "p/snap@20250101T000000.000Z"
 		}
-		if _, err := st.CreateVolumeFrom(ctx, v, dead, from); err != nil {
+		if _, err := st.CreateVolumeFrom(ctx, v, dead, config.Limits{}, from); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,10 +75,17 @@ func TestRecoverInterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range []string{"rm-gone", "rm-there"} {
+	for _, n := range []string{"rm-gone", "rm-there", "rm-trashed"} {
 		if _, err := st.BeginRemove(ctx, ref(n), dead, 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+	handle, err := lb.Trash(ctx, sv("rm-trashed"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetIntentHandle(ctx, ref("rm-trashed"), dead, handle); err != nil {
+		t.Fatal(err)
 	}
 	if err := lb.Destroy(ctx, sv("rm-gone")); err != nil {
 		t.Fatal(err)
@@ -108,9 +115,9 @@ func TestRecoverInterrupted(t *testing.T) {
 		t.Fatalf("mount during a remove = %v, want busy", err)
 	}
 	// The read cache sees the intents: volmaster looks into etcd only then.
-	for deadline := time.Now().Add(10 * time.Second); h.srv.cache.Intents() != 7; {
+	for deadline := time.Now().Add(10 * time.Second); h.srv.cache.Intents() != 8; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache sees %d intents, want 7", h.srv.cache.Intents())
+			t.Fatalf("the cache sees %d intents, want 8", h.srv.cache.Intents())
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
@@ -155,6 +162,7 @@ func TestRecoverInterrupted(t *testing.T) {
 		{"copied", false, false},   // copy undone: its image may be partial
 		{"rm-gone", false, false},  // remove finished: the image was gone
 		{"rm-there", true, true},   // remove undone: the image is there
+		{"rm-trashed", true, true}, // remove undone: the image taken back from the trash
 		{"snap", true, true},
 		{"grow", true, true},
 	} {
@@ -171,7 +179,7 @@ func TestRecoverInterrupted(t *testing.T) {
 	if fi, err := os.Stat(image("grow")); err != nil || fi.Size() != 20<<20 {
 		t.Errorf("resize cut short: image %v, %v", fi, err)
 	}
-	for _, n := range []string{"new-made", "rm-there", "grow"} {
+	for _, n := range []string{"new-made", "rm-there", "rm-trashed", "grow"} {
 		if err := mount(n); err != nil {
 			t.Errorf("mount of %s after the recovery: %v", n, err)
 		}

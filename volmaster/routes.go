@@ -26,7 +26,7 @@ type Route struct {
 func Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", Public, (*Server).healthz, nil},
-		{"GET", "/metrics", Public, (*Server).serveMetrics, nil},
+		{"GET", "/metrics", Read, (*Server).serveMetrics, nil},
 		{"GET", "/info", Read, (*Server).info, nil},
 		{"GET", "/v1/policies", List, (*Server).listPolicies, nil},
 		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy, nil},
@@ -47,6 +47,7 @@ func Routes() []Route {
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/formatted", Host, (*Server).markFormatted, formattedOwner},
 		{"GET", "/v1/runtimes", List, (*Server).watchRuntimes, nil},
+		{"POST", "/v1/runtimes/watch", List, (*Server).watchRuntimesBody, nil},
 		{"GET", "/v1/global", Read, (*Server).getGlobal, nil},
 		{"PUT", "/v1/global", Admin, (*Server).putGlobal, nil},
 		{"GET", "/v1/uses", List, (*Server).listUses, nil},
@@ -56,6 +57,9 @@ func Routes() []Route {
 		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", Host, (*Server).releaseUse, mountLockOwner},
 		{"GET", "/v1/supervisor", Read, (*Server).listSupervisors, nil},
 		{"GET", "/v1/reclaimable", List, (*Server).listReclaimable, nil},
+		{"GET", "/v1/trash", List, (*Server).listTrash, nil},
+		{"POST", "/v1/trash/{policy}/{name}/{id}/restore", VolumeWrite, (*Server).restoreTrash, nil},
+		{"DELETE", "/v1/trash/{policy}/{name}/{id}", VolumeWrite, (*Server).purgeTrash, nil},
 		{"POST", "/v1/leases", Host, (*Server).grantLease, leaseRequestOwner},
 		{"PUT", "/v1/leases/{id}", Host, (*Server).keepAlive, leaseOwner},
 		{"DELETE", "/v1/leases/{id}", Host, (*Server).revokeLease, leaseOwner},

@@ -1,60 +1,99 @@
 package volmaster
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/volplugin/volplugin/config"
 )
 
-// GET /v1/runtimes is a long poll: since 0 answers at once with every named
-// volume's runtime; with a revision it waits for a change of a named volume
-// (not of others), and answers with no changes when the wait runs out.
-func TestRuntimeLongPoll(t *testing.T) {
+// A query Go would cut short (over 10,000 parameters) is a 400, not a poll
+// of nothing; the body form takes the same set.
+func TestRuntimePollQueryParsedWhole(t *testing.T) {
 	h := start(t)
-	h.must(t, http.StatusOK, "PUT", "/v1/policies/p", `{"backend":"local","create":{"size":"10MB"}}`)
-	for _, n := range []string{"a", "b"} {
-		h.must(t, http.StatusCreated, "POST", "/v1/volumes", fmt.Sprintf(`{"policy":"p","name":%q}`, n))
+	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
+	var q strings.Builder
+	q.WriteString("/v1/runtimes?since=0&wait=30s")
+	for i := range 10001 {
+		fmt.Fprintf(&q, "&volume=p/x%d", i)
 	}
-	poll := func(query string) config.RuntimeChanges {
-		t.Helper()
-		var out config.RuntimeChanges
-		if err := json.Unmarshal([]byte(h.must(t, http.StatusOK, "GET", "/v1/runtimes?"+query, "")), &out); err != nil {
-			t.Fatal(err)
+	start := time.Now()
+	if code, body := h.do(t, "GET", q.String(), ""); code != 400 || !strings.Contains(body, "POST /v1/runtimes/watch") {
+		t.Errorf("GET with 10,003 parameters = %d %s, want 400", code, body)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Error("the refused poll waited")
+	}
+	vols := make([]string, 0, 5000)
+	for i := range 4999 {
+		vols = append(vols, fmt.Sprintf("p/x%d", i))
+	}
+	vols = append(vols, "p/v")
+	body, _ := json.Marshal(map[string]any{"volumes": vols, "since": 0, "wait": "1s"})
+	var ch config.RuntimeChanges
+	if err := json.Unmarshal([]byte(h.must(t, 200, "POST", "/v1/runtimes/watch", string(body))), &ch); err != nil ||
+		len(ch.Changes) != 1 || ch.Changes[0].Name != "v" {
+		t.Errorf("POST with 5,000 volumes = %+v, %v; want the one that exists", ch, err)
+	}
+	for _, bad := range []string{`{"volumes":["p/v"],"since":-1}`, `{"volumes":["p/v"],"wait":"2m"}`, `{"volumes":["../x"]}`, `{"volume":["p/v"]}`} {
+		if code, out := h.do(t, "POST", "/v1/runtimes/watch", bad); code != 400 {
+			t.Errorf("POST %s = %d %s, want 400", bad, code, out)
 		}
-		return out
 	}
-	first := poll("volume=p/a&volume=p/b&volume=p/a&volume=p/nope&since=0")
-	if len(first.Changes) != 2 || first.Revision == 0 {
-		t.Fatalf("since 0: %+v, want p/a and p/b once each", first)
-	}
-	// Nothing changed: the wait runs out with no changes.
-	if idle := poll(fmt.Sprintf("volume=p/a&since=%d&wait=200ms", first.Revision)); len(idle.Changes) != 0 || idle.Revision < first.Revision {
-		t.Fatalf("idle poll: %+v", idle)
-	}
-	got := make(chan config.RuntimeChanges, 1)
-	go func() {
-		var out config.RuntimeChanges
-		code, body := h.do(t, "GET", fmt.Sprintf("/v1/runtimes?volume=p/a&since=%d&wait=30s", first.Revision), "")
-		if code == http.StatusOK {
-			_ = json.Unmarshal([]byte(body), &out)
-		}
-		got <- out
-	}()
-	// A change of an unwatched volume does not answer the poll; the
-	// watched one's does, with its new options.
-	h.must(t, http.StatusOK, "PUT", "/v1/volumes/p/b/runtime", `{"rate-limit":{"write-bps":"1MB"}}`)
-	h.must(t, http.StatusOK, "PUT", "/v1/volumes/p/a/runtime", `{"rate-limit":{"write-bps":"2MB"}}`)
-	res := <-got
-	if len(res.Changes) != 1 || res.Changes[0].VolumeRef != (config.VolumeRef{Policy: "p", Name: "a"}) ||
-		res.Changes[0].Runtime.RateLimit.WriteBPS != 2<<20 || res.Revision < res.Changes[0].Revision {
-		t.Fatalf("poll after the change of p/a: %+v", res)
-	}
+}
 
-	for _, q := range []string{"volume=p", "volume=p/a&since=-1", "volume=p/a&since=x", "volume=p/a&wait=2m",
-		"volume=p/a&wait=soon", "volume=p/a&detail=true"} {
-		h.must(t, http.StatusBadRequest, "GET", "/v1/runtimes?"+q, "")
+// A caller may hold 8 long polls at once; the 9th is a 429 at once, and
+// polls held by others are not affected.
+func TestRuntimePollsAreCapped(t *testing.T) {
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
+	var rev config.RuntimeChanges
+	_ = json.Unmarshal([]byte(h.must(t, 200, "POST", "/v1/runtimes/watch", `{"volumes":["p/v"]}`)), &rev)
+	hold := fmt.Sprintf(`{"volumes":["p/v"],"since":%d,"wait":"1m"}`, rev.Revision)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range maxPollsPerToken {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, "POST", h.url+"/v1/runtimes/watch", strings.NewReader(hold))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
 	}
+	held := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			h.srv.polls.mu.Lock()
+			n := h.srv.polls.total
+			h.srv.polls.mu.Unlock()
+			if n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d polls held, want %d", n, want)
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval
+		}
+	}
+	held(maxPollsPerToken)
+	if code, body := h.do(t, "POST", "/v1/runtimes/watch", hold); code != 429 || !strings.Contains(body, "too-many") {
+		t.Errorf("9th poll = %d %s, want 429 too-many", code, body)
+	}
+	// Once its polls end, the caller gets through again.
+	cancel()
+	wg.Wait()
+	held(0)
+	h.must(t, 200, "POST", "/v1/runtimes/watch", `{"volumes":["p/v"],"wait":"0s"}`)
 }

@@ -75,6 +75,7 @@ type Server struct {
 	session *concurrency.Session
 	// reqLease is the lease of remembered idempotent answers.
 	reqLease requestLease
+	polls    pollLimit
 
 	recoverMu      sync.Mutex
 	recoverBackoff map[config.VolumeRef]backoff

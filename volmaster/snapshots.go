@@ -45,8 +45,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
+	ops := s.volOps()
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
 		writeError(w, backendErr(err))
@@ -56,7 +55,13 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	// Pruned like a scheduled one, even where scheduled snapshots are off.
 	if v, err := s.store.GetVolume(r.Context(), ref); err == nil {
 		rt := v.Runtime.Snapshot
-		if _, err := ops.Prune(r.Context(), ref, rt.Keep, rt.Tiers, h); err != nil {
+		keep := rt.Keep
+		if max := s.limits(ref.Policy).MaxKeep; max > 0 && (keep == 0 && rt.Tiers == (config.Tiers{}) || keep > max) {
+			// Keep-everything, or more than the policy allows: on-demand
+			// snapshots count against its limits.max-keep.
+			keep = max
+		}
+		if _, err := ops.Prune(r.Context(), ref, keep, rt.Tiers, h); err != nil {
 			s.log.WithError(err).WithField("volume", ref.String()).Warn("pruning after an on-demand snapshot")
 		}
 	}
@@ -143,7 +148,7 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, from.String()+"@"+snap); err != nil {
+	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, s.limits(to.Policy), from.String()+"@"+snap); err != nil {
 		return config.Volume{}, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, s.timeout())

@@ -348,11 +348,12 @@ func TestRemove(t *testing.T) {
 	}
 	h.must(t, 200, "GET", "/v1/uses/p/v", "")
 	h.must(t, 204, "DELETE", "/v1/uses/p/v", "")
-	h.must(t, 204, "DELETE", "/v1/volumes/p/v", "")
+	h.must(t, 200, "DELETE", "/v1/volumes/p/v", "")
 	if _, err := os.Stat(img); !os.IsNotExist(err) {
 		t.Errorf("image still there after remove: %v", err)
 	}
-	if d := h.dump(t); len(d) != 4 { // schema, policy, its revision and head, and nothing of v
+	// schema, policy, its revision and head, and of v only its trash entry
+	if d := h.dump(t); len(d) != 5 || len(keysWith(d, "/volplugin/trash/p/v/")) != 1 {
 		t.Errorf("keys left after remove: %v", d)
 	}
 	// Force removes only the record.
@@ -491,4 +492,15 @@ func TestEtcdDownIs503(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
 	}
+}
+
+// keysWith returns the keys of d that start with prefix.
+func keysWith(d map[string]string, prefix string) []string {
+	var out []string
+	for k := range d {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
 }

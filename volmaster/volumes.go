@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -13,7 +12,6 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
 	"github.com/volplugin/volplugin/internal/faultpoint"
-	"github.com/volplugin/volplugin/internal/volops"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -117,7 +115,7 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolume(ctx, v, h); err != nil {
+	if _, err := s.store.CreateVolumeWithin(ctx, v, h, pol.Policy.Limits); err != nil {
 		return config.Volume{}, err
 	}
 	faultpoint.Hit(ctx, "create.recorded", ref.String())
@@ -150,57 +148,6 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	return v, nil
 }
 
-func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) {
-	ref, err := refVar(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	force := false
-	if f := r.URL.Query().Get("force"); f != "" {
-		if force, err = strconv.ParseBool(f); err != nil {
-			writeError(w, errInvalidf("force=%q must be true or false", f))
-			return
-		}
-	}
-	if force {
-		rev, err := s.store.ForceRemove(r.Context(), ref)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		s.settle(r.Context(), rev)
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	if err := s.RemoveVolume(r.Context(), ref); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// RemoveVolume destroys the image and then the record of a volume that is not
-// mounted anywhere and whose last mount, if any, has a recorded unmount (a
-// volume whose host died with it mounted is ErrInUse until an operator runs
-// volcli use force-remove). If the image cannot be destroyed the record
-// stays.
-func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef) error {
-	h, err := s.holder(ctx)
-	if err != nil {
-		return err
-	}
-	ops := *s.ops
-	ops.Timeout = s.timeout()
-	rev, err := ops.Remove(ctx, ref, volops.Manual, h)
-	if err != nil {
-		return backendErr(err)
-	}
-	s.settle(ctx, rev)
-	s.log.WithField("volume", ref.String()).Info("volume removed")
-	return nil
-}
-
 func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) {
 	ref, err := refVar(r)
 	if err != nil {
@@ -231,6 +178,10 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.limits(ref.Policy).CheckRuntime(rt); err != nil {
+		writeError(w, fmt.Errorf("runtime of %s: %w", ref, err))
+		return
+	}
 	rev, err := s.store.PutRuntime(r.Context(), ref, rt)
 	if err != nil {
 		writeError(w, err)
@@ -238,78 +189,6 @@ func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
 	}
 	s.settle(r.Context(), rev)
 	writeJSON(w, http.StatusOK, rt)
-}
-
-// maxRuntimeWait bounds a long poll of GET /v1/runtimes; maxRuntimeRefs the
-// volumes one poll may name.
-const (
-	maxRuntimeWait = time.Minute
-	maxRuntimeRefs = 10000
-)
-
-// watchRuntimes is a long poll for runtime changes: it answers as soon as
-// one of the named volumes' runtime records changes after ?since= (at once
-// for since 0 or a change already there), or with no changes after ?wait=.
-// volplugin holds one per host instead of polling each mounted volume.
-func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for k := range q {
-		if k != "volume" && k != "since" && k != "wait" {
-			writeError(w, fmt.Errorf("unknown parameter %q (volume, since, wait): %w", k, config.ErrInvalid))
-			return
-		}
-	}
-	if len(q["volume"]) > maxRuntimeRefs {
-		writeError(w, fmt.Errorf("%d volumes in one poll, at most %d: %w", len(q["volume"]), maxRuntimeRefs, config.ErrInvalid))
-		return
-	}
-	seen := map[config.VolumeRef]bool{}
-	var refs []config.VolumeRef
-	for _, v := range q["volume"] {
-		ref, err := config.ParseVolumeRef(v)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if !seen[ref] {
-			seen[ref] = true
-			refs = append(refs, ref)
-		}
-	}
-	refs = visibleOnly(r, refs, func(v config.VolumeRef) string { return v.Policy })
-	var since int64
-	if v := q.Get("since"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			writeError(w, fmt.Errorf("since %q is not an etcd revision (0 or more): %w", v, config.ErrInvalid))
-			return
-		}
-		since = n
-	}
-	var wait time.Duration
-	if v := q.Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > maxRuntimeWait {
-			writeError(w, fmt.Errorf("wait %q is not a duration between 0s and %s: %w", v, maxRuntimeWait, config.ErrInvalid))
-			return
-		}
-		wait = d
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	if s.runCtx != nil {
-		// A shutting-down volmaster answers its long polls at once.
-		defer context.AfterFunc(s.runCtx, cancel)()
-	}
-	changes, rev, err := s.cache.WaitRuntimes(ctx, refs, since)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if changes == nil {
-		changes = []config.RuntimeChange{}
-	}
-	writeJSON(w, http.StatusOK, config.RuntimeChanges{Revision: rev, Changes: changes})
 }
 
 func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
@@ -345,7 +224,11 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 		return config.Volume{}, err
 	}
 	// Checked before taking the lock, and again on the record read under it.
-	if _, _, err := cur.Grow(size, s.now()); err != nil {
+	_, n, err := cur.Grow(size, s.now())
+	if err != nil {
+		return config.Volume{}, err
+	}
+	if err := s.checkGrowth(ref, cur, n); err != nil {
 		return config.Volume{}, err
 	}
 	backend, err := s.crud(&cur)
@@ -445,4 +328,42 @@ func (s *Server) resizeLocked(ctx context.Context, locked config.Volume, size st
 	}
 	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
 	return grown, nil
+}
+
+// limits returns the current limits of a policy (none for a policy gone).
+func (s *Server) limits(policy string) config.Limits {
+	rec, err := s.cache.Policy(policy)
+	if err != nil {
+		return config.Limits{}
+	}
+	return rec.Policy.Limits
+}
+
+// checkGrowth refuses growing v to n bytes beyond its policy's limits: the
+// size of one volume, and the total of the policy's volumes.
+func (s *Server) checkGrowth(ref config.VolumeRef, v config.Volume, n int64) error {
+	lim := s.limits(ref.Policy)
+	if err := lim.CheckSize(n); err != nil {
+		return fmt.Errorf("resize %s: %w", ref, err)
+	}
+	if lim.MaxTotalSize == "" {
+		return nil
+	}
+	vols, err := s.cache.Volumes(ref.Policy)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, o := range vols {
+		if o.Name != ref.Name {
+			b, _ := o.SizeBytes()
+			total += b
+		}
+	}
+	// Counted as one more volume of n bytes, without the count limit.
+	lim.MaxVolumes = 0
+	if err := lim.CheckCount(0, total, n); err != nil {
+		return fmt.Errorf("resize %s: %w", ref, err)
+	}
+	return nil
 }

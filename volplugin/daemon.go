@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/bearer"
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/iolimit"
@@ -40,7 +42,11 @@ const DefaultSocketDir = "/run/docker/plugins"
 
 // Options are volplugin's command-line settings.
 type Options struct {
-	Volmaster  string
+	Volmaster string
+	// Insecure allows plain HTTP to a volmaster beyond loopback: its token
+	// and every answer it trusts (mkfs commands, mount options) would cross
+	// the network readable and forgeable.
+	Insecure   bool
 	PluginName string
 	SocketDir  string
 	// SocketGroup owns the socket (mode 0660): a group name or ID.
@@ -70,7 +76,10 @@ type Options struct {
 	TLSCA, TLSCert, TLSKey string
 	// MetricsListen is the loopback address of GET /metrics ("" for none).
 	MetricsListen string
-	Log           *logrus.Logger
+	// MetricsTokenFile, if set, holds the bearer token GET /metrics
+	// requires: without it any local user reads the metrics.
+	MetricsTokenFile string
+	Log              *logrus.Logger
 	// MetricsStarted, if set, is called with the metrics URL.
 	MetricsStarted func(url string)
 	// Started, if set, is called with the socket path once it listens.
@@ -87,6 +96,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	gid, err := groupID(o.SocketGroup)
 	if err != nil {
+		return err
+	}
+	if err := checkVolmasterURL(o.Volmaster, o.Insecure); err != nil {
 		return err
 	}
 	var copts []client.Option
@@ -170,11 +182,15 @@ func Serve(ctx context.Context, o Options) error {
 		d.saveState(o.Log)
 	}
 	if o.MetricsListen != "" {
+		tok, err := bearer.FromFile(o.MetricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
 		ln, err := net.Listen("tcp", o.MetricsListen)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
 		}
-		hs := &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: bearer.Require(tok, d.metrics.handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
 		if o.MetricsStarted != nil {
@@ -322,4 +338,24 @@ func startGlobal(ctx context.Context, api *client.Client, st hostState, log *log
 	}
 	log.WithError(err).Warn("volmaster unreachable at start and no saved configuration: using the defaults; new mounts wait for volmaster")
 	return config.DefaultGlobal(), false
+}
+
+// checkVolmasterURL refuses plain HTTP to a volmaster beyond loopback
+// unless insecure: whoever can forge its answers chooses what this host runs
+// as root (mkfs commands) and mounts.
+func checkVolmasterURL(raw string, insecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--volmaster %q must look like https://volmaster:9005: %w", raw, config.ErrInvalid)
+	}
+	if u.Scheme != "http" || insecure {
+		return nil
+	}
+	if h := u.Hostname(); h == "localhost" {
+		return nil
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--volmaster %s is plain HTTP beyond this host: use https:// (volmaster --tls-cert) "+
+		"or say --insecure (a trusted network only): %w", raw, config.ErrInvalid)
 }

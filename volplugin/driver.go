@@ -174,8 +174,9 @@ func (d *Driver) Create(req *volume.CreateRequest) error {
 	return nil
 }
 
-// Remove removes the volume through volmaster, which refuses while it is
-// mounted on any host.
+// Remove removes the volume through volmaster, which moves it to the trash
+// (volcli volume trash restore brings it back) and refuses while it is
+// mounted on any host, and a protected volume.
 func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	ref, err := parseName(req.Name)
 	if err != nil {
@@ -183,8 +184,15 @@ func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	}
 	ctx, cancel := d.ctx()
 	defer cancel()
-	if err := d.cfg.API.RemoveVolume(ctx, ref, false); err != nil {
+	// Never with Unprotect: a protected volume is refused, and the error
+	// names the volcli command that removes it.
+	e, err := d.cfg.API.RemoveVolume(ctx, ref, config.RemoveOptions{})
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	if e != nil {
+		d.log.WithField("volume", ref.String()).WithField("trash-id", e.ID).Info("moved to the trash")
+		return nil
 	}
 	d.log.WithField("volume", ref.String()).Info("removed")
 	return nil
@@ -209,12 +217,30 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 	defer cancel()
 	v, err := d.cfg.API.Volume(ctx, ref)
 	if err != nil {
+		// Docker calls Get before every mount and unmount, also for a
+		// volume a container on this host has mounted already. Without
+		// volmaster (unreachable, timed out, 5xx) a second container must
+		// still join such a mount and a stopping container's unmount must
+		// still arrive (invariant 6), so this host answers for its own
+		// mounts. A volume volmaster says is gone is not answered for.
+		if !errors.Is(err, config.ErrNotFound) {
+			if resp := d.getMounted(req.Name, ref); resp != nil {
+				d.log.WithError(err).WithField("volume", ref.String()).Info("volmaster did not answer Get: answered from this host's mount")
+				return resp, nil
+			}
+		}
+		if errors.Is(err, config.ErrUnavailable) {
+			// Not mounted here and volmaster away: if Get failed, Docker
+			// would take the volume for none of ours and try to create it
+			// with its local driver ("invalid characters"); said to exist,
+			// the Mount that follows fails naming the real reason.
+			d.log.WithError(err).WithField("volume", ref.String()).Info("volmaster did not answer Get: the volume is assumed to exist")
+			return &volume.GetResponse{Volume: &volume.Volume{Name: req.Name,
+				Status: map[string]any{"volmaster": "unreachable: " + err.Error()}}}, nil
+		}
 		return nil, err
 	}
-	status := map[string]any{
-		"policy": v.Policy, "size": v.Create.Size, "filesystem": v.Create.Filesystem,
-		"backend": v.Backends.Mount, "policy-revision": v.PolicyRevision,
-	}
+	status := volumeStatus(&v)
 	if u, err := d.cfg.API.Use(ctx, ref); err == nil {
 		status["locked-by"] = u.Hostname
 		status["mounts"] = len(u.MountIDs)
@@ -223,6 +249,32 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 		Name: req.Name, Mountpoint: d.mountpoint(ref), Status: status,
 		CreatedAt: v.CreatedAt.Format(time.RFC3339),
 	}}, nil
+}
+
+func volumeStatus(v *config.Volume) map[string]any {
+	return map[string]any{
+		"policy": v.Policy, "size": v.Create.Size, "filesystem": v.Create.Filesystem,
+		"backend": v.Backends.Mount, "policy-revision": v.PolicyRevision,
+	}
+}
+
+// getMounted answers Get from this host's mount of ref (nil if ref is not
+// mounted here), saying that volmaster did not answer.
+func (d *Driver) getMounted(name string, ref config.VolumeRef) *volume.GetResponse {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.mounts[ref]
+	if m == nil {
+		return nil
+	}
+	status := volumeStatus(&m.vol)
+	status["locked-by"] = d.cfg.Host
+	status["mounts"] = len(m.ids)
+	status["volmaster"] = "unavailable: answered from this host's mount"
+	return &volume.GetResponse{Volume: &volume.Volume{
+		Name: name, Mountpoint: m.path, Status: status,
+		CreatedAt: m.vol.CreatedAt.Format(time.RFC3339),
+	}}
 }
 
 // List lists every volume volmaster knows.

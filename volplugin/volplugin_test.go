@@ -34,6 +34,14 @@ type cluster struct {
 	// stateDir holds each host's state dir (by host name), kept across
 	// its restarts.
 	stateDir string
+	ts       *httptest.Server
+}
+
+// down makes volmaster unreachable, as a stopped process: new connections
+// are refused and open ones closed.
+func (c *cluster) down() {
+	c.ts.Listener.Close()
+	c.ts.CloseClientConnections()
 }
 
 func quiet() *logrus.Logger {
@@ -76,7 +84,7 @@ func startCluster(t *testing.T) *cluster {
 	if _, _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"32MB"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{url: ts.URL, api: api, dataDir: dataDir, stateDir: t.TempDir()}
+	return &cluster{url: ts.URL, api: api, dataDir: dataDir, stateDir: t.TempDir(), ts: ts}
 }
 
 // host is one volplugin instance, spoken to over its socket with Docker's

@@ -102,6 +102,11 @@ func (w *worker) round(ctx context.Context) error {
 	} else if err != nil {
 		lastErr = err
 	}
+	if err := w.purgeExpired(ctx, taker); errors.Is(err, store.ErrNotLeader) {
+		return err
+	} else if err != nil {
+		lastErr = err
+	}
 	s.update(func(st *config.SupervisorStatus) {
 		st.LastRun = now
 		if lastErr != nil {
@@ -194,6 +199,19 @@ func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Vol
 			"and unmounted with no mount lock for twice the TTL")
 	}
 	return lastErr
+}
+
+// purgeExpired purges the trash entries whose retention has passed, each
+// image first and then its entry, every change guarded by leadership.
+func (w *worker) purgeExpired(ctx context.Context, ops *volops.Ops) error {
+	purged, err := ops.PurgeExpired(ctx, w.guard)
+	for _, tref := range purged {
+		w.s.log.WithField("volume", tref.Volume.String()).WithField("trash-id", tref.ID).Info("trash entry purged: retention over")
+	}
+	if n := len(purged); n > 0 {
+		w.s.update(func(st *config.SupervisorStatus) { st.Purged += n })
+	}
+	return err
 }
 
 type unprovenVolume struct {

@@ -21,7 +21,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
-			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it)"},
+			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it); with --auth it serves https and only certificates volmaster issues (etcd-client-cert) get in"},
 			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
 			&cli.DurationFlag{Name: "etcd-compaction-retention", Value: etcdserver.DefaultCompactionRetention, Usage: "embedded etcd: compact history older than `DURATION` (etcd's periodic auto-compaction; 0 keeps all history)"},
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
@@ -34,7 +34,7 @@ func main() {
 			&cli.StringFlag{Name: "tls-key", Usage: "the TLS certificate's private key `FILE` (PEM)"},
 			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA `FILE` (mutual TLS)"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE` (its keyring, user admin)"},
-			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz and /metrics"},
+			&cli.BoolFlag{Name: "auth", Usage: "require bearer tokens with roles (admin, tenant, host, read-only) on every route but /healthz (/metrics takes a read-only token)"},
 			&cli.StringFlag{Name: "bootstrap-token-file", Usage: "with --auth and no admin token yet: write a new admin token to `FILE`, which must not exist (default DATA-DIR/admin.token)"},
 			&cli.StringFlag{Name: "audit-log", Usage: "append every audit entry (mutating and refused requests) to `FILE` as a JSON line; reopened when logrotate moves it"},
 			&cli.BoolFlag{Name: "insecure-listen-any", Usage: "allow a --listen address beyond loopback without client certificates"},
@@ -57,6 +57,27 @@ func main() {
 				},
 			})
 		}),
+		Commands: []*cli.Command{{
+			Name:  "etcd-client-cert",
+			Usage: "issue a client certificate for the embedded etcd of a volmaster run with --auth (for a volsupervisor)",
+			Description: "Writes OUT/ca.crt, OUT/NAME.crt and OUT/NAME.key (0600), signed by the CA in DATA-DIR/etcd-pki. " +
+				"Give them to volsupervisor as --etcd-ca, --etcd-cert and --etcd-key; revoke by making a new CA (remove etcd-pki and restart).",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "volmaster's data `DIR`"},
+				&cli.StringFlag{Name: "name", Required: true, Usage: "the certificate's `NAME` (like volsupervisor-node2)"},
+				&cli.StringFlag{Name: "out", Required: true, Usage: "`DIR` to write the files to"},
+			},
+			Action: func(c *cli.Context) error {
+				if err := config.ValidateName("certificate", c.String("name")); err != nil {
+					return err
+				}
+				if err := volmaster.IssueEtcdClientCert(c.String("data-dir"), c.String("name"), c.String("out")); err != nil {
+					return err
+				}
+				fmt.Printf("wrote %s/{ca.crt,%s.crt,%s.key}\n", c.String("out"), c.String("name"), c.String("name"))
+				return nil
+			},
+		}},
 	}
 	cmdutil.Main(app)
 }

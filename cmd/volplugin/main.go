@@ -23,6 +23,7 @@ func main() {
 		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
 		Flags: withEnv([]cli.Flag{
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
+			&cli.BoolFlag{Name: "insecure", Usage: "allow a plain http:// --volmaster beyond loopback (a trusted network only: tokens and answers cross it unprotected)"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
 			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
 			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or ID) that owns the socket with root (mode 0660); default: root's"},
@@ -37,6 +38,7 @@ func main() {
 			&cli.StringFlag{Name: "health-webhook", Usage: "POST the health state to this `URL` when it changes"},
 			&cli.BoolFlag{Name: "maintenance", Usage: "keep existing mounts and their locks, refuse new mounts"},
 			&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9006", Usage: "`HOST:PORT` of GET /metrics (Prometheus); empty to disable"},
+			&cli.StringFlag{Name: "metrics-token-file", Usage: "GET /metrics requires the bearer token in `FILE` (else any local user reads it)"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE`"},
 			&cli.StringFlag{Name: "ceph-mapper", Value: "auto", Usage: "how Ceph images are mapped: `auto`, krbd, nbd or fuse (auto: krbd, else nbd, else rbd-fuse + loop)"},
 			&cli.StringFlag{Name: "ceph-run-dir", Usage: "`DIR` for rbd-fuse mount points and PID files (default " + ceph.DefaultRunDir + ")"},
@@ -52,13 +54,13 @@ func main() {
 				_ = c.Set("host-label", host)
 			}
 			return volplugin.Serve(ctx, volplugin.Options{
-				Volmaster: c.String("volmaster"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
+				Volmaster: c.String("volmaster"), Insecure: c.Bool("insecure"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), StateDir: c.String("state-dir"), LocalDataDir: c.String("local-data-dir"),
 				Health: volplugin.HealthLimits{
 					MountFailures: c.Int("health-max-mount-failures"), RenewFailures: c.Int("health-max-renew-failures"),
 					Goroutines: c.Int("health-max-goroutines"), OpenFDs: c.Int("health-max-fds"), Webhook: c.String("health-webhook"),
 				},
-				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), Log: log,
+				Maintenance: c.Bool("maintenance"), MetricsListen: c.String("metrics-listen"), MetricsTokenFile: c.String("metrics-token-file"), Log: log,
 				CephConf: c.String("ceph-conf"), CephMapper: c.String("ceph-mapper"), CephRunDir: c.String("ceph-run-dir"),
 				TokenFile: c.String("token-file"), TLSCA: c.String("tls-ca"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				MetricsStarted: func(url string) { fmt.Printf("volplugin metrics: %s\n", url) },

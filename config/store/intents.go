@@ -28,6 +28,9 @@ type Intent struct {
 	Size string `json:"size,omitempty"`
 	// From names the snapshot a create copies ("policy/volume@snapshot").
 	From string `json:"from,omitempty"`
+	// Handle is the backend's trash handle of the image a remove moved to
+	// the trash (SetIntentHandle) or a restore takes back from it.
+	Handle string `json:"handle,omitempty"`
 }
 
 // Interrupted is an intent whose operation lock is gone.
@@ -144,4 +147,39 @@ func (s *Store) ReleaseOpKeepIntent(ctx context.Context, ref config.VolumeRef, h
 		return 0, err
 	}
 	return resp.Header.Revision, nil
+}
+
+// SetIntentHandle records in the intent of the remove h holds the trash
+// handle of the image it moved (before its records follow), so that a
+// remove cut short there is undone: the image restored from the trash.
+func (s *Store) SetIntentHandle(ctx context.Context, ref config.VolumeRef, h Holder, handle string) error {
+	resp, err := s.get(ctx, "read intent of "+ref.String(), s.keys.Intent(ref))
+	if err != nil {
+		return err
+	}
+	if len(resp.Kvs) != 1 {
+		return fmt.Errorf("intent of %s: %w", ref, config.ErrNotFound)
+	}
+	var in Intent
+	if err := json.Unmarshal(resp.Kvs[0].Value, &in); err != nil {
+		return fmt.Errorf("intent of %s is corrupt: %w", ref, err)
+	}
+	in.Handle = handle
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	tr, err := s.txn(ctx, "record trash handle of "+ref.String(),
+		[]clientv3.Cmp{
+			clientv3.Compare(clientv3.LeaseValue(s.keys.OpLock(ref)), "=", h.Lease),
+			clientv3.Compare(clientv3.ModRevision(s.keys.Intent(ref)), "=", resp.Kvs[0].ModRevision),
+		},
+		[]clientv3.Op{clientv3.OpPut(s.keys.Intent(ref), string(b))}, nil)
+	if err != nil {
+		return err
+	}
+	if !tr.Succeeded {
+		return fmt.Errorf("record trash handle of %s: operation lock lost (lease expired?): %w", ref, config.ErrInUse)
+	}
+	return nil
 }

@@ -62,13 +62,27 @@ func DecodeVolume(rec, rt []byte) (config.Volume, error) {
 // caller creates the image next and then calls ReleaseOp, or RollbackCreate
 // if that fails.
 func (s *Store) CreateVolume(ctx context.Context, v config.Volume, h Holder) (int64, error) {
-	return s.CreateVolumeFrom(ctx, v, h, "")
+	return s.CreateVolumeWithin(ctx, v, h, config.Limits{})
 }
 
-// CreateVolumeFrom is CreateVolume for a volume whose image is copied from
-// snapshot from ("policy/volume@snapshot", "" for a new image): its intent
-// says so, because a copy cut short is undone even if its image exists.
-func (s *Store) CreateVolumeFrom(ctx context.Context, v config.Volume, h Holder, from string) (int64, error) {
+// quotaRetries bounds how often a create under a volume count or total size
+// limit is tried again when another volume of the policy changed between
+// the count and the write.
+const quotaRetries = 5
+
+// CreateVolumeWithin is CreateVolume that also keeps the policy's volumes
+// within lim's count and total size: the policy's records are counted and
+// the write commits only if none of them changed since, so two creates at
+// once cannot both take the last place.
+func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holder, lim config.Limits) (int64, error) {
+	return s.CreateVolumeFrom(ctx, v, h, lim, "")
+}
+
+// CreateVolumeFrom is CreateVolumeWithin for a volume whose image is copied
+// from snapshot from ("policy/volume@snapshot", "" for a new image): its
+// intent says so, because a copy cut short is undone even if its image
+// exists.
+func (s *Store) CreateVolumeFrom(ctx context.Context, v config.Volume, h Holder, lim config.Limits, from string) (int64, error) {
 	ref := v.Ref()
 	rec, rt, err := s.encodeVolume(v)
 	if err != nil {
@@ -78,23 +92,52 @@ func (s *Store) CreateVolumeFrom(ctx context.Context, v config.Volume, h Holder,
 	if err != nil {
 		return 0, err
 	}
-	resp, err := s.txn(ctx, "create volume "+ref.String(),
-		[]clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(s.keys.Intent(ref)), "=", 0),
-		},
-		append([]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt)}, lockPuts...),
-		nil)
+	size, err := v.SizeBytes()
 	if err != nil {
 		return 0, err
 	}
-	if !resp.Succeeded {
+	for range quotaRetries {
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Intent(ref)), "=", 0),
+		}
+		if lim.MaxVolumes > 0 || lim.MaxTotalSize != "" {
+			prefix := s.keys.VolumesOf(ref.Policy)
+			resp, err := s.get(ctx, "count volumes of "+ref.Policy, prefix, clientv3.WithPrefix())
+			if err != nil {
+				return 0, err
+			}
+			var total int64
+			for _, kv := range resp.Kvs {
+				var other config.Volume
+				if json.Unmarshal(kv.Value, &other) == nil {
+					n, _ := other.SizeBytes()
+					total += n
+				}
+			}
+			if err := lim.CheckCount(len(resp.Kvs), total, size); err != nil {
+				return 0, fmt.Errorf("volume %s: %w", ref, err)
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(prefix), "<", resp.Header.Revision+1).WithPrefix())
+		}
+		resp, err := s.txn(ctx, "create volume "+ref.String(), cmps,
+			append([]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt)}, lockPuts...),
+			[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.OpLock(ref)), clientv3.OpGet(s.keys.Intent(ref))})
+		if err != nil {
+			return 0, err
+		}
+		if resp.Succeeded {
+			return resp.Header.Revision, nil
+		}
 		// An intent left without its volume (a force-removed volume whose
 		// operation was cut short) goes with the next recovery round.
-		return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
+		if len(rangeKvs(resp, 0)) > 0 || len(rangeKvs(resp, 1)) > 0 || len(rangeKvs(resp, 2)) > 0 {
+			return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
+		}
+		// Another volume of the policy changed since the count: count again.
 	}
-	return resp.Header.Revision, nil
+	return 0, fmt.Errorf("volume %s: the policy's volumes kept changing while counted for its limits: %w", ref, config.ErrBusy)
 }
 
 // ReleaseOp drops the operation lock and its intent if h still holds it.
@@ -218,9 +261,7 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		append([]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)),
-			clientv3.OpDelete(s.keys.Snapshots(ref), clientv3.WithPrefix()), clientv3.OpDelete(s.keys.Usage(ref))},
-			s.unlockOps(ref)...),
+		append(s.deleteVolumeOps(ref), s.unlockOps(ref)...),
 		nil)
 	if err != nil {
 		return 0, err
@@ -372,17 +413,19 @@ func (s *Store) FinishRemove(ctx context.Context, ref config.VolumeRef, h Holder
 	return s.deleteUnderLock(ctx, "remove volume "+ref.String(), ref, h)
 }
 
-// ForceRemove deletes only the record and runtime of a volume (and the
-// intent of an operation cut short), leaving any image in the backend;
-// refused while an operation holds the volume.
+// ForceRemove deletes every record of a volume — record, runtime, usage and
+// snapshot records — in one transaction, or nothing; any image stays in the
+// backend and nothing goes to the trash, so a volume created again under
+// the name starts clean. A mount lock stays (it belongs to the host that
+// holds it, on its lease, and goes with its unmount); an operation in
+// progress refuses the removal.
 func (s *Store) ForceRemove(ctx context.Context, ref config.VolumeRef) (int64, error) {
 	resp, err := s.txn(ctx, "force-remove volume "+ref.String(),
 		[]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
 		},
-		[]clientv3.Op{clientv3.OpDelete(s.keys.Volume(ref)), clientv3.OpDelete(s.keys.Runtime(ref)), clientv3.OpDelete(s.keys.Usage(ref)),
-			clientv3.OpDelete(s.keys.Intent(ref))},
+		append(s.deleteVolumeOps(ref), clientv3.OpDelete(s.keys.Intent(ref))),
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
 	if err != nil {
 		return 0, err

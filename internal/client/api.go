@@ -95,14 +95,56 @@ func (c *Client) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	return out, c.do(ctx, http.MethodPost, "/v1/volumes", nil, body, &out)
 }
 
-// RemoveVolume destroys a volume's image and record; with force only the
-// record is removed.
-func (c *Client) RemoveVolume(ctx context.Context, ref config.VolumeRef, force bool) error {
-	var q url.Values
-	if force {
-		q = url.Values{"force": {"true"}}
+// RemoveVolume removes a volume: it goes to the trash (the entry is
+// returned) unless it is ephemeral (destroyed, nil). opts.Force deletes
+// every record and leaves the image (nil); opts.Unprotect allows removing a
+// protected volume (volplugin never sets it).
+func (c *Client) RemoveVolume(ctx context.Context, ref config.VolumeRef, opts config.RemoveOptions) (*config.TrashEntry, error) {
+	q := url.Values{}
+	if opts.Force {
+		q.Set("force", "true")
 	}
-	return c.do(ctx, http.MethodDelete, "/v1/volumes/"+refPath(ref), q, nil, nil)
+	if opts.Unprotect {
+		q.Set("unprotect", "true")
+	}
+	var out config.TrashEntry
+	if err := c.do(ctx, http.MethodDelete, "/v1/volumes/"+refPath(ref), q, nil, &out); err != nil {
+		return nil, err
+	}
+	if out.ID == "" {
+		return nil, nil
+	}
+	return &out, nil
+}
+
+// Trash lists trash entries: all (ref zero), one policy's (ref.Name
+// empty) or one volume name's.
+func (c *Client) Trash(ctx context.Context, ref config.VolumeRef) ([]config.TrashEntry, error) {
+	q := url.Values{}
+	if ref.Policy != "" {
+		q.Set("policy", ref.Policy)
+	}
+	if ref.Name != "" {
+		q.Set("name", ref.Name)
+	}
+	var out []config.TrashEntry
+	return out, c.do(ctx, http.MethodGet, "/v1/trash", q, nil, &out)
+}
+
+func trashPath(tref config.TrashRef) string {
+	return "/v1/trash/" + refPath(tref.Volume) + "/" + url.PathEscape(tref.ID)
+}
+
+// RestoreTrash brings a trash entry back under its name and returns the
+// volume; config.ErrExists while a volume of that name exists.
+func (c *Client) RestoreTrash(ctx context.Context, tref config.TrashRef) (config.Volume, error) {
+	var out config.Volume
+	return out, c.do(ctx, http.MethodPost, trashPath(tref)+"/restore", nil, nil, &out)
+}
+
+// PurgeTrash destroys a trash entry and its image for good.
+func (c *Client) PurgeTrash(ctx context.Context, tref config.TrashRef) error {
+	return c.do(ctx, http.MethodDelete, trashPath(tref), nil, nil, nil)
 }
 
 // ResizeVolume grows a volume to size (like "2GiB") and returns its record.
@@ -136,13 +178,24 @@ func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.Runt
 // WaitRuntimes long-polls for runtime changes of refs after etcd revision
 // since (0: the current runtime of each at once), waiting up to wait; ctx
 // must allow for the wait.
+// The volumes go in the body (POST /v1/runtimes/watch), so any number up
+// to volmaster's limit fits; it is a read, so it carries no
+// Idempotency-Key.
 func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since int64, wait time.Duration) (config.RuntimeChanges, error) {
-	q := url.Values{"since": {strconv.FormatInt(since, 10)}, "wait": {wait.String()}}
-	for _, r := range refs {
-		q.Add("volume", r.String())
+	q := struct {
+		Volumes []string `json:"volumes"`
+		Since   int64    `json:"since"`
+		Wait    string   `json:"wait"`
+	}{Volumes: make([]string, len(refs)), Since: since, Wait: wait.String()}
+	for i, r := range refs {
+		q.Volumes[i] = r.String()
+	}
+	body, err := json.Marshal(q)
+	if err != nil {
+		return config.RuntimeChanges{}, err
 	}
 	var out config.RuntimeChanges
-	return out, c.do(ctx, http.MethodGet, "/v1/runtimes", q, nil, &out)
+	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, false)
 }
 
 // PutRuntime replaces a volume's runtime options with a JSON document.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -31,6 +32,15 @@ type Config struct {
 	// UnsafeNoFsync skips fsync (etcd's --unsafe-no-fsync): a crash may
 	// lose or corrupt data. For tests only.
 	UnsafeNoFsync bool
+	// TLS, if set, serves the client and peer ports over TLS with Cert and
+	// Key and accepts only clients whose certificate CA signed (ClientURL
+	// and PeerURL must then be https://).
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of mutual TLS.
+type TLSFiles struct {
+	CA, Cert, Key string
 }
 
 // DefaultCompactionRetention is how much etcd history volmaster's embedded
@@ -79,6 +89,13 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	pu, err := url.Parse(c.PeerURL)
 	if err != nil || pu.Host == "" {
 		return nil, fmt.Errorf("etcd peer URL %q: must look like http://127.0.0.1:9380", c.PeerURL)
+	}
+	if c.TLS != nil {
+		if cu.Scheme != "https" || pu.Scheme != "https" {
+			return nil, fmt.Errorf("etcd URLs %s and %s: must be https:// with TLS", cu, pu)
+		}
+		info := transport.TLSInfo{CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, TrustedCAFile: c.TLS.CA, ClientCertAuth: true}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = info, info
 	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}

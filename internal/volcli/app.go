@@ -268,7 +268,7 @@ func cleanMessage(err error) string {
 		keep bool // keep the words, without the colon
 	}{
 		{config.ErrNotFound, true}, {config.ErrExists, true},
-		{config.ErrInvalid, false}, {config.ErrBusy, false}, {config.ErrInUse, false}, {config.ErrUnavailable, false},
+		{config.ErrInvalid, false}, {config.ErrBusy, false}, {config.ErrProtected, false}, {config.ErrInUse, false}, {config.ErrUnavailable, false},
 	} {
 		if !errors.Is(err, s.err) {
 			continue
@@ -297,9 +297,14 @@ func unreachableCause(err error) string {
 // action wraps a command body: it checks the argument count and connects
 // before calling fn.
 func (e *env) action(nargs int, fn func(k *call) error) cli.ActionFunc {
+	return e.actionArgs(nargs, nargs, fn)
+}
+
+// actionArgs is action for a command taking min to max arguments.
+func (e *env) actionArgs(min, max int, fn func(k *call) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		if err := wantArgs(c, nargs); err != nil {
-			return err
+		if n := c.Args().Len(); n < min || n > max {
+			return wantArgs(c, max)
 		}
 		k, err := e.connect(c)
 		if err != nil {

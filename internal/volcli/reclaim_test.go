@@ -64,7 +64,7 @@ func TestReclaimKeepsUnprovenVolumes(t *testing.T) {
 		t.Errorf("reclaim --dry-run --json = %+v", rs)
 	}
 	out = h.ok("", "volume", "reclaim")
-	if !strings.HasPrefix(out, "kept rp/dead: in use until proven unmounted") || !strings.HasSuffix(out, "\nremoved rp/old\n") {
+	if !strings.HasPrefix(out, "kept rp/dead: in use until proven unmounted") || !strings.HasSuffix(out, "\nremoved rp/old (to the trash)\n") {
 		t.Errorf("reclaim printed %q", out)
 	}
 	h.fails(3, "volcli: volume rp/old not found", "", "volume", "get", "rp/old")

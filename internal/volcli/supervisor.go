@@ -47,8 +47,8 @@ func supervisorStatus(k *call) error {
 		if st.Leading {
 			role = "LEADER"
 		}
-		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\n",
-			st.Name, role, lastRun(st), st.Taken, st.Pruned, st.Removed)
+		fmt.Fprintf(&b, "%s\t%s\tlast run %s\ttaken %d\tpruned %d\tremoved %d\tpurged %d\n",
+			st.Name, role, lastRun(st), st.Taken, st.Pruned, st.Removed, st.Purged)
 		if st.LastError != "" {
 			fmt.Fprintf(&b, "  last error: %s\n", st.LastError)
 		}
@@ -94,7 +94,10 @@ func volumeReclaim(k *call) error {
 	if k.c.Bool("dry-run") {
 		return printList(k, rs, func(r config.Reclaimable) string {
 			status := "ready"
-			if !r.Ready {
+			switch {
+			case r.Protected:
+				status = "kept: protected (volcli volume remove --unprotect " + r.Volume.String() + ")"
+			case !r.Ready:
 				status = "kept: " + r.Reason
 			}
 			return fmt.Sprintf("%s\tlast used %s\tunused for %s\t%s", r.Volume, when(r.LastUsed), r.UnusedFor, status)
@@ -103,15 +106,19 @@ func volumeReclaim(k *call) error {
 	var removed []config.VolumeRef
 	var lines []string
 	for _, r := range rs {
+		if r.Protected {
+			lines = append(lines, fmt.Sprintf("kept %s: protected (volcli volume remove --unprotect %s)", r.Volume, r.Volume))
+			continue
+		}
 		if !r.Ready {
 			lines = append(lines, fmt.Sprintf("kept %s: %s", r.Volume, r.Reason))
 			continue
 		}
-		if err := k.api.RemoveVolume(ctx, r.Volume, false); err != nil {
+		if _, err := k.api.RemoveVolume(ctx, r.Volume, config.RemoveOptions{}); err != nil {
 			return k.fail(fmt.Errorf("reclaim %s: %w", r.Volume, err), "")
 		}
 		removed = append(removed, r.Volume)
-		lines = append(lines, "removed "+r.Volume.String())
+		lines = append(lines, "removed "+r.Volume.String()+" (to the trash)")
 	}
 	if k.json {
 		return printList(k, removed, nil)

@@ -131,7 +131,7 @@ func TestNotFound(t *testing.T) {
 	h.sameDump(before, "not-found commands")
 
 	// Remove, then the volume is gone.
-	if out := h.ok("", "volume", "remove", "policy1/test"); out != "volume policy1/test removed\n" {
+	if out := h.ok("", "volume", "remove", "policy1/test"); !strings.HasPrefix(out, "volume policy1/test moved to the trash as ") {
 		t.Errorf("remove printed %q", out)
 	}
 	h.fails(3, "volcli: volume policy1/test not found", "", "volume", "get", "policy1/test")

@@ -3,6 +3,7 @@ package volcli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,17 +57,23 @@ func volumeCommand(e *env) *cli.Command {
 			},
 			{
 				Name:      "remove",
-				Usage:     "destroy a volume and its record",
+				Usage:     "move a volume to the trash (restorable until its policy's trash.retention passes)",
 				ArgsUsage: "POLICY/NAME",
-				Description: "Refused while the volume is mounted, and while its last mount has no recorded unmount " +
-					"(its host died, lost its lease or was cut off: the error names the host); once that host no longer " +
-					"has it mounted, volcli use force-remove records the unmount. With --force only the record goes, " +
-					"mounted or not, and the image stays.",
+				Description: "The image (with its snapshots) goes to the backend's trash and the whole record to a trash " +
+					"entry: volcli volume trash list|restore|purge. An ephemeral volume is destroyed at once. Refused " +
+					"while the volume is mounted, and while its last mount has no recorded unmount (its host died, lost " +
+					"its lease or was cut off: the error names the host); once that host no longer has it mounted, volcli " +
+					"use force-remove records the unmount. A protected volume (protect=true) is refused unless " +
+					"--unprotect is given; docker volume rm and prune never remove one. With --force every record of the " +
+					"volume (snapshot records, usage, runtime) is deleted in one transaction, mounted or not, nothing " +
+					"goes to the trash and the image stays in the backend.",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "force", Usage: "remove only the record, leave the storage alone"},
+					&cli.BoolFlag{Name: "force", Usage: "remove only the records, leave the storage alone (no trash)"},
+					&cli.BoolFlag{Name: "unprotect", Usage: "remove the volume even though it is protected"},
 				},
 				Action: e.action(1, volumeRemove),
 			},
+			trashCommand(e),
 			{
 				Name:  "reclaim",
 				Usage: "remove the volumes unused for longer than their policy's reclaim.unused-for",
@@ -189,14 +196,20 @@ func volumeRemove(k *call) error {
 	if err != nil {
 		return err
 	}
-	force := k.c.Bool("force")
+	opts := config.RemoveOptions{Force: k.c.Bool("force"), Unprotect: k.c.Bool("unprotect")}
 	ctx, cancel := k.ctx()
 	defer cancel()
-	if err := k.api.RemoveVolume(ctx, ref, force); err != nil {
+	e, err := k.api.RemoveVolume(ctx, ref, opts)
+	if err != nil {
 		return k.fail(err, volumeNotFound(ref))
 	}
-	return k.done(map[string]any{"policy": ref.Policy, "name": ref.Name, "removed": true, "force": force},
-		"volume %s removed", ref)
+	out := map[string]any{"policy": ref.Policy, "name": ref.Name, "removed": true, "force": opts.Force}
+	if e == nil {
+		return k.done(out, "volume %s removed", ref)
+	}
+	out["trash"] = e
+	return k.done(out, "volume %s moved to the trash as %s until %s (volcli volume trash restore %s %s)",
+		ref, e.ID, e.Expires.Format(time.RFC3339), ref, e.ID)
 }
 
 func volumeResize(k *call) error {

@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/volplugin/volplugin/config"
@@ -143,19 +145,12 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 }
 
 func (b *Backend) destroy(ctx context.Context, vl vol) error {
-	if m, err := fsutil.MountAt(vl.mount); err != nil || m != nil {
-		return errors.Join(err, fmt.Errorf("mounted on %s: %w", vl.mount, storage.ErrInUse))
-	}
-	conn, err := b.conn(ctx, vl.client)
-	if err != nil {
-		return err
-	}
 	io, err := b.ioctx(ctx, vl)
 	if err != nil {
 		return err
 	}
 	defer io.Destroy()
-	img, err := openImage(io, vl, false)
+	img, protected, err := b.openIdle(ctx, io, vl)
 	if err != nil {
 		return err
 	}
@@ -165,42 +160,8 @@ func (b *Backend) destroy(ctx context.Context, vl vol) error {
 			_ = img.Close()
 		}
 	}()
-	hs, err := holders(conn, img)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", vl.spec(), err)
-	}
-	if len(hs) > 0 {
-		return fmt.Errorf("image %s is held by %s: %w", vl.spec(), describe(hs), storage.ErrInUse)
-	}
-	snaps, err := img.GetSnapshotNames()
-	if err != nil {
-		return fmt.Errorf("list snapshots of %s: %w", vl.spec(), cephErr(err))
-	}
-	protected := map[string]bool{}
-	for _, s := range snaps {
-		p, err := img.GetSnapshot(s.Name).IsProtected()
-		if err != nil {
-			return fmt.Errorf("snapshot %s@%s: %w", vl.spec(), s.Name, cephErr(err))
-		}
-		if !p {
-			continue
-		}
-		protected[s.Name] = true
-		kids, err := children(io, vl, s.Name)
-		if err != nil {
-			return err
-		}
-		if len(kids) > 0 {
-			return fmt.Errorf("snapshot %s@%s has clones %s: %w", vl.spec(), s.Name, strings.Join(kids, ", "), storage.ErrInUse)
-		}
-	}
-	for _, s := range snaps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := removeSnapshot(img, s.Name, protected[s.Name]); err != nil {
-			return fmt.Errorf("snapshot %s@%s: %w", vl.spec(), s.Name, err)
-		}
+	if err := purgeSnapshots(ctx, img, vl.spec(), protected); err != nil {
+		return err
 	}
 	closed = true
 	if err := img.Close(); err != nil {
@@ -208,6 +169,80 @@ func (b *Backend) destroy(ctx context.Context, vl vol) error {
 	}
 	if err := rbd.RemoveImage(io, vl.image); err != nil {
 		return fmt.Errorf("remove %s: %w", vl.spec(), cephErr(err))
+	}
+	return nil
+}
+
+// openIdle opens vl's image read-write after checking that it may go: not
+// mounted here, not open (mapped) or locked by any client, no snapshot
+// with clones. It returns the image (Close it) and its snapshots, each
+// with whether it is protected.
+func (b *Backend) openIdle(ctx context.Context, io *rados.IOContext, vl vol) (*rbd.Image, map[string]bool, error) {
+	if m, err := fsutil.MountAt(vl.mount); err != nil || m != nil {
+		return nil, nil, errors.Join(err, fmt.Errorf("mounted on %s: %w", vl.mount, storage.ErrInUse))
+	}
+	conn, err := b.conn(ctx, vl.client)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := openImage(io, vl, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, err := holders(conn, img)
+	if err != nil {
+		_ = img.Close()
+		return nil, nil, fmt.Errorf("image %s: %w", vl.spec(), err)
+	}
+	if len(hs) > 0 {
+		_ = img.Close()
+		return nil, nil, fmt.Errorf("image %s is held by %s: %w", vl.spec(), describe(hs), storage.ErrInUse)
+	}
+	snaps, err := snapshotsWithoutClones(img, vl.spec(), func(snap string) ([]string, error) { return children(io, vl, snap) })
+	if err != nil {
+		_ = img.Close()
+		return nil, nil, err
+	}
+	return img, snaps, nil
+}
+
+// snapshotsWithoutClones returns img's snapshots, each with whether it is
+// protected, or ErrInUse if a protected one has clones (kids lists them).
+func snapshotsWithoutClones(img *rbd.Image, spec string, kids func(snap string) ([]string, error)) (map[string]bool, error) {
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of %s: %w", spec, cephErr(err))
+	}
+	out := make(map[string]bool, len(snaps))
+	for _, s := range snaps {
+		p, err := img.GetSnapshot(s.Name).IsProtected()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s@%s: %w", spec, s.Name, cephErr(err))
+		}
+		out[s.Name] = p
+		if !p {
+			continue
+		}
+		k, err := kids(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(k) > 0 {
+			return nil, fmt.Errorf("snapshot %s@%s has clones %s: %w", spec, s.Name, strings.Join(k, ", "), storage.ErrInUse)
+		}
+	}
+	return out, nil
+}
+
+// purgeSnapshots removes every snapshot of img (unprotecting the protected).
+func purgeSnapshots(ctx context.Context, img *rbd.Image, spec string, snaps map[string]bool) error {
+	for _, name := range slices.Sorted(maps.Keys(snaps)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := removeSnapshot(img, name, snaps[name]); err != nil {
+			return fmt.Errorf("snapshot %s@%s: %w", spec, name, err)
+		}
 	}
 	return nil
 }

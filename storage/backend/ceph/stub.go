@@ -5,6 +5,7 @@ package ceph
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/volplugin/volplugin/storage"
 )
@@ -86,3 +87,16 @@ func (*Backend) CopySnapshot(context.Context, storage.Volume, string, storage.Vo
 func (*Backend) Locate(context.Context, storage.Volume) (storage.Mount, bool, error) {
 	return storage.Mount{}, false, errNoCeph
 }
+
+var _ storage.Trasher = (*Backend)(nil)
+
+// Trash fails.
+func (*Backend) Trash(context.Context, storage.Volume, time.Duration) (string, error) {
+	return "", errNoCeph
+}
+
+// Restore fails.
+func (*Backend) Restore(context.Context, storage.Volume, string) error { return errNoCeph }
+
+// Purge fails.
+func (*Backend) Purge(context.Context, storage.Volume, string) error { return errNoCeph }

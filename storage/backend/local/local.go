@@ -194,7 +194,7 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 		return volErr("destroy", v, err)
 	}
 	defer unlock()
-	if err := statImage(p.image); err != nil {
+	if err := b.checkIdle(ctx, p); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			// A destroy cut short between the image and its snapshots:
 			// what is left of it goes now.
@@ -203,22 +203,6 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 		}
 		return volErr("destroy", v, err)
 	}
-	m, err := fsutil.MountAt(p.mount)
-	if err != nil {
-		return volErr("destroy", v, err)
-	}
-	if m != nil {
-		return volErr("destroy", v, fmt.Errorf("mounted on %s: %w", p.mount, storage.ErrInUse))
-	}
-	// A loop device that is still attached may be mounted elsewhere or be
-	// about to be; removing the file under it would leave a phantom device.
-	devs, err := b.settledLoops(ctx, p.image)
-	if err != nil {
-		return volErr("destroy", v, err)
-	}
-	if len(devs) > 0 {
-		return volErr("destroy", v, fmt.Errorf("attached to %s: %w", strings.Join(devs, ", "), storage.ErrInUse))
-	}
 	if err := os.Remove(p.image); err != nil {
 		return volErr("destroy", v, err)
 	}
@@ -226,6 +210,31 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 		return volErr("destroy", v, err)
 	}
 	removeEmpty(filepath.Dir(p.image), filepath.Dir(p.snapDir))
+	return nil
+}
+
+// checkIdle returns nil if p's image exists, is not mounted at its mount
+// path and is attached to no loop device; otherwise ErrNotFound or ErrInUse.
+func (b *Backend) checkIdle(ctx context.Context, p paths) error {
+	if err := statImage(p.image); err != nil {
+		return err
+	}
+	m, err := fsutil.MountAt(p.mount)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		return fmt.Errorf("mounted on %s: %w", p.mount, storage.ErrInUse)
+	}
+	// A loop device that is still attached may be mounted elsewhere or be
+	// about to be; removing the file under it would leave a phantom device.
+	devs, err := b.settledLoops(ctx, p.image)
+	if err != nil {
+		return err
+	}
+	if len(devs) > 0 {
+		return fmt.Errorf("attached to %s: %w", strings.Join(devs, ", "), storage.ErrInUse)
+	}
 	return nil
 }
 
