@@ -154,7 +154,7 @@ func faultKill9Volmaster(t *testing.T) {
 		{stepRow: stepRow{step: "create.recorded", label: "create: record, no image yet"}, args: create},
 		{stepRow: stepRow{step: "create.made", label: "create: image made, lock held"}, args: create},
 		{stepRow: stepRow{step: "remove.locked", label: "remove: locked, image still there"}, args: remove, existing: true},
-		{stepRow: stepRow{step: "remove.destroyed", label: "remove: image gone, record kept"}, args: remove, existing: true},
+		{stepRow: stepRow{step: "remove.destroyed", label: "remove: image trashed, record kept"}, args: remove, existing: true},
 		{stepRow: stepRow{step: "local.snapshot.frozen", label: "snapshot: fs frozen while written"}, args: snapshot, existing: true, writing: true},
 		{stepRow: stepRow{step: "snapshot.made", label: "snapshot: made, not recorded"}, args: snapshot, existing: true},
 		{stepRow: stepRow{step: "resize.grown", label: "resize: image grown, record not"}, args: resize, existing: true},
