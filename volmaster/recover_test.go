@@ -24,9 +24,10 @@ import (
 func TestRecoverInterrupted(t *testing.T) {
 	h := start(t)
 	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
-	for _, n := range []string{"rm-gone", "rm-there", "rm-trashed", "snap", "grow"} {
+	for _, n := range []string{"rm-gone", "rm-there", "rm-trashed", "snap", "grow", "restored"} {
 		h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"`+n+`"}`)
 	}
+	h.must(t, 200, "DELETE", "/v1/volumes/p/restored", "") // to the trash
 	ctx := t.Context()
 	st := h.srv.Store()
 	lb, err := local.New(local.Config{DataDir: h.dataDir, MountRoot: t.TempDir()})
@@ -90,6 +91,13 @@ func TestRecoverInterrupted(t *testing.T) {
 	if err := lb.Destroy(ctx, sv("rm-gone")); err != nil {
 		t.Fatal(err)
 	}
+	trashed, err := st.ListTrash(ctx, ref("restored"))
+	if err != nil || len(trashed) != 1 {
+		t.Fatalf("trash of p/restored: %v, %v", trashed, err)
+	}
+	if _, err := st.BeginRestore(ctx, config.TrashRef{Volume: ref("restored"), ID: trashed[0].ID}, dead, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	const snap = "20260101T000000.000Z"
 	if _, err := st.BeginIntent(ctx, ref("snap"), store.Intent{Op: "snapshot", Snapshot: snap}, dead); err != nil {
 		t.Fatal(err)
@@ -115,9 +123,9 @@ func TestRecoverInterrupted(t *testing.T) {
 		t.Fatalf("mount during a remove = %v, want busy", err)
 	}
 	// The read cache sees the intents: volmaster looks into etcd only then.
-	for deadline := time.Now().Add(10 * time.Second); h.srv.cache.Intents() != 8; {
+	for deadline := time.Now().Add(10 * time.Second); h.srv.cache.Intents() != 9; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache sees %d intents, want 8", h.srv.cache.Intents())
+			t.Fatalf("the cache sees %d intents, want 9", h.srv.cache.Intents())
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
@@ -163,6 +171,7 @@ func TestRecoverInterrupted(t *testing.T) {
 		{"rm-gone", false, false},  // remove finished: the image was gone
 		{"rm-there", true, true},   // remove undone: the image is there
 		{"rm-trashed", true, true}, // remove undone: the image taken back from the trash
+		{"restored", true, true},   // restore finished: the image taken back from the trash
 		{"snap", true, true},
 		{"grow", true, true},
 	} {
@@ -179,7 +188,7 @@ func TestRecoverInterrupted(t *testing.T) {
 	if fi, err := os.Stat(image("grow")); err != nil || fi.Size() != 20<<20 {
 		t.Errorf("resize cut short: image %v, %v", fi, err)
 	}
-	for _, n := range []string{"new-made", "rm-there", "rm-trashed", "grow"} {
+	for _, n := range []string{"new-made", "rm-there", "rm-trashed", "restored", "grow"} {
 		if err := mount(n); err != nil {
 			t.Errorf("mount of %s after the recovery: %v", n, err)
 		}
