@@ -53,7 +53,7 @@ test: build fmt-check vet
 	echo "ceph-dev up: $$(($$(date +%s) - t0))s"; \
 	eval "$$($(CEPH_DEV) env)" && export CEPH_CONF && \
 	FAULT_TABLE=$$table $(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...; rc=$$?; \
-	if [ -s $$table ]; then echo "fault suite (systemtests/faults_test.go): every counter must be 0"; cat $$table; fi; \
+	if [ -s $$table ]; then echo "fault suite (systemtests/faults_*_test.go): every counter must be 0"; cat $$table; fi; \
 	exit $$rc
 
 bench: build

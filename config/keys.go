@@ -26,6 +26,7 @@ const SchemaVersion = 2
 //	<prefix>/runtime/<policy>/<volume>              RuntimeOptions (JSON)
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
 //	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
+//	<prefix>/intents/<policy>/<volume>              Intent of the operation holding the lock; no lease
 //	<prefix>/hosts/<host>                           HostLease of a volplugin host, on that lease
 //	<prefix>/usage/<policy>/<volume>                Usage: when the volume was last mounted/unmounted
 //	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
@@ -132,6 +133,14 @@ func (k Keys) OpLocks() string { return k.Prefix + "/oplocks/" }
 
 // OpLock is one volume's operation lock.
 func (k Keys) OpLock(r VolumeRef) string { return k.OpLocks() + r.Policy + "/" + r.Name }
+
+// Intents is the prefix of every operation's intent.
+func (k Keys) Intents() string { return k.Prefix + "/intents/" }
+
+// Intent is the key of the intent of the operation holding r's operation
+// lock: written and deleted with the lock, but on no lease, so it outlives a
+// holder that dies half-way.
+func (k Keys) Intent(r VolumeRef) string { return k.Intents() + r.Policy + "/" + r.Name }
 
 // Hosts is the prefix of every host's lease record.
 func (k Keys) Hosts() string { return k.Prefix + "/hosts/" }

@@ -151,7 +151,10 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 			// lock has the volume mounted already, so another container of
 			// its own (or the move onto a new lease) changes nothing an
 			// operation relies on, and must not fail behind a snapshot.
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0))
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.keys.OpLock(ref)), "=", 0),
+				// An operation cut short (its holder died) is recovered
+				// first: a create or remove may be undone or finished.
+				clientv3.Compare(clientv3.CreateRevision(m.keys.Intent(ref)), "=", 0))
 		}
 		usage, err := m.usage(ctx, ref, func(us *config.Usage) { us.Mounted(req.Hostname, u.Since) })
 		if err != nil {
@@ -160,7 +163,7 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 		tctx, cancel := context.WithTimeout(ctx, m.timeout)
 		resp, err := m.cli.Txn(tctx).If(cmps...).
 			Then(clientv3.OpPut(key, string(b), clientv3.WithLease(clientv3.LeaseID(req.Lease))), usage).
-			Else(clientv3.OpGet(m.keys.Volume(ref)), clientv3.OpGet(m.keys.OpLock(ref))).Commit()
+			Else(clientv3.OpGet(m.keys.Volume(ref)), clientv3.OpGet(m.keys.OpLock(ref)), clientv3.OpGet(m.keys.Intent(ref))).Commit()
 		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return config.Use{}, fmt.Errorf("lease %d of host %s has expired: %w", req.Lease, req.Hostname, config.ErrNotFound)
@@ -176,6 +179,9 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 		}
 		if cur == nil && len(resp.Responses[1].GetResponseRange().Kvs) == 1 {
 			return config.Use{}, fmt.Errorf("volume %s is busy with another operation (remove, snapshot, resize): %w", ref, config.ErrBusy)
+		}
+		if cur == nil && len(resp.Responses[2].GetResponseRange().Kvs) == 1 {
+			return config.Use{}, fmt.Errorf("volume %s is busy: an operation cut short is being recovered: %w", ref, config.ErrBusy)
 		}
 		// The lock changed between read and write; read it again.
 	}

@@ -127,12 +127,15 @@ func newFaultEnv(t *testing.T, plugin string, ttl int, vmExtra ...string) *fault
 	return e
 }
 
-func (e *faultEnv) startVolmaster() {
+func (e *faultEnv) startVolmaster() { e.startVolmasterAt("") }
+
+// startVolmasterAt starts volmaster stopping at faultpoint step ("": none).
+func (e *faultEnv) startVolmasterAt(step string) {
 	e.t.Helper()
 	args := []string{"--listen", e.listen, "--data-dir", e.data, "--mount-root", filepath.Join(e.data, "mnt"),
 		"--etcd-listen", "http://" + e.etcd, "--etcd-peer-listen", "http://" + e.peer}
 	args = append(args, e.vmExtra...)
-	p := startProc(e.t, "volmaster", args, "volmaster API", "etcd client URL")
+	p := startProcEnv(e.t, nil, faultEnvVar(step), "volmaster", args, "volmaster API", "etcd client URL")
 	e.vm = &volmaster{proc: p, URL: p.lines["volmaster API"], EtcdURL: p.lines["etcd client URL"]}
 	e.logs = append(e.logs, p)
 }
@@ -140,6 +143,12 @@ func (e *faultEnv) startVolmaster() {
 // startHost starts (or restarts) volplugin for host name, mounting under
 // root ("" keeps the host's previous root).
 func (e *faultEnv) startHost(name, root string, extra ...string) *faultHost {
+	e.t.Helper()
+	return e.startHostAt(name, root, "", extra...)
+}
+
+// startHostAt is startHost stopping at faultpoint step ("": none).
+func (e *faultEnv) startHostAt(name, root, step string, extra ...string) *faultHost {
 	e.t.Helper()
 	h := e.hosts[name]
 	if h == nil {
@@ -159,7 +168,7 @@ func (e *faultEnv) startHost(name, root string, extra ...string) *faultHost {
 		"--local-data-dir", filepath.Join(e.data, "local"), "--mount-root", h.root,
 		"--state-dir", filepath.Join(e.data, "state-"+name), "--socket-dir", h.sockDir,
 		"--metrics-listen", ""}, h.extra...)
-	h.p = startProc(e.t, "volplugin", args, "volplugin socket")
+	h.p = startProcEnv(e.t, nil, faultEnvVar(step), "volplugin", args, "volplugin socket")
 	e.logs = append(e.logs, h.p)
 	return h
 }
@@ -416,6 +425,12 @@ func (e *faultEnv) createVolume(h *faultHost, vol string) {
 	if _, errOut, code := volcli(e.t, e.vm.URL, "", "volume", "create", vol); code != 0 {
 		e.t.Fatalf("volume create %s: %s", vol, errOut)
 	}
+	e.writeMarker(h, vol)
+}
+
+// writeMarker writes vol's marker through a mount on h (finish reads it).
+func (e *faultEnv) writeMarker(h *faultHost, vol string) {
+	e.t.Helper()
 	mp, errMsg := h.mount(e.t, vol, "setup")
 	if errMsg != "" {
 		e.t.Fatalf("first mount of %s: %s", vol, errMsg)
@@ -426,6 +441,16 @@ func (e *faultEnv) createVolume(h *faultHost, vol string) {
 	if errMsg := h.unmount(e.t, vol, "setup"); errMsg != "" {
 		e.t.Fatalf("unmount %s: %s", vol, errMsg)
 	}
+}
+
+// mountWriting mounts vol on h for mount ID id and starts a writer in it.
+func (e *faultEnv) mountWriting(h *faultHost, vol, id string) (string, *writer) {
+	e.t.Helper()
+	mp, errMsg := h.mount(e.t, vol, id)
+	if errMsg != "" {
+		e.t.Fatalf("mount %s on %s: %s", vol, h.name, errMsg)
+	}
+	return mp, startWriter(filepath.Join(mp, "log"))
 }
 
 // etcdClient dials the volmaster's embedded etcd, for faults only etcd can
@@ -451,7 +476,10 @@ func TestFaultSuite(t *testing.T) {
 			_ = os.WriteFile(p, []byte(table), 0o644)
 		}
 	})
+	t.Run("kill9MidMount", faultKill9MidMount)
 	t.Run("kill9AfterMount", faultKill9AfterMount)
+	t.Run("kill9Volmaster", faultKill9Volmaster)
+	t.Run("reclaimAfterKill9", faultReclaimAfterKill9)
 	t.Run("restartLongerThanTTL", faultRestartLongerThanTTL)
 	t.Run("leaseLossWhileBusy", faultLeaseLossWhileBusy)
 	t.Run("mountRootChanged", faultMountRootChanged)
@@ -474,11 +502,7 @@ func faultKill9AfterMount(t *testing.T) {
 	a, b := e.startHost("hostA", ""), e.startHost("hostB", "")
 	const vol = "policy1/k9"
 	e.createVolume(a, vol)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
+	_, w := e.mountWriting(a, vol, "c1")
 	var c faultCounts
 	_ = a.p.signal(syscall.SIGKILL)
 	if _, errMsg := b.mount(t, vol, "b1"); errMsg == "" {
@@ -510,11 +534,7 @@ func faultLeaseLossWhileBusy(t *testing.T) {
 	a, b := e.startHost("hostA", ""), e.startHost("hostB", "")
 	const vol = "policy1/busy"
 	e.createVolume(a, vol)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
+	_, w := e.mountWriting(a, vol, "c1")
 	var c faultCounts
 	cli := e.etcdClient()
 	keys, _ := config.NewKeys("")
@@ -566,11 +586,7 @@ func mountRootChanged(t *testing.T, loseState bool) {
 	b := e.startHost("hostB", "")
 	const vol = "policy1/root"
 	e.createVolume(a, vol)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
+	_, w := e.mountWriting(a, vol, "c1")
 	var c faultCounts
 	_ = a.p.stop()
 	step := "volplugin restart"
@@ -697,11 +713,7 @@ func faultHalfOpenRenewal(t *testing.T) {
 	a := e.startHost("hostA", "")
 	const vol = "policy1/half"
 	e.createVolume(a, vol)
-	mp, errMsg := a.mount(t, vol, "c1")
-	if errMsg != "" {
-		t.Fatal(errMsg)
-	}
-	w := startWriter(filepath.Join(mp, "log"))
+	_, w := e.mountWriting(a, vol, "c1")
 	var c faultCounts
 	lease := func() float64 { l, _ := a.info(t)["lease"].(map[string]any); id, _ := l["id"].(float64); return id }
 	before := lease()

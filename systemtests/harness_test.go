@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-tags", buildTags, "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
+	// The "faults" tag links the fault injector (internal/faultpoint): inert
+	// unless a test names a step in VOLPLUGIN_FAULTPOINT. `make build` never
+	// sets it.
+	tags := strings.Trim(buildTags+",faults", ",")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
@@ -81,8 +85,18 @@ func netns(pid int) []string {
 // (nil: directly).
 func startProcVia(tb testing.TB, wrap []string, name string, args []string, keys ...string) *proc {
 	tb.Helper()
+	return startProcEnv(tb, wrap, nil, name, args, keys...)
+}
+
+// startProcEnv is startProcVia with env added to the test's environment
+// (VOLPLUGIN_FAULTPOINT=step, say).
+func startProcEnv(tb testing.TB, wrap, env []string, name string, args []string, keys ...string) *proc {
+	tb.Helper()
 	argv := append(append(slices.Clone(wrap), filepath.Join(binDir, name)), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// If the test binary dies, its daemons die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()

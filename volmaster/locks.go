@@ -7,6 +7,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 )
 
 // leaseRequest is the body of POST /v1/leases.
@@ -81,6 +82,7 @@ func (s *Server) acquireUse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	faultpoint.Hit(r.Context(), "lock.granted", ref.String())
 	writeJSON(w, http.StatusOK, u)
 }
 

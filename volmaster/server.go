@@ -76,6 +76,9 @@ type Server struct {
 	// reqLease is the lease of remembered idempotent answers.
 	reqLease requestLease
 	polls    pollLimit
+
+	recoverMu      sync.Mutex
+	recoverBackoff map[config.VolumeRef]backoff
 }
 
 // New prepares a server; call Run to start its background work.
@@ -99,6 +102,8 @@ func New(cfg Config) (*Server, error) {
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		started:  cfg.Now(),
 		auth:     cfg.Auth,
+
+		recoverBackoff: map[config.VolumeRef]backoff{},
 	}
 	af, err := openAuditFile(cfg.AuditFile)
 	if err != nil {
@@ -137,6 +142,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.cache.WaitRevision(wctx, 1); err != nil {
 		return fmt.Errorf("load volume cache: %w", err)
 	}
+	go s.recoverLoop(ctx)
 	go func() {
 		<-ctx.Done()
 		s.sessMu.Lock()

@@ -148,7 +148,7 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolumeWithin(ctx, nv, h, s.limits(to.Policy)); err != nil {
+	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, s.limits(to.Policy), from.String()+"@"+snap); err != nil {
 		return config.Volume{}, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, s.timeout())

@@ -10,6 +10,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -116,6 +118,7 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	if _, err := s.store.CreateVolumeWithin(ctx, v, h, pol.Policy.Limits); err != nil {
 		return config.Volume{}, err
 	}
+	faultpoint.Hit(ctx, "create.recorded", ref.String())
 	if backend != nil {
 		bctx, cancel := context.WithTimeout(ctx, s.timeout())
 		start := time.Now()
@@ -134,6 +137,7 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 			s.settle(cctx, rev)
 			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, backendErr(err))
 		}
+		faultpoint.Hit(ctx, "create.made", ref.String())
 	}
 	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), ref, h)
 	if err != nil {
@@ -243,16 +247,32 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	if err != nil {
 		return config.Volume{}, err
 	}
-	locked, err := s.store.BeginOp(ctx, ref, "resize", h, false)
+	locked, err := s.store.BeginIntent(ctx, ref, store.Intent{Op: "resize", Size: size}, h)
 	if err != nil {
 		return config.Volume{}, err
 	}
+	return s.resizeLocked(ctx, locked, size, h)
+}
+
+// resizeLocked grows locked (the record read under the operation lock h
+// holds) to size and drops the lock: the rest of ResizeVolume, and the
+// recovery of a resize cut short.
+func (s *Server) resizeLocked(ctx context.Context, locked config.Volume, size string, h store.Holder) (config.Volume, error) {
+	ref := locked.Ref()
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		if rev, err := s.store.ReleaseOp(rctx, ref, h); err == nil {
 			s.settle(rctx, rev)
 		}
+	}
+	backend, err := s.crud(&locked)
+	if err == nil && backend == nil {
+		err = fmt.Errorf("volume %s is mount-only: %w", ref, config.ErrInvalid)
+	}
+	if err != nil {
+		release()
+		return config.Volume{}, err
 	}
 	grown, n, err := locked.Grow(size, s.now())
 	if err != nil {
@@ -291,6 +311,7 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 	// must say what the image is. The new size (and resized-at) makes the
 	// next mount, or the mounting host, grow the filesystem.
 	growErr := err
+	faultpoint.Hit(ctx, "resize.grown", ref.String())
 	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
 	if err != nil {
 		// The lock is on volmaster's own long-lived lease: drop it, or mounts

@@ -16,6 +16,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/internal/iolimit"
 	"github.com/volplugin/volplugin/storage"
 )
@@ -370,6 +371,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	}
 	var lease int64
 	if !v.Unlocked {
+		faultpoint.Hit(context.WithoutCancel(ctx), "mount.before-lock", ref.String())
 		if lease, err = d.acquire(ctx, ref, req.ID); err != nil {
 			return nil, err
 		}
@@ -382,6 +384,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 			d.release(ctx, ref, req.ID)
 			return nil, err
 		}
+		faultpoint.Hit(context.WithoutCancel(ctx), "mount.locked", ref.String())
 	}
 	mnt, err := mounter.Mount(ctx, sv)
 	if err != nil && !v.Unlocked && errors.Is(err, storage.ErrInUse) {

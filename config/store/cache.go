@@ -42,6 +42,10 @@ type cacheData struct {
 	// runtime or volume record, for WaitRuntimes.
 	runtimeRevs map[config.VolumeRef]int64
 	policies    map[string]PolicyRecord
+	// intents holds the volumes with an operation's intent (in flight, or
+	// cut short and not recovered yet), so volmaster reads etcd for
+	// operations to recover only while there are any.
+	intents map[config.VolumeRef]bool
 }
 
 // NewCache returns an empty cache; Run fills it.
@@ -72,13 +76,14 @@ func (c *Cache) runOnce(ctx context.Context) error {
 		clientv3.OpGet(k.Volumes(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Runtimes(), clientv3.WithPrefix()),
 		clientv3.OpGet(k.Policies(), clientv3.WithPrefix()),
+		clientv3.OpGet(k.Intents(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 	}, nil)
 	if err != nil {
 		return err
 	}
-	d := cacheData{volumes: map[config.VolumeRef]config.Volume{}, runtimes: map[config.VolumeRef]config.RuntimeOptions{},
+	d := cacheData{intents: map[config.VolumeRef]bool{}, volumes: map[config.VolumeRef]config.Volume{}, runtimes: map[config.VolumeRef]config.RuntimeOptions{},
 		runtimeRevs: map[config.VolumeRef]int64{}, policies: map[string]PolicyRecord{}}
-	for i := range 3 {
+	for i := range 4 {
 		for _, kv := range rangeKvs(resp, i) {
 			c.apply(&d, mvccpb.PUT, kv)
 		}
@@ -164,6 +169,14 @@ func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 			d.runtimeRevs[ref] = max(d.runtimeRevs[ref], kv.ModRevision)
 		}
 		return ref, true
+	case strings.HasPrefix(key, k.Intents()):
+		if ref, ok := k.ParseRef(k.Intents(), key); ok {
+			if del {
+				delete(d.intents, ref)
+			} else {
+				d.intents[ref] = true
+			}
+		}
 	case strings.HasPrefix(key, k.Policies()):
 		name, ok := c.s.policyName(key)
 		if !ok {
@@ -204,6 +217,17 @@ func (c *Cache) setSynced(ok bool) {
 	c.mu.Lock()
 	c.synced = ok
 	c.mu.Unlock()
+}
+
+// Intents returns how many volumes have an operation's intent: operations
+// in flight, or cut short and not recovered yet (0 while out of sync).
+func (c *Cache) Intents() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.synced {
+		return 0
+	}
+	return len(c.intents)
 }
 
 // WaitRevision blocks until the cache has seen etcd revision rev or ctx ends.

@@ -36,7 +36,7 @@ func (s *Store) FinishPrune(ctx context.Context, ref config.VolumeRef, snap stri
 func (s *Store) finishOp(ctx context.Context, op string, ref config.VolumeRef, h Holder, guard []clientv3.Cmp, change clientv3.Op) error {
 	key := s.keys.OpLock(ref)
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)}, guard...)
-	resp, err := s.txn(ctx, op, cmps, []clientv3.Op{change, clientv3.OpDelete(key)}, nil)
+	resp, err := s.txn(ctx, op, cmps, append([]clientv3.Op{change}, s.unlockOps(ref)...), nil)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -157,7 +158,8 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	if err != nil || got.Create.Size != "10MB" {
 		t.Fatalf("GetVolume = %+v, %v", got, err)
 	}
-	// A lock whose lease expired no longer blocks anyone.
+	// A lock whose lease expired leaves its intent: the operation cut short
+	// is taken over (recovered) before anything else begins.
 	if _, err := s.BeginRemove(ctx, ref, h, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +171,21 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	}
 	lease2, _ := s.Client().Grant(ctx, 30)
 	h2 := Holder{Lease: lease2.ID, Owner: "test2"}
-	if _, err := s.BeginRemove(ctx, ref, h2, 0); err != nil {
-		t.Fatalf("BeginRemove after the old lease expired: %v", err)
+	if _, err := s.BeginRemove(ctx, ref, h2, 0); !errors.Is(err, config.ErrInUse) || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("BeginRemove after the old lease expired = %v, want busy: cut short", err)
+	}
+	its, err := s.ListInterrupted(ctx)
+	if err != nil || len(its) != 1 || its[0].Ref != ref || its[0].Intent.Op != "remove" {
+		t.Fatalf("ListInterrupted = %+v, %v; want the remove of %s", its, err, ref)
+	}
+	if _, found, err := s.TakeOver(ctx, its[0], h2); err != nil || !found {
+		t.Fatalf("TakeOver = %v, %v", found, err)
+	}
+	if _, _, err := s.TakeOver(ctx, its[0], h2); err == nil {
+		t.Fatal("a second TakeOver succeeded")
+	}
+	if its, _ := s.ListInterrupted(ctx); len(its) != 0 {
+		t.Fatalf("ListInterrupted under the recovery's lock = %+v", its)
 	}
 	if _, err := s.FinishRemove(ctx, ref, h2); err != nil {
 		t.Fatal(err)
@@ -181,6 +196,9 @@ func TestVolumeLifecycleLocks(t *testing.T) {
 	d, _ := s.Dump(ctx)
 	if _, ok := d[s.Keys().Runtime(ref)]; ok {
 		t.Error("runtime record left behind")
+	}
+	if _, ok := d[s.Keys().Intent(ref)]; ok {
+		t.Error("intent left behind")
 	}
 }
 

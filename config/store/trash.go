@@ -77,7 +77,7 @@ func (s *Store) FinishTrash(ctx context.Context, ref config.VolumeRef, e config.
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Trash(tref)), "=", 0),
 		}, guard...)
 		resp, err := s.txn(ctx, "move volume "+ref.String()+" to the trash", cmps,
-			append(s.deleteVolumeOps(ref), clientv3.OpDelete(lock), clientv3.OpPut(s.keys.Trash(tref), string(b))),
+			append(append(s.deleteVolumeOps(ref), s.unlockOps(ref)...), clientv3.OpPut(s.keys.Trash(tref), string(b))),
 			[]clientv3.Op{clientv3.OpGet(lock), clientv3.OpGet(s.keys.Trash(tref))})
 		if err != nil {
 			return config.TrashEntry{}, 0, err
@@ -176,12 +176,12 @@ func (s *Store) BeginRestore(ctx context.Context, tref config.TrashRef, h Holder
 	if err != nil {
 		return config.TrashEntry{}, err
 	}
-	lockPut, err := s.opLockPut(ref, "restore", h)
+	lockPuts, err := s.lockOps(ref, Intent{Op: "restore", Handle: e.Handle}, h)
 	if err != nil {
 		return config.TrashEntry{}, err
 	}
-	ops := []clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt), lockPut,
-		clientv3.OpDelete(s.keys.Trash(tref))}
+	ops := append([]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt),
+		clientv3.OpDelete(s.keys.Trash(tref))}, lockPuts...)
 	if e.Usage != nil {
 		b, err := json.Marshal(e.Usage)
 		if err != nil {
@@ -200,6 +200,7 @@ func (s *Store) BeginRestore(ctx context.Context, tref config.TrashRef, h Holder
 		[]clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Intent(ref)), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(s.keys.Trash(tref)), "=", modRev),
 		}, ops,
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.OpLock(ref)), clientv3.OpGet(s.keys.Trash(tref))})
@@ -214,7 +215,7 @@ func (s *Store) BeginRestore(ctx context.Context, tref config.TrashRef, h Holder
 		case len(rangeKvs(resp, 2)) == 0:
 			return config.TrashEntry{}, fmt.Errorf("trash entry %s (restored or purged meanwhile): %w", tref, config.ErrNotFound)
 		case len(rangeKvs(resp, 1)) == 1:
-			return config.TrashEntry{}, whyBusy(ref, []*mvccpb.KeyValue{{}}, nil, rangeKvs(resp, 1))
+			return config.TrashEntry{}, whyBusy(ref, []*mvccpb.KeyValue{{}}, nil, rangeKvs(resp, 1), nil)
 		}
 		return config.TrashEntry{}, fmt.Errorf("restore %s: %w", tref, errRaced)
 	}
@@ -239,7 +240,7 @@ func (s *Store) RollbackRestore(ctx context.Context, e config.TrashEntry, h Hold
 			clientv3.Compare(clientv3.LeaseValue(lock), "=", h.Lease),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Trash(tref)), "=", 0),
 		},
-		append(s.deleteVolumeOps(ref), clientv3.OpDelete(lock), clientv3.OpPut(s.keys.Trash(tref), string(b))), nil)
+		append(append(s.deleteVolumeOps(ref), s.unlockOps(ref)...), clientv3.OpPut(s.keys.Trash(tref), string(b))), nil)
 	if err != nil {
 		return 0, err
 	}

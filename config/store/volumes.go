@@ -57,14 +57,6 @@ func DecodeVolume(rec, rt []byte) (config.Volume, error) {
 	return v, nil
 }
 
-func (s *Store) opLockPut(ref config.VolumeRef, op string, h Holder) (clientv3.Op, error) {
-	b, err := json.Marshal(OpLock{Op: op, Owner: h.Owner, Since: time.Now().UTC()})
-	if err != nil {
-		return clientv3.Op{}, err
-	}
-	return clientv3.OpPut(s.keys.OpLock(ref), string(b), clientv3.WithLease(h.Lease)), nil
-}
-
 // CreateVolume writes the record and runtime of a new volume and takes its
 // operation lock, all only if the volume does not exist (ErrExists). The
 // caller creates the image next and then calls ReleaseOp, or RollbackCreate
@@ -83,12 +75,20 @@ const quotaRetries = 5
 // the write commits only if none of them changed since, so two creates at
 // once cannot both take the last place.
 func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holder, lim config.Limits) (int64, error) {
+	return s.CreateVolumeFrom(ctx, v, h, lim, "")
+}
+
+// CreateVolumeFrom is CreateVolumeWithin for a volume whose image is copied
+// from snapshot from ("policy/volume@snapshot", "" for a new image): its
+// intent says so, because a copy cut short is undone even if its image
+// exists.
+func (s *Store) CreateVolumeFrom(ctx context.Context, v config.Volume, h Holder, lim config.Limits, from string) (int64, error) {
 	ref := v.Ref()
 	rec, rt, err := s.encodeVolume(v)
 	if err != nil {
 		return 0, err
 	}
-	lockPut, err := s.opLockPut(ref, "create", h)
+	lockPuts, err := s.lockOps(ref, Intent{Op: "create", From: from}, h)
 	if err != nil {
 		return 0, err
 	}
@@ -100,6 +100,7 @@ func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holde
 		cmps := []clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.keys.Intent(ref)), "=", 0),
 		}
 		if lim.MaxVolumes > 0 || lim.MaxTotalSize != "" {
 			prefix := s.keys.VolumesOf(ref.Policy)
@@ -121,15 +122,17 @@ func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holde
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(prefix), "<", resp.Header.Revision+1).WithPrefix())
 		}
 		resp, err := s.txn(ctx, "create volume "+ref.String(), cmps,
-			[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt), lockPut},
-			[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
+			append([]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpPut(s.keys.Runtime(ref), rt)}, lockPuts...),
+			[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.OpLock(ref)), clientv3.OpGet(s.keys.Intent(ref))})
 		if err != nil {
 			return 0, err
 		}
 		if resp.Succeeded {
 			return resp.Header.Revision, nil
 		}
-		if len(rangeKvs(resp, 0)) > 0 || len(rangeKvs(resp, 1)) > 0 {
+		// An intent left without its volume (a force-removed volume whose
+		// operation was cut short) goes with the next recovery round.
+		if len(rangeKvs(resp, 0)) > 0 || len(rangeKvs(resp, 1)) > 0 || len(rangeKvs(resp, 2)) > 0 {
 			return 0, fmt.Errorf("volume %s: %w", ref, config.ErrExists)
 		}
 		// Another volume of the policy changed since the count: count again.
@@ -137,12 +140,12 @@ func (s *Store) CreateVolumeWithin(ctx context.Context, v config.Volume, h Holde
 	return 0, fmt.Errorf("volume %s: the policy's volumes kept changing while counted for its limits: %w", ref, config.ErrBusy)
 }
 
-// ReleaseOp drops the operation lock if h still holds it.
+// ReleaseOp drops the operation lock and its intent if h still holds it.
 func (s *Store) ReleaseOp(ctx context.Context, ref config.VolumeRef, h Holder) (int64, error) {
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, "release lock of "+ref.String(),
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+		s.unlockOps(ref), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -177,7 +180,7 @@ func (s *Store) FinishResize(ctx context.Context, v config.Volume, h Holder) (in
 				clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease),
 				clientv3.Compare(clientv3.ModRevision(s.keys.Volume(ref)), "=", modRev),
 			},
-			[]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec), clientv3.OpDelete(key)},
+			append([]clientv3.Op{clientv3.OpPut(s.keys.Volume(ref), rec)}, s.unlockOps(ref)...),
 			[]clientv3.Op{clientv3.OpGet(key)})
 		if err != nil {
 			return 0, err
@@ -258,7 +261,7 @@ func (s *Store) deleteUnderLock(ctx context.Context, op string, ref config.Volum
 	key := s.keys.OpLock(ref)
 	resp, err := s.txn(ctx, op,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", h.Lease)},
-		append(s.deleteVolumeOps(ref), clientv3.OpDelete(key)),
+		append(s.deleteVolumeOps(ref), s.unlockOps(ref)...),
 		nil)
 	if err != nil {
 		return 0, err
@@ -295,7 +298,7 @@ func (s *Store) GetVolume(ctx context.Context, ref config.VolumeRef) (config.Vol
 // instead of acting on what was true before. The caller destroys the image
 // and then calls FinishRemove, or ReleaseOp if that fails.
 func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder, usageRev int64, guard ...clientv3.Cmp) (config.Volume, error) {
-	return s.beginOp(ctx, ref, "remove", h, true, usageRev, guard)
+	return s.beginOp(ctx, ref, Intent{Op: "remove"}, h, true, usageRev, guard)
 }
 
 // BeginOp takes the operation lock of an existing volume that no other
@@ -303,19 +306,29 @@ func (s *Store) BeginRemove(ctx context.Context, ref config.VolumeRef, h Holder,
 // returns the volume. guard adds conditions that must hold too, such as a
 // volsupervisor's leadership; if one fails the error wraps ErrNotLeader.
 func (s *Store) BeginOp(ctx context.Context, ref config.VolumeRef, op string, h Holder, unmounted bool, guard ...clientv3.Cmp) (config.Volume, error) {
-	return s.beginOp(ctx, ref, op, h, unmounted, -1, guard)
+	return s.beginOp(ctx, ref, Intent{Op: op}, h, unmounted, -1, guard)
+}
+
+// BeginIntent is BeginOp with an intent that says more than the operation's
+// name (the snapshot it takes or prunes, the size it grows to), for the
+// recovery of an operation cut short.
+func (s *Store) BeginIntent(ctx context.Context, ref config.VolumeRef, in Intent, h Holder, guard ...clientv3.Cmp) (config.Volume, error) {
+	return s.beginOp(ctx, ref, in, h, false, -1, guard)
 }
 
 // beginOp is BeginOp; a usageRev of 0 or more must also be the usage
 // record's mod revision.
-func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, op string, h Holder, unmounted bool, usageRev int64, guard []clientv3.Cmp) (config.Volume, error) {
-	lockPut, err := s.opLockPut(ref, op, h)
+func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, in Intent, h Holder, unmounted bool, usageRev int64, guard []clientv3.Cmp) (config.Volume, error) {
+	op := in.Op
+	lockPuts, err := s.lockOps(ref, in, h)
 	if err != nil {
 		return config.Volume{}, err
 	}
 	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
 		clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
+		// An operation cut short is recovered before another begins.
+		clientv3.Compare(clientv3.CreateRevision(s.keys.Intent(ref)), "=", 0),
 	}
 	if unmounted {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.keys.Use(ref)), "=", 0))
@@ -324,9 +337,9 @@ func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.keys.Usage(ref)), "=", usageRev))
 	}
 	resp, err := s.txn(ctx, op+" volume "+ref.String(), append(cmps, guard...),
-		[]clientv3.Op{lockPut, clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))},
+		append(lockPuts, clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Runtime(ref))),
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref)),
-			clientv3.OpGet(s.keys.Usage(ref))})
+			clientv3.OpGet(s.keys.Usage(ref)), clientv3.OpGet(s.keys.Intent(ref))})
 	if err != nil {
 		return config.Volume{}, err
 	}
@@ -335,7 +348,7 @@ func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 		if !unmounted {
 			use = nil
 		}
-		err := whyBusy(ref, rangeKvs(resp, 0), use, rangeKvs(resp, 2))
+		err := whyBusy(ref, rangeKvs(resp, 0), use, rangeKvs(resp, 2), rangeKvs(resp, 4))
 		if usage := rangeKvs(resp, 3); errors.Is(err, errRaced) && usageRev >= 0 && modRevision(usage) != usageRev {
 			return config.Volume{}, fmt.Errorf("volume %s was mounted or unmounted meanwhile, try again: %w", ref, config.ErrInUse)
 		}
@@ -345,11 +358,12 @@ func (s *Store) beginOp(ctx context.Context, ref config.VolumeRef, op string, h 
 		}
 		return config.Volume{}, err
 	}
+	// The responses after the lock's and the intent's puts.
 	var rt []byte
-	if kvs := rangeKvs(resp, 2); len(kvs) == 1 {
+	if kvs := rangeKvs(resp, 3); len(kvs) == 1 {
 		rt = kvs[0].Value
 	}
-	return DecodeVolume(rangeKvs(resp, 1)[0].Value, rt)
+	return DecodeVolume(rangeKvs(resp, 2)[0].Value, rt)
 }
 
 // modRevision is the mod revision of a key read (0 if absent).
@@ -361,8 +375,8 @@ func modRevision(kvs []*mvccpb.KeyValue) int64 {
 }
 
 // whyBusy explains a failed conditional change from the volume's record,
-// mount lock and operation lock as read in the same transaction.
-func whyBusy(ref config.VolumeRef, vol, use, oplock []*mvccpb.KeyValue) error {
+// mount lock, operation lock and intent as read in the same transaction.
+func whyBusy(ref config.VolumeRef, vol, use, oplock, intent []*mvccpb.KeyValue) error {
 	if len(vol) == 0 {
 		return fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
 	}
@@ -375,6 +389,12 @@ func whyBusy(ref config.VolumeRef, vol, use, oplock []*mvccpb.KeyValue) error {
 		var l OpLock
 		_ = json.Unmarshal(oplock[0].Value, &l)
 		return fmt.Errorf("volume %s is busy (%s by %s since %s): %w", ref, l.Op, l.Owner, l.Since.Format(time.RFC3339), config.ErrInUse)
+	}
+	if len(intent) == 1 {
+		var in Intent
+		_ = json.Unmarshal(intent[0].Value, &in)
+		return fmt.Errorf("volume %s is busy (a %s by %s since %s was cut short and is being recovered): %w",
+			ref, in.Op, in.Owner, in.Since.Format(time.RFC3339), config.ErrInUse)
 	}
 	return fmt.Errorf("volume %s: %w", ref, errRaced)
 }
@@ -405,14 +425,14 @@ func (s *Store) ForceRemove(ctx context.Context, ref config.VolumeRef) (int64, e
 			clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),
 		},
-		s.deleteVolumeOps(ref),
+		append(s.deleteVolumeOps(ref), clientv3.OpDelete(s.keys.Intent(ref))),
 		[]clientv3.Op{clientv3.OpGet(s.keys.Volume(ref)), clientv3.OpGet(s.keys.Use(ref)), clientv3.OpGet(s.keys.OpLock(ref))})
 	if err != nil {
 		return 0, err
 	}
 	if !resp.Succeeded {
 		// A mount lock does not stop a forced removal; report the other causes.
-		return 0, whyBusy(ref, rangeKvs(resp, 0), nil, rangeKvs(resp, 2))
+		return 0, whyBusy(ref, rangeKvs(resp, 0), nil, rangeKvs(resp, 2), nil)
 	}
 	return resp.Header.Revision, nil
 }

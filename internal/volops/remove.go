@@ -10,6 +10,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -103,6 +104,7 @@ func (t *Ops) Discard(ctx context.Context, ref config.VolumeRef, check RemoveChe
 	if err != nil {
 		return Removed{}, err
 	}
+	faultpoint.Hit(ctx, "remove.locked", ref.String())
 	if !v.CreatedAt.Equal(cur.CreatedAt) {
 		t.release(ctx, ref, h)
 		return Removed{}, fmt.Errorf("volume %s was removed and created again meanwhile, try again: %w", ref, config.ErrBusy)
@@ -157,6 +159,7 @@ func (t *Ops) destroy(ctx context.Context, v *config.Volume, b storage.CRUD, sv 
 			t.release(ctx, ref, h)
 			return Removed{}, fmt.Errorf("remove volume %s: %w", ref, err)
 		}
+		faultpoint.Hit(ctx, "remove.destroyed", ref.String())
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -183,6 +186,22 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 			return Removed{}, fmt.Errorf("remove volume %s: %w", ref, err)
 		}
 		e.Handle = handle
+		// Said in the intent before the records follow: a remove cut short
+		// from here on is undone by restoring the image (volmaster's
+		// recovery). If it cannot be said, the image comes back now.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		err = t.Store.SetIntentHandle(cctx, ref, h, handle)
+		cancel()
+		if err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			if rerr := b.Restore(rctx, sv, handle); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restoring image of %s from the backend's trash (handle %s): %w", ref, handle, rerr))
+			}
+			cancel()
+			t.release(ctx, ref, h)
+			return Removed{}, err
+		}
+		faultpoint.Hit(ctx, "remove.destroyed", ref.String())
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()

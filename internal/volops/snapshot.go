@@ -15,6 +15,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -65,7 +66,9 @@ func (t *Ops) release(ctx context.Context, ref config.VolumeRef, h store.Holder)
 // taken and when the record is written; if it fails at the end, the backend
 // snapshot is removed again, so nothing is left without a record.
 func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (config.Snapshot, error) {
-	v, err := t.Store.BeginOp(ctx, ref, "snapshot", h, false, guard...)
+	now := t.Now().UTC()
+	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
+	v, err := t.Store.BeginIntent(ctx, ref, store.Intent{Op: "snapshot", Snapshot: snap.Name}, h, guard...)
 	if err != nil {
 		return config.Snapshot{}, err
 	}
@@ -74,8 +77,6 @@ func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, gu
 		t.release(ctx, ref, h)
 		return config.Snapshot{}, err
 	}
-	now := t.Now().UTC()
-	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
 	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
 	info, err := b.CreateSnapshot(bctx, sv, snap.Name)
@@ -89,6 +90,7 @@ func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, gu
 		t.release(ctx, ref, h)
 		return config.Snapshot{}, fmt.Errorf("snapshot %s: %w", ref, err)
 	}
+	faultpoint.Hit(ctx, "snapshot.made", ref.String())
 	if err := t.Store.FinishSnapshot(ctx, ref, snap, h, guard...); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
@@ -124,7 +126,7 @@ func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers 
 }
 
 func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h store.Holder, guard []clientv3.Cmp) error {
-	v, err := t.Store.BeginOp(ctx, ref, "prune", h, false, guard...)
+	v, err := t.Store.BeginIntent(ctx, ref, store.Intent{Op: "prune", Snapshot: name}, h, guard...)
 	if err != nil {
 		return err
 	}

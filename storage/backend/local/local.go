@@ -149,26 +149,35 @@ func (b *Backend) Create(ctx context.Context, v storage.Volume) error {
 }
 
 // createImage creates path exclusively and sizes it without writing data.
+// The file is made and sized under a temporary name and then linked into
+// place, so a crash half-way never leaves an image of the wrong size.
 func createImage(path string, size int64) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("image %s: %w", path, storage.ErrExists)
 	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	err = f.Truncate(size)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("an image of %d bytes is larger than the data dir's filesystem allows: %w", size, storage.ErrUnsupported)
+	}
 	if err != nil {
-		_ = os.Remove(path)
-		if errors.Is(err, syscall.EFBIG) {
-			return fmt.Errorf("an image of %d bytes is larger than the data dir's filesystem allows: %w", size, storage.ErrUnsupported)
-		}
+		return err
+	}
+	// link(2) fails if path exists: still exclusive.
+	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("image %s: %w", path, storage.ErrExists)
+	} else if err != nil {
 		return err
 	}
 	return nil
@@ -186,6 +195,12 @@ func (b *Backend) Destroy(ctx context.Context, v storage.Volume) error {
 	}
 	defer unlock()
 	if err := b.checkIdle(ctx, p); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			// A destroy cut short between the image and its snapshots:
+			// what is left of it goes now.
+			_ = os.RemoveAll(p.snapDir)
+			removeEmpty(filepath.Dir(p.snapDir))
+		}
 		return volErr("destroy", v, err)
 	}
 	if err := os.Remove(p.image); err != nil {

@@ -181,3 +181,49 @@ func TestDestroy(t *testing.T) {
 		t.Errorf("empty policy dir left: %v", err)
 	}
 }
+
+// A destroy cut short after the image went (a crash between the image and
+// its snapshots) is finished by the next Destroy, which still says the
+// image is not found.
+func TestDestroyFinishesLeftoverSnapshots(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t)
+	v := ext4Vol("vol", 64*mib)
+	mustCreate(t, b, v)
+	if _, err := b.CreateSnapshot(ctx, v, "20260101T000000.000Z"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.paths(v.Policy, v.Name)
+	if err := os.Remove(p.image); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Destroy(ctx, v); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Destroy without the image = %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(p.snapDir); !os.IsNotExist(err) {
+		t.Errorf("snapshots left after Destroy: %v", err)
+	}
+}
+
+// An image is made whole or not at all: no temporary file is left beside
+// it, and the name is still taken exclusively.
+func TestCreateLeavesNoTemporary(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t)
+	v := ext4Vol("vol", 64*mib)
+	mustCreate(t, b, v)
+	p, _ := b.paths(v.Policy, v.Name)
+	ents, err := os.ReadDir(filepath.Dir(p.image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("files beside the image: %v", ents)
+	}
+	if fi, err := os.Stat(p.image); err != nil || fi.Size() != 64*mib {
+		t.Errorf("image: %v, %v", fi, err)
+	}
+	if err := b.Create(ctx, v); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("Create twice = %v, want ErrExists", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
@@ -93,6 +94,7 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 
 	// A repair runs on the image file itself: dev is detached again when
 	// the mount fails.
+	faultpoint.Hit(context.WithoutCancel(ctx), "local.mount.attached", v.Policy+"/"+v.Name)
 	fsType, err := fsutil.FormatIfBlank(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true})
 	if err != nil {
 		return "", err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
@@ -46,14 +47,14 @@ func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap str
 		return storage.SnapshotInfo{}, volErr("create snapshot", v, err)
 	}
 	defer unlock()
-	info, err := b.createSnapshot(ctx, p, sp)
+	info, err := b.createSnapshot(ctx, p, sp, v.Policy+"/"+v.Name)
 	if err != nil {
 		return info, volErr("create snapshot "+snap+" of", v, err)
 	}
 	return info, nil
 }
 
-func (b *Backend) createSnapshot(ctx context.Context, p paths, sp string) (info storage.SnapshotInfo, err error) {
+func (b *Backend) createSnapshot(ctx context.Context, p paths, sp, subject string) (info storage.SnapshotInfo, err error) {
 	if err := statImage(p.image); err != nil {
 		return info, err
 	}
@@ -74,7 +75,10 @@ func (b *Backend) createSnapshot(ctx context.Context, p paths, sp string) (info 
 	if m == nil {
 		return info, copyImage()
 	}
-	info.Frozen, err = fsutil.Frozen(ctx, b.timeout, p.mount, copyImage)
+	info.Frozen, err = fsutil.Frozen(ctx, b.timeout, p.mount, func() error {
+		faultpoint.Hit(context.WithoutCancel(ctx), "local.snapshot.frozen", subject)
+		return copyImage()
+	})
 	return info, err
 }
 
