@@ -341,3 +341,13 @@ func (e *faultEnv) snapshotFiles(vol string) []string {
 	files, _ := filepath.Glob(filepath.Join(e.data, "local", "snapshots", ref.Policy, ref.Name, "*.img"))
 	return files
 }
+
+// loops lists the loop devices attached to image (losetup -j), one a line.
+func loops(t *testing.T, image string) string {
+	t.Helper()
+	out, err := exec.Command("losetup", "-j", image).Output()
+	if err != nil {
+		t.Fatalf("losetup -j: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
