@@ -96,13 +96,21 @@ func (c *Cache) runOnce(ctx context.Context) error {
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := c.s.cli.Watch(wctx, k.All(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	// Watch blocks until its stream is set up, for as long as etcd cannot
+	// be reached: made aside, so that the health checks below go on and
+	// mark the cache out of sync meanwhile.
+	started := make(chan clientv3.WatchChan, 1)
+	go func() {
+		started <- c.s.cli.Watch(wctx, k.All(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	}()
+	var wch clientv3.WatchChan // nil until started: its case waits
 	tick := time.NewTicker(healthEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case wch = <-started:
 		case <-tick.C:
 			hctx, cancel := context.WithTimeout(ctx, healthEvery)
 			_, err := c.s.get(hctx, "cache health", k.Schema())
