@@ -151,7 +151,7 @@ func (t *Ops) destroy(ctx context.Context, v *config.Volume, b storage.CRUD, sv 
 	if b != nil {
 		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 		start := time.Now()
-		err := b.Destroy(bctx, sv)
+		err := t.fencingStale(bctx, b, sv, func() error { return b.Destroy(bctx, sv) })
 		cancel()
 		t.observe(v.Backends.CRUD, "destroy", start, err)
 		// An image already gone is what we wanted.
@@ -178,7 +178,11 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 	if b != nil {
 		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 		start := time.Now()
-		handle, err := b.Trash(bctx, sv, keep)
+		var handle string
+		err := t.fencingStale(bctx, b, sv, func() (err error) {
+			handle, err = b.Trash(bctx, sv, keep)
+			return err
+		})
 		cancel()
 		t.observe(v.Backends.CRUD, "trash", start, err)
 		if err != nil {
@@ -224,4 +228,30 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 	}
 	t.release(ctx, ref, h)
 	return Removed{}, err
+}
+
+// lockBreaker fences the clients that still hold an image (Ceph: a host
+// that died with it mapped keeps its watch and exclusive lock).
+type lockBreaker interface {
+	BreakLock(ctx context.Context, v storage.Volume, reason string) error
+}
+
+// fencingStale runs op, a Trash or Destroy of sv's image under a remove's
+// operation lock. By then the records prove the volume unmounted (no mount
+// lock, and the removal rule saw its last unmount recorded, by its host or by
+// an operator's use force-remove), so a client still holding the image is
+// stale: if op finds one (ErrInUse) and the backend can fence, the holders
+// are fenced and op runs once more. Without this, a Ceph volume whose host
+// died with it mapped could never be removed.
+func (t *Ops) fencingStale(ctx context.Context, b any, sv storage.Volume, op func() error) error {
+	err := op()
+	lb, ok := b.(lockBreaker)
+	if err == nil || !ok || !errors.Is(err, storage.ErrInUse) {
+		return err
+	}
+	reason := "removed by " + t.By + ": no host holds its mount lock and its last unmount is recorded"
+	if berr := lb.BreakLock(ctx, sv, reason); berr != nil {
+		return errors.Join(err, fmt.Errorf("fencing the image's stale holders: %w", berr))
+	}
+	return op()
 }
