@@ -1,6 +1,7 @@
 package systemtests
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,7 +26,8 @@ func TestCephRemoveAfterHostDiedWithItMapped(t *testing.T) {
 	if _, e, code := volcli(t, vm.URL, `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`, "policy", "upload", "cephdead"); code != 0 {
 		t.Fatalf("policy: %s", e)
 	}
-	const vol = "cephdead/db"
+	// A name of its own: the cluster may be shared with earlier runs.
+	vol := fmt.Sprintf("cephdead/db%d", time.Now().UnixNano()%1000000)
 	if _, e, code := volcli(t, vm.URL, "", "volume", "create", vol); code != 0 {
 		t.Fatalf("create: %s", e)
 	}
@@ -57,7 +59,7 @@ func TestCephRemoveAfterHostDiedWithItMapped(t *testing.T) {
 	if newlyBlocklisted(t, conf, before) == 0 {
 		t.Error("no new blocklist entry after the remove: the dead host's client was not fenced")
 	}
-	if imgs := rbdImages(t, conf); strings.Contains(imgs, "cephdead:") {
+	if imgs := rbdImages(t, conf); strings.Contains(imgs, strings.Replace(vol, "/", ":", 1)) {
 		t.Errorf("image left: %q", imgs)
 	}
 }
