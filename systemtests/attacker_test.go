@@ -73,7 +73,7 @@ func TestAttackerHelper(t *testing.T) {
 // volplugin host run as documented with --auth: not the bootstrap token, not
 // the embedded etcd (its keys, or a write without a certificate), not the
 // mount root or a mounted volume's files, not the plugin socket, not
-// volmaster's or volplugin's /metrics. A world-readable file is read, so a
+// volmaster's, volplugin's or volsupervisor's /metrics. A world-readable file is read, so a
 // refusal is the files' and daemons' doing.
 func TestUnprivilegedUserIsRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -145,6 +145,15 @@ func TestUnprivilegedUserIsRefused(t *testing.T) {
 	}
 	t.Cleanup(func() { pc.call(t, "Unmount", `{"Name":"policy1/v","ID":"m1"}`) })
 	writeFile(t, filepath.Join(mnt, "secret"), "tenant data\n")
+	sup := filepath.Join(data, "sup")
+	if out, err := exec.Command(filepath.Join(binDir, "volmaster"), "etcd-client-cert", "--data-dir", data, "--name", "sup", "--out", sup).CombinedOutput(); err != nil {
+		t.Fatalf("volmaster etcd-client-cert: %v\n%s", err, out)
+	}
+	vs := startProc(t, "volsupervisor", []string{"--etcd", vm.EtcdURL, "--etcd-ca", filepath.Join(sup, "ca.crt"),
+		"--etcd-cert", filepath.Join(sup, "sup.crt"), "--etcd-key", filepath.Join(sup, "sup.key"), "--name", "s1",
+		"--listen", "127.0.0.1:0", "--metrics-token-file", metricsTok,
+		"--local-data-dir", filepath.Join(data, "local"), "--mount-root", filepath.Join(data, "mnt")}, "volsupervisor status", "volsupervisor")
+	supInfo := vs.lines["volsupervisor status"]
 
 	for _, a := range []struct{ what, action, arg string }{
 		{"the bootstrap admin token", "read", filepath.Join(data, "admin.token")},
@@ -156,6 +165,8 @@ func TestUnprivilegedUserIsRefused(t *testing.T) {
 		{"the plugin socket", "socket", vp.lines["volplugin socket"]},
 		{"volmaster's /metrics", "http", vm.URL + "/metrics"},
 		{"volplugin's /metrics", "http", vp.lines["volplugin metrics"]},
+		{"volsupervisor's /metrics", "http", strings.TrimSuffix(supInfo, "/info") + "/metrics"},
+		{"volsupervisor's /info", "http", supInfo},
 	} {
 		if got := attack(a.action, a.arg); got != "refused" {
 			t.Errorf("nobody got %s (%s %s)", a.what, a.action, a.arg)

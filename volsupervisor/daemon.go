@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/bearer"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/etcdclient"
 	"github.com/volplugin/volplugin/storage"
@@ -35,6 +36,9 @@ type Options struct {
 	Listen string
 	// ListenStarted, if set, is called with the base URL of Listen.
 	ListenStarted func(url string)
+	// MetricsTokenFile, if set, holds the bearer token GET /metrics and
+	// /info require: without it any local user reads them.
+	MetricsTokenFile string
 	// Started, if set, is called once the supervisor is about to campaign.
 	Started func(name string)
 }
@@ -75,11 +79,15 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.Listen != "" {
+		tok, err := bearer.FromFile(o.MetricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
 		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
 			return fmt.Errorf("--listen %s: %w", o.Listen, err)
 		}
-		hs := &http.Server{Handler: s.infoHandler(), ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: s.infoHandler(tok), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
 		defer hs.Close()
 		o.Log.WithField("url", "http://"+ln.Addr().String()+"/info").Info("status endpoint")
@@ -95,18 +103,18 @@ func Serve(ctx context.Context, o Options) error {
 }
 
 // infoHandler serves GET /info (this supervisor's status), /metrics and
-// /healthz.
-func (s *Supervisor) infoHandler() http.Handler {
+// /healthz; with a token, /info and /metrics require it as a bearer token.
+func (s *Supervisor) infoHandler(token string) http.Handler {
 	mux := http.NewServeMux()
 	started := time.Now()
-	mux.HandleFunc("GET /info", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /info", bearer.Require(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(struct {
 			Process diag.Process `json:"process"`
 			config.SupervisorStatus
 		}{diag.Info("volsupervisor", started), s.Status()})
-	})
-	mux.Handle("GET /metrics", s.metrics.handler())
+	})))
+	mux.Handle("GET /metrics", bearer.Require(token, s.metrics.handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -332,9 +332,22 @@ func TestReclaimAndStatus(t *testing.T) {
 	if s.Status().Removed != 1 {
 		t.Errorf("status %+v", s.Status())
 	}
-	ts := httptest.NewServer(s.infoHandler())
+	ts := httptest.NewServer(s.infoHandler("scrape-secret"))
 	defer ts.Close()
-	resp, err := http.Get(ts.URL + "/info")
+	// With a token, /info and /metrics need it; /healthz does not.
+	for path, want := range map[string]int{"/info": 401, "/metrics": 401, "/healthz": 200} {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s without the token = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	req, _ := http.NewRequest("GET", ts.URL+"/info", nil)
+	req.Header.Set("Authorization", "Bearer scrape-secret")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

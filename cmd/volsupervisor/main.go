@@ -30,12 +30,13 @@ func main() {
 			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` volplugin mounts under (mounted volumes are frozen while snapshotted)"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "enable the Ceph RBD backend with this ceph.conf `FILE`"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9007", Usage: "`HOST:PORT` of GET /info (status), /metrics (Prometheus) and /healthz; empty to disable"},
+			&cli.StringFlag{Name: "metrics-token-file", Usage: "GET /info and /metrics require the bearer token in `FILE` (else any local user reads them)"},
 			&cli.BoolFlag{Name: "debug", Usage: "debug logging"},
 		},
 		Action: cmdutil.Action("volsupervisor", func(ctx context.Context, c *cli.Context, log *logrus.Logger) error {
 			return volsupervisor.Serve(ctx, volsupervisor.Options{
 				Etcd: c.StringSlice("etcd"), Prefix: c.String("prefix"), Name: c.String("name"),
-				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Listen: c.String("listen"), Log: log,
+				LocalDataDir: c.String("local-data-dir"), MountRoot: c.String("mount-root"), Listen: c.String("listen"), MetricsTokenFile: c.String("metrics-token-file"), Log: log,
 				CephConf: c.String("ceph-conf"),
 				EtcdCA:   c.String("etcd-ca"), EtcdCert: c.String("etcd-cert"), EtcdKey: c.String("etcd-key"),
 				ListenStarted: func(url string) { fmt.Printf("volsupervisor status: %s/info\n", url) },
