@@ -70,14 +70,15 @@ func (l Limits) CheckRuntime(r RuntimeOptions) error {
 	return nil
 }
 
-// MaxSnapshots is how many snapshots a volume with runtime r may keep: the
-// policy's MaxKeep, else keep plus tiers (0: no bound).
-func (l Limits) MaxSnapshots(r RuntimeOptions) uint {
-	if l.MaxKeep > 0 {
+// PruneKeep is the keep count to prune a volume with snapshot settings s
+// to after an on-demand snapshot: s.Keep, unless it keeps everything (0
+// without tiers) or more than MaxKeep, which on-demand snapshots count
+// against.
+func (l Limits) PruneKeep(s SnapshotConfig) uint {
+	if l.MaxKeep > 0 && (s.Keep == 0 && s.Tiers == (Tiers{}) || s.Keep > l.MaxKeep) {
 		return l.MaxKeep
 	}
-	t := r.Snapshot.Tiers
-	return r.Snapshot.Keep + t.Hourly + t.Daily + t.Weekly
+	return s.Keep
 }
 
 // CheckCount refuses one more volume of size bytes in a policy that has

@@ -55,13 +55,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	// Pruned like a scheduled one, even where scheduled snapshots are off.
 	if v, err := s.store.GetVolume(r.Context(), ref); err == nil {
 		rt := v.Runtime.Snapshot
-		keep := rt.Keep
-		if max := s.limits(ref.Policy).MaxKeep; max > 0 && (keep == 0 && rt.Tiers == (config.Tiers{}) || keep > max) {
-			// Keep-everything, or more than the policy allows: on-demand
-			// snapshots count against its limits.max-keep.
-			keep = max
-		}
-		if _, err := ops.Prune(r.Context(), ref, keep, rt.Tiers, h); err != nil {
+		if _, err := ops.Prune(r.Context(), ref, s.limits(ref.Policy).PruneKeep(rt), rt.Tiers, h); err != nil {
 			s.log.WithError(err).WithField("volume", ref.String()).Warn("pruning after an on-demand snapshot")
 		}
 	}

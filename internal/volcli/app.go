@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/bearer"
 	"github.com/volplugin/volplugin/internal/client"
 )
 
@@ -323,13 +324,9 @@ func token(c *cli.Context, stderr io.Writer) (string, error) {
 		return "", usageErrorf("--token and --token-file are both set: give one")
 	}
 	if file != "" {
-		b, err := os.ReadFile(file)
+		tok, err := bearer.FromFile(file)
 		if err != nil {
-			return "", &exitError{code: ExitUsage, msg: fmt.Sprintf("token file: %v", err)}
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		if tok = strings.TrimSpace(line); tok == "" {
-			return "", &exitError{code: ExitUsage, msg: fmt.Sprintf("token file %s is empty", file)}
+			return "", &exitError{code: ExitUsage, msg: err.Error()}
 		}
 		return tok, nil
 	}
