@@ -17,7 +17,7 @@ export CGO_ENABLED := 1
 # that toolchain through the module proxy.
 export GOTOOLCHAIN ?= auto
 
-.PHONY: all deps build test vet fmt-check bench run clean fuzz plugin
+.PHONY: all deps build test vet fmt-check bench run stop clean fuzz plugin
 
 all: build
 
@@ -85,8 +85,18 @@ fuzz:
 
 # The suite on the embedded default: volmaster (embedded etcd, local
 # backend) and volplugin, data under $(RUN_DIR). Stop with Ctrl-C.
+# exec: scripts/run is make's own child, so the SIGTERM make forwards on
+# `kill PID-of-make` reaches it (make forwards no SIGINT: use make stop).
 run: build
-	RUN_DIR=$(RUN_DIR) scripts/run
+	exec env RUN_DIR=$(RUN_DIR) scripts/run
+
+# Stops a `make run` of this RUN_DIR from another terminal, and waits (30 s at
+# most) until it has stopped its daemons.
+stop:
+	@pid=$$(cat $(RUN_DIR)/run.pid 2>/dev/null) || { echo "no make run here (no $(RUN_DIR)/run.pid)"; exit 0; }; \
+	kill -TERM $$pid 2>/dev/null || { echo "make run (pid $$pid) is not running"; rm -f $(RUN_DIR)/run.pid; exit 0; }; \
+	for i in $$(seq 1 300); do kill -0 $$pid 2>/dev/null || { echo "make run (pid $$pid) stopped"; exit 0; }; sleep 0.1; done; \
+	echo "make run (pid $$pid) still running after 30s" >&2; exit 1
 
 clean:
 	rm -rf $(BIN)

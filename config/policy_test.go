@@ -142,6 +142,11 @@ func TestNewVolumeOptions(t *testing.T) {
 	if p.Create.Size != "10MB" {
 		t.Error("options changed the policy")
 	}
+	// 0 is unlimited, as in the runtime JSON (docs/policy-reference.md).
+	v, err = NewVolume(ref, p, 7, map[string]string{"rate-limit.read-bps": "0", "rate-limit.write-bps": "0"}, time.Now())
+	if err != nil || v.Runtime.RateLimit.ReadBPS != 0 || v.Runtime.RateLimit.WriteBPS != 0 {
+		t.Errorf("rate 0: %v, %+v, want unlimited", err, v.Runtime.RateLimit)
+	}
 	for _, opts := range []map[string]string{
 		{"size": "0"}, {"size": "-1"}, {"colour": "red"}, {"snapshots": "maybe"},
 		{"snapshot.keep": "-2"}, {"filesystem": "zfs"}, {"snapshot.frequency": "0s"},

@@ -124,6 +124,18 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Before the state file is read or a mount touched: a second volplugin
+	// on this host must stop here, not after it adopted the first one's
+	// mounts or replaced the socket Docker talks to.
+	inst, err := lockInstance(filepath.Dir(state.path), o.PluginName)
+	if err != nil {
+		return err
+	}
+	defer inst.release()
+	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
+	if err := checkSocketFree(sock); err != nil {
+		return err
+	}
 	st, err := state.load()
 	if err != nil {
 		return err
@@ -204,7 +216,6 @@ func Serve(ctx context.Context, o Options) error {
 	go d.watchGlobal(ctx, globalPoll)
 	go d.health.run(ctx, healthEvery, o.Log.Warnf)
 
-	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
 	ln, err := listenUnix(sock, gid)
 	if err != nil {
 		return err
@@ -228,7 +239,8 @@ func Serve(ctx context.Context, o Options) error {
 	}
 }
 
-// listenUnix replaces a stale socket and listens with mode 0660, owned by
+// listenUnix replaces a stale socket (checkSocketFree has refused a live
+// one) and listens with mode 0660, owned by
 // root and group gid (-1 keeps the process's group).
 func listenUnix(path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
