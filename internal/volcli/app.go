@@ -48,7 +48,9 @@ const outputHelp = `OUTPUT:
    snapshot take and copy, and volume reclaim show a progress line on stderr
    while they wait, only when stderr is a terminal.
 
-COMPLETION:
+CHECKS AND COMPLETION:
+   volcli doctor checks volmaster, etcd, the clock and the volsupervisors;
+   volcli doctor --host also checks this machine as a volplugin host.
    volcli completion bash|zsh prints the shell completion script (make
    install installs both).
 `
@@ -101,6 +103,7 @@ func newApp(e *env) *cli.App {
 			infoCommand(e),
 			tokenCommand(e),
 			auditCommand(e),
+			doctorCommand(e),
 			completionCommand(e),
 		},
 		Action:                groupAction,
