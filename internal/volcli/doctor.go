@@ -265,7 +265,11 @@ func (d *doctor) checkClock(theirs, before, after time.Time) {
 	if abs < time.Millisecond {
 		detail = "this machine's clock agrees with volmaster's"
 	}
-	detail += fmt.Sprintf(" (±%s, half the call's round trip)", (rtt / 2).Round(time.Millisecond))
+	margin := (rtt / 2).Round(time.Millisecond).String()
+	if rtt/2 < time.Millisecond {
+		margin = "1ms"
+	}
+	detail += " (±" + margin + ", half the call's round trip)"
 	if abs-rtt/2 > d.o.MaxSkew {
 		d.add(statusFail, "clock", detail+fmt.Sprintf(", more than --max-skew %s", d.o.MaxSkew),
 			"synchronise the clocks of every host with NTP (chrony or systemd-timesyncd)")
