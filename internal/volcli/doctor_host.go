@@ -316,11 +316,7 @@ type cephClient struct {
 }
 
 func (c cephClient) String() string {
-	s := "client." + cmp.Or(c.user, "admin")
-	if c.conf != "" {
-		s += " (" + c.conf + ")"
-	}
-	return s
+	return "client." + cmp.Or(c.user, "admin") + " (" + cmp.Or(c.conf, "the ceph tool's default ceph.conf") + ")"
 }
 
 // checkCeph reaches the cluster as each Ceph client the policies name and
