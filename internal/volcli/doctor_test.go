@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/volplugin"
 )
 
@@ -310,5 +311,15 @@ func TestDoctorCeph(t *testing.T) {
 				t.Errorf("want %s %q: %+v", tc.status, tc.detail, d.results)
 			}
 		})
+	}
+}
+
+// doctor names the Ceph backend's driver options itself (that package
+// needs cgo; volcli does not): they must stay the same.
+func TestDoctorCephOptionNames(t *testing.T) {
+	for got, want := range map[string]string{cephOptConf: ceph.OptConf, cephOptKeyring: ceph.OptKeyring, cephOptUser: ceph.OptUser} {
+		if got != want {
+			t.Errorf("doctor reads option %q, the Ceph backend %q", got, want)
+		}
 	}
 }
