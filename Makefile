@@ -118,6 +118,9 @@ BINDIR  ?= $(PREFIX)/bin
 DOCDIR  ?= $(PREFIX)/share/doc/volplugin
 UNITDIR ?= /lib/systemd/system
 CONFDIR ?= /etc/volplugin
+# volcli's shell completion (the scripts `volcli completion bash|zsh` prints).
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 
 .PHONY: install docs
 
@@ -138,6 +141,9 @@ install:
 		else echo "install $$f -> $$t"; install -m 0644 $$f $$t || exit 1; fi; \
 	done
 	install -m 0644 docs/*.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0644 internal/volcli/completion/volcli.bash $(DESTDIR)$(BASHCOMPDIR)/volcli
+	install -m 0644 internal/volcli/completion/_volcli $(DESTDIR)$(ZSHCOMPDIR)/_volcli
 
 # Regenerate docs/volcli.md from volcli's command definitions (docs/docs_test.go
 # fails when it is stale).

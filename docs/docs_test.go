@@ -486,6 +486,23 @@ func TestMakeInstall(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "usr/share/doc/volplugin/operator-guide.md")); err != nil {
 		t.Errorf("documents not installed: %v", err)
 	}
+	// The completion scripts, where bash-completion and zsh look, as volcli
+	// prints them.
+	for shell, p := range map[string]string{
+		"bash": "usr/share/bash-completion/completions/volcli",
+		"zsh":  "usr/share/zsh/vendor-completions/_volcli",
+	} {
+		var want bytes.Buffer
+		if code := volcli.Run([]string{"volcli", "completion", shell}, nil, &want, io.Discard); code != 0 {
+			t.Fatalf("volcli completion %s: exit %d", shell, code)
+		}
+		if m := mode(filepath.Join(dest, p)); m != 0o644 {
+			t.Errorf("/%s has mode %v, want 0644", p, m)
+		}
+		if read(t, filepath.Join(dest, p)) != want.String() {
+			t.Errorf("/%s is not what volcli completion %s prints", p, shell)
+		}
+	}
 
 	// A second install keeps an edited configuration file.
 	edited := filepath.Join(dest, "etc/volplugin/volmaster.env")
@@ -503,6 +520,8 @@ func TestMakeInstall(t *testing.T) {
 	for _, b := range binaries {
 		mode(filepath.Join(dest2, "opt/volplugin/bin", b))
 	}
+	mode(filepath.Join(dest2, "opt/volplugin/share/bash-completion/completions/volcli"))
+	mode(filepath.Join(dest2, "opt/volplugin/share/zsh/vendor-completions/_volcli"))
 	for _, u := range units {
 		unit := read(t, filepath.Join(dest2, "lib/systemd/system", u+".service"))
 		if !strings.Contains(unit, "\nExecStart=/opt/volplugin/bin/"+u+" ") || strings.Contains(unit, "/usr/bin/") {

@@ -150,6 +150,24 @@ func BenchmarkVolcliListAll(b *testing.B) {
 	}
 }
 
+// BenchmarkVolcliListAllWide is `volcli volume list-all -o wide`: the
+// widest table, from every full record and every mount lock (two calls,
+// whatever the number of volumes).
+func BenchmarkVolcliListAllWide(b *testing.B) {
+	url := benchVolmaster(b)
+	b.ResetTimer()
+	bin := filepath.Join(binDir, "volcli")
+	for b.Loop() {
+		out, err := exec.Command(bin, "--volmaster", url, "volume", "list-all", "-o", "wide").Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := strings.Count(string(out), "\n"); n < benchVolumes+1 {
+			b.Fatalf("list-all -o wide printed %d lines, want at least %d", n, benchVolumes+1)
+		}
+	}
+}
+
 // BenchmarkRESTListAll is GET /v1/volumes with the client decoding the answer.
 func BenchmarkRESTListAll(b *testing.B) {
 	url := benchVolmaster(b)

@@ -295,5 +295,9 @@ func extraSections(app *cli.App) []section {
 		}
 		s.body += strings.TrimPrefix(line, "   ")
 	}
+	// A blank line parts sections in the help; it is no part of either.
+	for i := range out {
+		out[i].body = strings.TrimRight(out[i].body, "\n")
+	}
 	return out
 }

@@ -22,6 +22,12 @@ func (c *Client) Policies(ctx context.Context) ([]string, error) {
 	return out, c.do(ctx, http.MethodGet, "/v1/policies", nil, nil, &out)
 }
 
+// PoliciesDetail lists the current policies, sorted by name.
+func (c *Client) PoliciesDetail(ctx context.Context) ([]config.Policy, error) {
+	var out []config.Policy
+	return out, c.do(ctx, http.MethodGet, "/v1/policies", url.Values{"detail": {"true"}}, nil, &out)
+}
+
 // Policy returns the current version of a policy.
 func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error) {
 	var out config.Policy

@@ -36,6 +36,9 @@ type Process struct {
 	OpenFDs    int    `json:"open-fds"`
 	Goroutines int    `json:"goroutines"`
 	Uptime     string `json:"uptime"`
+	// Time is the daemon's clock when it answered: volcli doctor compares
+	// it with the caller's.
+	Time time.Time `json:"time"`
 }
 
 // Info describes this process; started is when the daemon started.
@@ -43,7 +46,7 @@ func Info(daemon string, started time.Time) Process {
 	p := Process{
 		Daemon: daemon, Version: Version, Commit: Commit, GoVersion: runtime.Version(),
 		Arch: runtime.GOARCH, PID: os.Getpid(), Goroutines: runtime.NumGoroutine(),
-		Uptime: time.Since(started).Round(time.Second).String(), OpenFDs: -1,
+		Uptime: time.Since(started).Round(time.Second).String(), OpenFDs: -1, Time: time.Now().UTC(),
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {

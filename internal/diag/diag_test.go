@@ -11,9 +11,13 @@ import (
 )
 
 func TestInfoDescribesTheProcess(t *testing.T) {
+	before := time.Now()
 	p := Info("volmaster", time.Now().Add(-time.Minute))
 	if p.Daemon != "volmaster" || p.GoVersion == "" || p.Kernel == "" || p.Arch == "" || p.OpenFDs < 3 || p.Goroutines < 1 || p.Uptime != "1m0s" {
 		t.Errorf("Info = %+v", p)
+	}
+	if p.Time.Before(before) || p.Time.After(time.Now()) || p.Time.Location() != time.UTC {
+		t.Errorf("Info time %v is not the UTC time of the call", p.Time)
 	}
 }
 

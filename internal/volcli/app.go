@@ -38,6 +38,23 @@ const exitCodesHelp = `EXIT CODES:
    4  conflict (already exists, in use, locked or busy)
 `
 
+const outputHelp = `OUTPUT:
+   The list commands (policy list, volume list, volume list-all, volume
+   snapshot list, use list, supervisor status, token list) print an aligned
+   table with a header when stdout is a terminal, and tab-separated lines,
+   one per item, when it is not (a pipe, a file: what scripts read). Their
+   -o table, -o wide (more columns) and -o plain (the lines) choose either
+   way; -q prints only the names, --json prints JSON. volume resize, volume
+   snapshot take and copy, and volume reclaim show a progress line on stderr
+   while they wait, only when stderr is a terminal.
+
+CHECKS AND COMPLETION:
+   volcli doctor checks volmaster, etcd, the clock and the volsupervisors;
+   volcli doctor --host also checks this machine as a volplugin host.
+   volcli completion bash|zsh prints the shell completion script (make
+   install installs both).
+`
+
 // Global flag names.
 const (
 	flagVolmaster = "volmaster"
@@ -51,7 +68,10 @@ const DefaultTimeout = 2 * time.Minute
 // App builds the volcli application. It never calls os.Exit; use Run for the
 // exit code.
 func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	return newApp(&env{stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:        "volcli",
 		Usage:       "manage volplugin policies, volumes, snapshots and mount locks through volmaster",
@@ -60,9 +80,10 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		// --opt values are never split on commas.
 		DisableSliceFlagSeparator: true,
 		HideHelpCommand:           true,
-		Reader:                    stdin,
-		Writer:                    stdout,
-		ErrWriter:                 stderr,
+		EnableBashCompletion:      true,
+		Reader:                    e.stdin,
+		Writer:                    e.stdout,
+		ErrWriter:                 e.stderr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
@@ -82,9 +103,11 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			infoCommand(e),
 			tokenCommand(e),
 			auditCommand(e),
+			doctorCommand(e),
+			completionCommand(e),
 		},
 		Action:                groupAction,
-		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp,
+		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n" + outputHelp,
 		// Errors are printed and turned into exit codes by Run.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   onUsageError,
@@ -102,7 +125,14 @@ func App(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 // Run runs volcli with args (args[0] is the program name) and returns the exit
 // code; errors are printed on stderr as one "volcli: ..." line.
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	app := App(stdin, stdout, stderr)
+	app := newApp(&env{stdin: stdin, stdout: stdout, stderr: stderr, args: args})
+	if len(args) > 1 && args[len(args)-1] == completionFlag {
+		// A completion prints candidates or nothing, never an error.
+		if args, ok := completionArgs(app, args); ok {
+			_ = app.Run(args)
+		}
+		return ExitOK
+	}
 	err := app.Run(reorderArgs(app, args))
 	if err == nil {
 		return ExitOK
@@ -181,12 +211,14 @@ func exitCode(err error) int {
 
 // env is what every action needs: the I/O streams and, from the global
 // flags, a client, a timeout and the output mode. stderr carries only the
-// output of the commands volcli runs (snapshot take --exec and --after);
-// Run prints errors itself.
+// output of the commands volcli runs (snapshot take --exec and --after) and
+// progress lines on a terminal; Run prints errors itself.
 type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// args is the command line Run was given (completion looks at it).
+	args []string
 }
 
 // call is one action's connection to volmaster.
@@ -199,8 +231,9 @@ type call struct {
 	timeout time.Duration
 }
 
-// connect reads the global flags and returns a client for the action.
-func (e *env) connect(c *cli.Context) (*call, error) {
+// connect reads the global flags and returns a client for the action; opts
+// come after those the flags make.
+func (e *env) connect(c *cli.Context, extra ...client.Option) (*call, error) {
 	timeout := c.Duration(flagTimeout)
 	if timeout <= 0 {
 		return nil, usageErrorf("--timeout %s must be positive", timeout)
@@ -221,7 +254,7 @@ func (e *env) connect(c *cli.Context) (*call, error) {
 	if tok != "" {
 		opts = append(opts, client.WithToken(tok))
 	}
-	api, err := client.New(url, opts...)
+	api, err := client.New(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, &exitError{code: exitCode(err), msg: err.Error()}
 	}

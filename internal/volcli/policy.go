@@ -16,44 +16,50 @@ func policyCommand(e *env) *cli.Command {
 		Usage: "manage policies (templates for volumes)",
 		Subcommands: []*cli.Command{
 			{
-				Name:      "upload",
-				Usage:     "upload a policy as a new revision (JSON from stdin or --file)",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{fileFlag()},
-				Action:    e.action(1, policyUpload),
+				Name:         "upload",
+				Usage:        "upload a policy as a new revision (JSON from stdin or --file)",
+				ArgsUsage:    "NAME",
+				Flags:        []cli.Flag{fileFlag()},
+				BashComplete: e.complete(argPolicy),
+				Action:       e.action(1, policyUpload),
 			},
 			{
-				Name:      "get",
-				Usage:     "print the current version of a policy",
-				ArgsUsage: "NAME",
-				Action:    e.action(1, policyGet),
+				Name:         "get",
+				Usage:        "print the current version of a policy",
+				ArgsUsage:    "NAME",
+				BashComplete: e.complete(argPolicy),
+				Action:       e.action(1, policyGet),
 			},
 			{
 				Name:   "list",
-				Usage:  "list policy names",
+				Usage:  "list policies: a table on a terminal, else one name a line",
+				Flags:  listFlags(),
 				Action: e.action(0, policyList),
 			},
 			{
-				Name:      "delete",
-				Usage:     "delete a policy (its volumes and history stay)",
-				ArgsUsage: "NAME",
-				Action:    e.action(1, policyDelete),
+				Name:         "delete",
+				Usage:        "delete a policy (its volumes and history stay)",
+				ArgsUsage:    "NAME",
+				BashComplete: e.complete(argPolicy),
+				Action:       e.action(1, policyDelete),
 			},
 			{
 				Name:  "history",
 				Usage: "inspect the revisions of a policy",
 				Subcommands: []*cli.Command{
 					{
-						Name:      "list",
-						Usage:     "list the revisions of a policy (number and upload time)",
-						ArgsUsage: "NAME",
-						Action:    e.action(1, policyHistoryList),
+						Name:         "list",
+						Usage:        "list the revisions of a policy (number and upload time)",
+						ArgsUsage:    "NAME",
+						BashComplete: e.complete(argPolicy),
+						Action:       e.action(1, policyHistoryList),
 					},
 					{
-						Name:      "get",
-						Usage:     "print one revision of a policy",
-						ArgsUsage: "NAME REVISION",
-						Action:    e.action(2, policyHistoryGet),
+						Name:         "get",
+						Usage:        "print one revision of a policy",
+						ArgsUsage:    "NAME REVISION",
+						BashComplete: e.complete(argPolicy),
+						Action:       e.action(2, policyHistoryGet),
 					},
 				},
 			},
@@ -96,13 +102,51 @@ func policyGet(k *call) error {
 }
 
 func policyList(k *call) error {
+	mode, err := k.outputMode()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := k.ctx()
 	defer cancel()
-	names, err := k.api.Policies(ctx)
+	if mode != outTable && mode != outWide {
+		names, err := k.api.Policies(ctx)
+		if err != nil {
+			return k.fail(err, "")
+		}
+		self := func(s string) string { return s }
+		return listing[string]{items: names, name: self, line: self}.show(k, mode)
+	}
+	pols, err := k.api.PoliciesDetail(ctx)
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return printList(k, names, func(s string) string { return s })
+	return policyListing(pols).show(k, mode)
+}
+
+func policyListing(pols []config.Policy) listing[config.Policy] {
+	name := func(p config.Policy) string { return p.Name }
+	return listing[config.Policy]{items: pols, name: name, line: name, cols: []column[config.Policy]{
+		{name: "POLICY", val: name},
+		{name: "BACKEND", val: func(p config.Policy) string { return backendName(p.Backends) }},
+		{name: "SIZE", val: func(p config.Policy) string { return p.Create.Size }},
+		{name: "FILESYSTEM", val: func(p config.Policy) string { return p.Create.Filesystem }},
+		{name: "SNAPSHOTS", val: func(p config.Policy) string { return snapshotSchedule(p.Runtime) }},
+		{name: "POOL", wide: true, val: func(p config.Policy) string { return p.Driver.Pool }},
+		{name: "RATE LIMIT", wide: true, val: func(p config.Policy) string { return rateLimit(p.Runtime.RateLimit) }},
+		{name: "RECLAIM", wide: true, val: func(p config.Policy) string {
+			switch {
+			case p.Reclaim.UnusedFor <= 0:
+				return ""
+			case p.Reclaim.Enabled:
+				return "after " + p.Reclaim.UnusedFor.String()
+			default:
+				return "report after " + p.Reclaim.UnusedFor.String()
+			}
+		}},
+		{name: "FLAGS", wide: true, val: func(p config.Policy) string {
+			return volumeFlags(config.Volume{Protect: p.Protect, Ephemeral: p.Ephemeral, Unlocked: p.Unlocked, NoExec: p.NoExec})
+		}},
+	}}
 }
 
 func policyDelete(k *call) error {

@@ -45,20 +45,24 @@ func snapshotCommand(e *env) *cli.Command {
 					&cli.StringFlag{Name: flagExec, Usage: "run `CMD` (through /bin/sh -c) first; take the snapshot only if it succeeds"},
 					&cli.StringFlag{Name: flagAfter, Usage: "run `CMD` (through /bin/sh -c) after the snapshot attempt; exit 1 if it fails"},
 				},
-				Action: e.action(1, snapshotTake),
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, snapshotTake),
 			},
 			{
-				Name:      "list",
-				Usage:     "list a volume's snapshots, oldest first (name, time, taken by, method and freeze)",
-				ArgsUsage: "POLICY/NAME",
-				Action:    e.action(1, snapshotList),
+				Name:         "list",
+				Usage:        "list a volume's snapshots, oldest first (name, time, taken by, method and freeze)",
+				ArgsUsage:    "POLICY/NAME",
+				Flags:        listFlags(),
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, snapshotList),
 			},
 			{
-				Name:        "copy",
-				Usage:       "create volume POLICY/NEWNAME from snapshot SNAP of POLICY/NAME",
-				ArgsUsage:   "POLICY/NAME SNAP NEWNAME",
-				Description: "SNAP is a name printed by 'volume snapshot list'. The new volume is in the same policy.",
-				Action:      e.action(3, snapshotCopy),
+				Name:         "copy",
+				Usage:        "create volume POLICY/NEWNAME from snapshot SNAP of POLICY/NAME",
+				ArgsUsage:    "POLICY/NAME SNAP NEWNAME",
+				Description:  "SNAP is a name printed by 'volume snapshot list'. The new volume is in the same policy.",
+				BashComplete: e.complete(argVolume, argSnapshot),
+				Action:       e.action(3, snapshotCopy),
 			},
 		},
 	}
@@ -131,7 +135,9 @@ func snapshotTake(k *call) error {
 		}
 	}
 	ctx, cancel := k.ctx()
+	p := k.progress("taking a snapshot of " + ref.String())
 	snap, err := k.api.TakeSnapshot(ctx, ref)
+	p.stop()
 	cancel()
 	takeErr := k.fail(err, volumeNotFound(ref))
 	if after != "" {
@@ -160,26 +166,44 @@ func snapshotList(k *call) error {
 	if err != nil {
 		return err
 	}
+	mode, err := k.outputMode()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := k.ctx()
 	defer cancel()
 	snaps, err := k.api.Snapshots(ctx, ref)
 	if err != nil {
 		return k.fail(err, volumeNotFound(ref))
 	}
-	return printList(k, snaps, func(s config.Snapshot) string {
-		by := s.By
-		if by == "" {
-			by = "-"
+	return snapshotListing(snaps).show(k, mode)
+}
+
+func snapshotListing(snaps []config.Snapshot) listing[config.Snapshot] {
+	frozen := func(s config.Snapshot) string {
+		if s.FrozenMS <= 0 {
+			return ""
 		}
-		how := s.Method
-		if how == "" {
-			how = "-"
-		}
-		if s.FrozenMS > 0 {
-			how += fmt.Sprintf(" (frozen %d ms)", s.FrozenMS)
-		}
-		return fmt.Sprintf("%s\t%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), by, how)
-	})
+		return fmt.Sprintf("%d ms", s.FrozenMS)
+	}
+	return listing[config.Snapshot]{
+		items: snaps,
+		name:  func(s config.Snapshot) string { return s.Name },
+		line: func(s config.Snapshot) string {
+			how := cell(s.Method)
+			if s.FrozenMS > 0 {
+				how += fmt.Sprintf(" (frozen %d ms)", s.FrozenMS)
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), cell(s.By), how)
+		},
+		cols: []column[config.Snapshot]{
+			{name: "SNAPSHOT", val: func(s config.Snapshot) string { return s.Name }},
+			{name: "TAKEN", val: func(s config.Snapshot) string { return stamp(s.Time) }},
+			{name: "BY", val: func(s config.Snapshot) string { return s.By }},
+			{name: "METHOD", wide: true, val: func(s config.Snapshot) string { return s.Method }},
+			{name: "FROZEN", wide: true, val: frozen},
+		},
+	}
 }
 
 func snapshotCopy(k *call) error {
@@ -201,7 +225,9 @@ func snapshotCopy(k *call) error {
 	}
 	ctx, cancel := k.ctx()
 	defer cancel()
+	p := k.progress(fmt.Sprintf("copying snapshot %s of %s to %s", snap, ref, to))
 	v, err := k.api.CopySnapshot(ctx, ref, snap, to.Name)
+	p.stop()
 	if err != nil {
 		return k.fail(err, fmt.Sprintf("snapshot %s of volume %s not found", snap, ref))
 	}

@@ -30,13 +30,15 @@ func tokenCommand(e *env) *cli.Command {
 			{
 				Name:   "list",
 				Usage:  "list tokens: ID, role, scope (a tenant's policies, a host token's host), expiry, description (never secrets)",
+				Flags:  listFlags(),
 				Action: e.action(0, tokenList),
 			},
 			{
-				Name:      "revoke",
-				Usage:     "delete a token",
-				ArgsUsage: "ID",
-				Action:    e.action(1, tokenRevoke),
+				Name:         "revoke",
+				Usage:        "delete a token",
+				ArgsUsage:    "ID",
+				BashComplete: e.complete(argToken),
+				Action:       e.action(1, tokenRevoke),
 			},
 		},
 	}
@@ -68,22 +70,44 @@ func tokenCreate(k *call) error {
 }
 
 func tokenList(k *call) error {
+	mode, err := k.outputMode()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := k.ctx()
 	defer cancel()
 	ts, err := k.api.Tokens(ctx)
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return printList(k, ts, func(t config.Token) string {
-		expires := "-"
+	return tokenListing(ts, time.Now()).show(k, mode)
+}
+
+func tokenListing(ts []config.Token, now time.Time) listing[config.Token] {
+	expires := func(t config.Token) string {
 		switch {
-		case t.Expired(time.Now()):
-			expires = "expired " + t.Expires.UTC().Format(time.RFC3339)
+		case t.Expired(now):
+			return "expired " + t.Expires.UTC().Format(time.RFC3339)
 		case !t.Expires.IsZero():
-			expires = t.Expires.UTC().Format(time.RFC3339)
+			return t.Expires.UTC().Format(time.RFC3339)
 		}
-		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", t.ID, t.Role, tokenScope(t), expires, t.Description)
-	})
+		return ""
+	}
+	return listing[config.Token]{
+		items: ts,
+		name:  func(t config.Token) string { return t.ID },
+		line: func(t config.Token) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", t.ID, t.Role, tokenScope(t), cell(expires(t)), t.Description)
+		},
+		cols: []column[config.Token]{
+			{name: "ID", val: func(t config.Token) string { return t.ID }},
+			{name: "ROLE", val: func(t config.Token) string { return t.Role }},
+			{name: "SCOPE", val: tokenScope},
+			{name: "EXPIRES", val: expires},
+			{name: "CREATED", wide: true, val: func(t config.Token) string { return stamp(t.Created) }},
+			{name: "DESCRIPTION", val: func(t config.Token) string { return t.Description }},
+		},
+	}
 }
 
 // tokenScope is what a token is limited to: a tenant's policies, a host

@@ -19,10 +19,11 @@ func trashCommand(e *env) *cli.Command {
 			"so a volume of the same name may be created meanwhile.",
 		Subcommands: []*cli.Command{
 			{
-				Name:      "list",
-				Usage:     "list trash entries: all, one policy's or one volume name's",
-				ArgsUsage: "[POLICY | POLICY/NAME]",
-				Action:    e.actionArgs(0, 1, trashList),
+				Name:         "list",
+				Usage:        "list trash entries: all, one policy's or one volume name's",
+				ArgsUsage:    "[POLICY | POLICY/NAME]",
+				BashComplete: e.complete(argTrashList),
+				Action:       e.actionArgs(0, 1, trashList),
 			},
 			{
 				Name:      "restore",
@@ -31,14 +32,16 @@ func trashCommand(e *env) *cli.Command {
 				Description: "Without ID the newest entry of that name is restored. Refused while a volume of that " +
 					"name exists: remove it (or restore later). Record, runtime options, snapshots and data come back; " +
 					"the entry leaves the trash.",
-				Action: e.actionArgs(1, 2, trashRestore),
+				BashComplete: e.complete(argTrash, argTrashID),
+				Action:       e.actionArgs(1, 2, trashRestore),
 			},
 			{
-				Name:        "purge",
-				Usage:       "destroy a trash entry and its image for good",
-				ArgsUsage:   "POLICY/NAME ID",
-				Description: "There is no undo. A purge interrupted half-way is finished by running it again.",
-				Action:      e.action(2, trashPurge),
+				Name:         "purge",
+				Usage:        "destroy a trash entry and its image for good",
+				ArgsUsage:    "POLICY/NAME ID",
+				Description:  "There is no undo. A purge interrupted half-way is finished by running it again.",
+				BashComplete: e.complete(argTrash, argTrashID),
+				Action:       e.action(2, trashPurge),
 			},
 		},
 	}

@@ -2,6 +2,7 @@ package volcli
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -16,14 +17,16 @@ func useCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:   "list",
-				Usage:  "list every mount lock (POLICY/NAME, host, mount IDs)",
+				Usage:  "list every mount lock: volume, host, mounts, since (plain: POLICY/NAME, host, mount IDs)",
+				Flags:  listFlags(),
 				Action: e.action(0, useList),
 			},
 			{
-				Name:      "get",
-				Usage:     "print one volume's mount lock",
-				ArgsUsage: "POLICY/NAME",
-				Action:    e.action(1, useGet),
+				Name:         "get",
+				Usage:        "print one volume's mount lock",
+				ArgsUsage:    "POLICY/NAME",
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, useGet),
 			},
 			{
 				Name:      "force-remove",
@@ -36,7 +39,8 @@ func useCommand(e *env) *cli.Command {
 					"still is one. volume remove works at once afterwards; volsupervisor removes an ephemeral or " +
 					"reclaimable volume after twice the TTL without a lock. Fails (not found) when there is neither a " +
 					"lock nor a mount without a recorded unmount.",
-				Action: e.action(1, useForceRemove),
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, useForceRemove),
 			},
 		},
 	}
@@ -47,19 +51,41 @@ func noLock(ref config.VolumeRef) string {
 }
 
 func useList(k *call) error {
+	mode, err := k.outputMode()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := k.ctx()
 	defer cancel()
 	uses, err := k.api.Uses(ctx)
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return printList(k, uses, func(u config.Use) string {
-		ids := strings.Join(u.MountIDs, ",")
-		if ids == "" {
-			ids = "-"
-		}
-		return fmt.Sprintf("%s\t%s\t%s", u.Volume, u.Hostname, ids)
-	})
+	return useListing(uses).show(k, mode)
+}
+
+func useListing(uses []config.Use) listing[config.Use] {
+	ids := func(u config.Use) string { return strings.Join(u.MountIDs, ",") }
+	return listing[config.Use]{
+		items: uses,
+		name:  func(u config.Use) string { return u.Volume.String() },
+		line: func(u config.Use) string {
+			return fmt.Sprintf("%s\t%s\t%s", u.Volume, u.Hostname, cell(ids(u)))
+		},
+		cols: []column[config.Use]{
+			{name: "VOLUME", val: func(u config.Use) string { return u.Volume.String() }},
+			{name: "HOST", val: func(u config.Use) string { return u.Hostname }},
+			{name: "MOUNTS", val: func(u config.Use) string { return strconv.Itoa(len(u.MountIDs)) }},
+			{name: "SINCE", val: func(u config.Use) string { return stamp(u.Since) }},
+			{name: "LEASE", wide: true, val: func(u config.Use) string {
+				if u.Lease == 0 {
+					return ""
+				}
+				return strconv.FormatInt(u.Lease, 10)
+			}},
+			{name: "MOUNT IDS", wide: true, val: ids},
+		},
+	}
 }
 
 func useGet(k *call) error {

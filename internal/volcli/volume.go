@@ -2,9 +2,11 @@ package volcli
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
 
 	"github.com/volplugin/volplugin/config"
@@ -24,23 +26,28 @@ func volumeCommand(e *env) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "volume option `KEY=VALUE` (repeatable)"},
 				},
-				Action: e.action(1, volumeCreate),
+				BashComplete: e.complete(argNewVolume),
+				Action:       e.action(1, volumeCreate),
 			},
 			{
-				Name:      "get",
-				Usage:     "print a volume's record",
-				ArgsUsage: "POLICY/NAME",
-				Action:    e.action(1, volumeGet),
+				Name:         "get",
+				Usage:        "print a volume's record",
+				ArgsUsage:    "POLICY/NAME",
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, volumeGet),
 			},
 			{
-				Name:      "list",
-				Usage:     "list the volumes of one policy (one name a line)",
-				ArgsUsage: "POLICY",
-				Action:    e.action(1, volumeList),
+				Name:         "list",
+				Usage:        "list the volumes of one policy: a table on a terminal, else one name a line",
+				ArgsUsage:    "POLICY",
+				Flags:        listFlags(),
+				BashComplete: e.complete(argPolicy),
+				Action:       e.action(1, volumeList),
 			},
 			{
 				Name:   "list-all",
-				Usage:  "list every volume (one POLICY/NAME a line)",
+				Usage:  "list every volume: a table on a terminal, else one POLICY/NAME a line",
+				Flags:  listFlags(),
 				Action: e.action(0, volumeListAll),
 			},
 			{
@@ -53,7 +60,8 @@ func volumeCommand(e *env) *cli.Command {
 					"filesystem did not, the command fails saying so, and the record already has the new size " +
 					"(the image cannot shrink back); the filesystem then grows at the next mount or with the " +
 					"same resize again.",
-				Action: e.action(2, volumeResize),
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(2, volumeResize),
 			},
 			{
 				Name:      "remove",
@@ -71,7 +79,8 @@ func volumeCommand(e *env) *cli.Command {
 					&cli.BoolFlag{Name: "force", Usage: "remove only the records, leave the storage alone (no trash)"},
 					&cli.BoolFlag{Name: "unprotect", Usage: "remove the volume even though it is protected"},
 				},
-				Action: e.action(1, volumeRemove),
+				BashComplete: e.complete(argVolume),
+				Action:       e.action(1, volumeRemove),
 			},
 			trashCommand(e),
 			{
@@ -93,17 +102,19 @@ func volumeCommand(e *env) *cli.Command {
 				Usage: "inspect or change a volume's runtime options",
 				Subcommands: []*cli.Command{
 					{
-						Name:      "get",
-						Usage:     "print a volume's runtime options",
-						ArgsUsage: "POLICY/NAME",
-						Action:    e.action(1, runtimeGet),
+						Name:         "get",
+						Usage:        "print a volume's runtime options",
+						ArgsUsage:    "POLICY/NAME",
+						BashComplete: e.complete(argVolume),
+						Action:       e.action(1, runtimeGet),
 					},
 					{
-						Name:      "upload",
-						Usage:     "replace a volume's runtime options (JSON from stdin or --file)",
-						ArgsUsage: "POLICY/NAME",
-						Flags:     []cli.Flag{fileFlag()},
-						Action:    e.action(1, runtimeUpload),
+						Name:         "upload",
+						Usage:        "replace a volume's runtime options (JSON from stdin or --file)",
+						ArgsUsage:    "POLICY/NAME",
+						Flags:        []cli.Flag{fileFlag()},
+						BashComplete: e.complete(argVolume),
+						Action:       e.action(1, runtimeUpload),
 					},
 				},
 			},
@@ -172,23 +183,158 @@ func volumeList(k *call) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := k.ctx()
-	defer cancel()
-	refs, err := k.api.Volumes(ctx, policy)
-	if err != nil {
-		return k.fail(err, policyNotFound(policy))
-	}
-	return printList(k, refs, func(r config.VolumeRef) string { return r.Name })
+	return k.listVolumes(policy)
 }
 
-func volumeListAll(k *call) error {
+func volumeListAll(k *call) error { return k.listVolumes("") }
+
+// listVolumes lists the volumes of policy (all if ""). Names need one call;
+// a table needs the full records and the mount locks: two calls whatever the
+// number of volumes, both answered from volmaster's cache or one etcd range.
+func (k *call) listVolumes(policy string) error {
+	mode, err := k.outputMode()
+	if err != nil {
+		return err
+	}
+	notFound := ""
+	if policy != "" {
+		notFound = policyNotFound(policy)
+	}
 	ctx, cancel := k.ctx()
 	defer cancel()
-	refs, err := k.api.Volumes(ctx, "")
+	if mode != outTable && mode != outWide {
+		refs, err := k.api.Volumes(ctx, policy)
+		if err != nil {
+			return k.fail(err, notFound)
+		}
+		name := config.VolumeRef.String
+		if policy != "" {
+			name = func(r config.VolumeRef) string { return r.Name }
+		}
+		return listing[config.VolumeRef]{items: refs, name: name, line: name}.show(k, mode)
+	}
+	vols, err := k.api.VolumesDetail(ctx, policy)
+	if err != nil {
+		return k.fail(err, notFound)
+	}
+	uses, err := k.api.Uses(ctx)
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return printList(k, refs, config.VolumeRef.String)
+	return volumeListing(vols, uses, policy == "").show(k, mode)
+}
+
+// volumeRow is a volume with its mount lock, if any.
+type volumeRow struct {
+	config.Volume
+	use *config.Use
+}
+
+// volumeListing is the table of volume list (all: list-all, named by
+// POLICY/NAME).
+func volumeListing(vols []config.Volume, uses []config.Use, all bool) listing[volumeRow] {
+	byRef := make(map[config.VolumeRef]*config.Use, len(uses))
+	for i := range uses {
+		byRef[uses[i].Volume] = &uses[i]
+	}
+	rows := make([]volumeRow, len(vols))
+	for i, v := range vols {
+		rows[i] = volumeRow{Volume: v, use: byRef[v.Ref()]}
+	}
+	name := func(r volumeRow) string { return r.Name }
+	if all {
+		name = func(r volumeRow) string { return r.Ref().String() }
+	}
+	return listing[volumeRow]{items: rows, name: name, line: name, cols: []column[volumeRow]{
+		{name: "VOLUME", val: name},
+		{name: "SIZE", val: func(r volumeRow) string { return r.Create.Size }},
+		{name: "BACKEND", val: func(r volumeRow) string { return backendName(r.Backends) }},
+		{name: "HOST", val: func(r volumeRow) string {
+			if r.use == nil {
+				return ""
+			}
+			return r.use.Hostname
+		}},
+		{name: "MOUNTED SINCE", val: func(r volumeRow) string {
+			if r.use == nil {
+				return ""
+			}
+			return stamp(r.use.Since)
+		}},
+		{name: "MOUNTS", wide: true, val: func(r volumeRow) string {
+			if r.use == nil {
+				return "0"
+			}
+			return strconv.Itoa(len(r.use.MountIDs))
+		}},
+		{name: "FILESYSTEM", wide: true, val: func(r volumeRow) string { return r.Create.Filesystem }},
+		{name: "POOL", wide: true, val: func(r volumeRow) string { return r.Driver.Pool }},
+		{name: "SNAPSHOTS", wide: true, val: func(r volumeRow) string { return snapshotSchedule(r.Runtime) }},
+		{name: "RATE LIMIT", wide: true, val: func(r volumeRow) string { return rateLimit(r.Runtime.RateLimit) }},
+		{name: "FLAGS", wide: true, val: func(r volumeRow) string { return volumeFlags(r.Volume) }},
+		{name: "CREATED", wide: true, val: func(r volumeRow) string { return stamp(r.CreatedAt) }},
+	}}
+}
+
+// backendName is a volume's backend: one name when one backend does
+// everything, else crud/mount/snapshot.
+func backendName(b config.Backends) string {
+	if (b.CRUD == "" || b.CRUD == b.Mount) && (b.Snapshot == "" || b.Snapshot == b.Mount) {
+		return b.Mount
+	}
+	return cell(b.CRUD) + "/" + cell(b.Mount) + "/" + cell(b.Snapshot)
+}
+
+// snapshotSchedule is "every FREQ, keep N" (plus tiers), or "off".
+func snapshotSchedule(rt config.RuntimeOptions) string {
+	s := rt.Snapshot
+	if !rt.Snapshots || s.Frequency <= 0 {
+		return "off"
+	}
+	out := "every " + s.Frequency.String()
+	if s.Keep > 0 {
+		out += fmt.Sprintf(", keep %d", s.Keep)
+	}
+	for _, t := range []struct {
+		n    uint
+		unit string
+	}{{s.Tiers.Hourly, "hourly"}, {s.Tiers.Daily, "daily"}, {s.Tiers.Weekly, "weekly"}} {
+		if t.n > 0 {
+			out += fmt.Sprintf(", %d %s", t.n, t.unit)
+		}
+	}
+	return out
+}
+
+// rateLimit lists the limits that are set ("" for none).
+func rateLimit(l config.RateLimit) string {
+	var parts []string
+	if l.ReadBPS > 0 {
+		parts = append(parts, "read "+units.BytesSize(float64(l.ReadBPS))+"/s")
+	}
+	if l.WriteBPS > 0 {
+		parts = append(parts, "write "+units.BytesSize(float64(l.WriteBPS))+"/s")
+	}
+	if l.ReadIOPS > 0 {
+		parts = append(parts, fmt.Sprintf("read %d IOPS", l.ReadIOPS))
+	}
+	if l.WriteIOPS > 0 {
+		parts = append(parts, fmt.Sprintf("write %d IOPS", l.WriteIOPS))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func volumeFlags(v config.Volume) string {
+	var f []string
+	for _, x := range []struct {
+		set  bool
+		name string
+	}{{v.Protect, "protected"}, {v.Ephemeral, "ephemeral"}, {v.Unlocked, "unlocked"}, {v.NoExec, "noexec"}} {
+		if x.set {
+			f = append(f, x.name)
+		}
+	}
+	return strings.Join(f, ",")
 }
 
 func volumeRemove(k *call) error {
@@ -223,7 +369,9 @@ func volumeResize(k *call) error {
 	}
 	ctx, cancel := k.ctx()
 	defer cancel()
+	p := k.progress(fmt.Sprintf("growing %s to %s", ref, size))
 	v, err := k.api.ResizeVolume(ctx, ref, size)
+	p.stop()
 	if err != nil {
 		return k.fail(err, volumeNotFound(ref))
 	}

@@ -138,6 +138,44 @@ func TestDetect(t *testing.T) {
 	}
 }
 
+// With NoLoad, Detect asks modprobe whether it could load a module and
+// loads nothing.
+func TestDetectNoLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		loadable bool
+		want     string
+	}{{"rbd loadable", true, KRBD}, {"no rbd module", false, Fuse}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newFakeHost(t)
+			env := h.env()
+			env.DevRoot, env.NoLoad = filepath.Join(h.root, "dev"), true
+			env.LookPath = func(file string) (string, error) { return "/fake/bin/" + file, nil }
+			h.write("dev/fuse", "")
+			var calls [][]string
+			h.handle = func(argv []string) error {
+				calls = append(calls, argv)
+				if tc.loadable && slices.Equal(argv, []string{"modprobe", "--dry-run", "--quiet", "rbd"}) {
+					return nil
+				}
+				return errors.New("modprobe: module not found")
+			}
+			got, err := Detect(context.Background(), env)
+			if err != nil || got != tc.want {
+				t.Fatalf("Detect = %q, %v; want %q", got, err, tc.want)
+			}
+			for _, argv := range calls {
+				if !slices.Contains(argv, "--dry-run") {
+					t.Errorf("NoLoad Detect ran %q", argv)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(env.SysRoot, "bus", "rbd")); err == nil {
+				t.Error("NoLoad Detect loaded rbd")
+			}
+		})
+	}
+}
+
 func TestNewUnknown(t *testing.T) {
 	if _, err := New(context.Background(), "iscsi", Env{}); err == nil {
 		t.Fatal("New(iscsi) succeeded")
