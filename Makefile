@@ -128,6 +128,9 @@ install:
 		else echo "install $$f -> $$t"; install -m 0644 $$f $$t || exit 1; fi; \
 	done
 	install -m 0644 docs/*.md docs/openapi.yaml $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/prometheus $(DESTDIR)$(DOCDIR)/grafana
+	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DOCDIR)/prometheus/
+	install -m 0644 deploy/grafana/*.json $(DESTDIR)$(DOCDIR)/grafana/
 
 # Regenerate docs/volcli.md from volcli's command definitions (docs/docs_test.go
 # fails when it is stale).
