@@ -269,7 +269,7 @@ func TestDashboardQueriesAreValidPromQL(t *testing.T) {
 // Every metric the alert rules and the dashboard use is one the daemons
 // export (or Prometheus' own up).
 func TestRulesAndDashboardUseExportedMetrics(t *testing.T) {
-	exported := exportedMetrics(t)
+	exported, _ := exportedMetrics(t)
 	for _, want := range []string{"volmaster_http_requests_total", "volplugin_volume_used_bytes", "volsupervisor_leader",
 		"volmaster_backend_call_duration_seconds_bucket", "go_goroutines", "process_resident_memory_bytes"} {
 		if !exported[want] {
@@ -299,14 +299,44 @@ func TestRulesAndDashboardUseExportedMetrics(t *testing.T) {
 	t.Logf("%d metrics used, all exported", len(used))
 }
 
+var docMetric = regexp.MustCompile(`\b(?:volmaster|volplugin|volsupervisor)_[a-z0-9_]+`)
+
+// Every metric the documents name is one the daemons define.
+func TestDocsNameExportedMetrics(t *testing.T) {
+	series, families := exportedMetrics(t)
+	docs, err := filepath.Glob("../docs/*.md")
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no documents: %v", err)
+	}
+	n := 0
+	for _, d := range append(docs, "../README.md") {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range docMetric.FindAllString(string(b), -1) {
+			n++
+			if !series[name] && !families[name] {
+				t.Errorf("%s names metric %s, which no daemon defines", filepath.Base(d), name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("the documents name no metric: is the pattern broken?")
+	}
+}
+
 // exportedMetrics returns the series names the daemons export: the
 // families their sources define (prometheus.*Opts{Name: "..."} and
 // prometheus.NewDesc("...")), a histogram's _bucket, _sum and _count, the
-// Go and process collectors' families, and Prometheus' up.
-func exportedMetrics(t *testing.T) map[string]bool {
+// Go and process collectors' families, and Prometheus' up; and the family
+// names.
+func exportedMetrics(t *testing.T) (series, families map[string]bool) {
 	t.Helper()
 	out := map[string]bool{"up": true}
+	families = map[string]bool{}
 	add := func(name string, kind string) {
+		families[name] = true
 		switch kind {
 		case "HistogramOpts":
 			out[name+"_bucket"], out[name+"_sum"], out[name+"_count"] = true, true, true
@@ -344,7 +374,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		}
 		add(f.GetName(), kind)
 	}
-	return out
+	return out, families
 }
 
 func scanMetrics(t *testing.T, file string, add func(name, kind string)) {
@@ -396,4 +426,24 @@ func scanMetrics(t *testing.T, file string, add func(name, kind string)) {
 		}
 		return true
 	})
+}
+
+func TestCheckVolcli(t *testing.T) {
+	app := volcli.App(nil, io.Discard, io.Discard)
+	for line, ok := range map[string]bool{
+		"volcli use list":                          true,
+		"volcli volume snapshot list p/v":          true,
+		"volcli audit --since 15m":                 true,
+		"volcli volume resize POLICY/NAME SIZE":    true,
+		"volcli volume frobnicate p/v":             false,
+		"volcli volume":                            false,
+		"volcli audit --until 15m":                 false,
+		"volcli nothing":                           false,
+		"volcli volume snapshot take --exec x p/v": true,
+		"volcli volume snapshot take --nope x p/v": false,
+	} {
+		if err := checkVolcli(app, line); (err == nil) != ok {
+			t.Errorf("%q: %v, want ok=%v", line, err, ok)
+		}
+	}
 }
