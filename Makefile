@@ -144,6 +144,9 @@ install:
 	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 0644 internal/volcli/completion/volcli.bash $(DESTDIR)$(BASHCOMPDIR)/volcli
 	install -m 0644 internal/volcli/completion/_volcli $(DESTDIR)$(ZSHCOMPDIR)/_volcli
+	install -d $(DESTDIR)$(DOCDIR)/prometheus $(DESTDIR)$(DOCDIR)/grafana
+	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DOCDIR)/prometheus/
+	install -m 0644 deploy/grafana/*.json $(DESTDIR)$(DOCDIR)/grafana/
 
 # Regenerate docs/volcli.md from volcli's command definitions (docs/docs_test.go
 # fails when it is stale).

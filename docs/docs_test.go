@@ -503,6 +503,12 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("/%s is not what volcli completion %s prints", p, shell)
 		}
 	}
+	// The operator guide points at the monitoring files where they are installed.
+	for _, f := range []string{"prometheus/prometheus.yml", "prometheus/alerts.yml", "prometheus/alerts_test.yml", "grafana/volplugin.json"} {
+		if read(t, filepath.Join(dest, "usr/share/doc/volplugin", f)) != read(t, filepath.Join(root, "deploy", f)) {
+			t.Errorf("/usr/share/doc/volplugin/%s differs from deploy/%s", f, f)
+		}
+	}
 
 	// A second install keeps an edited configuration file.
 	edited := filepath.Join(dest, "etc/volplugin/volmaster.env")

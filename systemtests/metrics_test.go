@@ -82,7 +82,9 @@ func TestMetricsOfEveryDaemon(t *testing.T) {
 	t.Cleanup(func() { post("Unmount", `{"Name":"p/v","ID":"m1"}`) })
 	supURL := strings.TrimSuffix(sup.lines["volsupervisor status"], "/info") + "/metrics"
 	deadline := time.Now().Add(20 * time.Second)
-	for scrape(t, supURL, "volsupervisor_snapshots_total", `result="taken"`) == "" {
+	// The counter exists at 0 from the start.
+	taken := func() string { return scrape(t, supURL, "volsupervisor_snapshots_total", `result="taken"`) }
+	for v := taken(); v == "" || v == "0"; v = taken() {
 		if time.Now().After(deadline) {
 			t.Fatalf("no snapshot counted by volsupervisor\n%s", sup.logs())
 		}
@@ -94,7 +96,7 @@ func TestMetricsOfEveryDaemon(t *testing.T) {
 	vmURL := vm.URL + "/metrics"
 	atLeast(t, "volmaster POST /v1/volumes 201", scrape(t, vmURL, "volmaster_http_requests_total", `route="/v1/volumes"`, `method="POST"`, `code="201"`), 1)
 	atLeast(t, "volmaster_volumes", scrape(t, vmURL, "volmaster_volumes"), 1)
-	atLeast(t, "volmaster create latency count", scrape(t, vmURL, "volmaster_backend_call_duration_seconds_count", `op="create"`), 1)
+	atLeast(t, "volmaster create latency count", scrape(t, vmURL, "volmaster_backend_call_duration_seconds_count", `op="create"`, `result="ok"`), 1)
 	atLeast(t, "volmaster lock route", scrape(t, vmURL, "volmaster_http_requests_total", `route="/v1/uses/{policy}/{name}"`, `method="PUT"`, `code="200"`), 1)
 
 	vpURL := vp.lines["volplugin metrics"]

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/volplugin/volplugin/internal/backendmetrics"
 )
 
 // metrics are volmaster's Prometheus metrics, on a registry of their own.
@@ -15,10 +17,13 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	backend  *prometheus.HistogramVec
+	backend  *backendmetrics.Histogram
 }
 
-func newMetrics(s *Server) *metrics {
+// backendOps are the backend calls volmaster makes (through volops too).
+var backendOps = []string{"create", "resize", "snapshot", "remove-snapshot", "destroy", "trash", "restore", "purge"}
+
+func newMetrics(s *Server, backends []string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -30,13 +35,12 @@ func newMetrics(s *Server) *metrics {
 			Help:    "API request latency by route and method.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"route", "method"}),
-		backend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "volmaster_backend_call_duration_seconds",
-			Help:    "Storage backend call latency by backend, operation and result.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}, []string{"backend", "op", "result"}),
+		backend: backendmetrics.New(prometheus.HistogramOpts{
+			Name: "volmaster_backend_call_duration_seconds",
+			Help: "Storage backend call latency by backend, operation and result.",
+		}, backends, backendOps),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.backend,
+	m.reg.MustRegister(m.requests, m.latency, m.backend.Collector(), newEtcdCollector(s.store.Client()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volmaster_volumes", Help: "Volumes known to volmaster."},
 			func() float64 { v, _ := s.cache.Counts(); return float64(v) }),
@@ -65,11 +69,7 @@ func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc 
 
 // observeBackend records one backend call.
 func (m *metrics) observeBackend(backend, op string, start time.Time, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	m.backend.WithLabelValues(backend, op, result).Observe(time.Since(start).Seconds())
+	m.backend.Observe(backend, op, start, err)
 }
 
 func (m *metrics) handler() http.Handler {

@@ -6,8 +6,10 @@ package volmaster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.audit = newAuditLog(cfg.Log, cfg.AuditSize, af)
 	s.cache = s.store.NewCache()
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(s, slices.Sorted(maps.Keys(cfg.Backends)))
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
 	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now,
 		Observe: s.metrics.observeBackend}

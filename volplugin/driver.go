@@ -346,10 +346,12 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	m := d.mounts[ref]
 	d.mu.Unlock()
 	if m == nil && d.cfg.Maintenance {
+		d.metrics.refused.WithLabelValues(refusedMaintenance).Inc()
 		return nil, fmt.Errorf("host %s is in maintenance mode: new mounts are refused: %w", d.cfg.Host, errRefused)
 	}
 	if m == nil {
 		if err := d.health.refuse(); err != nil {
+			d.metrics.refused.WithLabelValues(refusedHealth).Inc()
 			return nil, err
 		}
 	}
@@ -386,15 +388,18 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 		}
 		faultpoint.Hit(context.WithoutCancel(ctx), "mount.locked", ref.String())
 	}
-	mnt, err := mounter.Mount(ctx, sv)
+	mnt, err := d.backendMount(ctx, &v, mounter, sv)
 	if err != nil && !v.Unlocked && errors.Is(err, storage.ErrInUse) {
 		// This host holds the volume's mount lock, so the previous holder's
 		// lease is gone: it is dead (or cut off) and must be fenced before
 		// this host writes. Backends that can fence (Ceph) break its lock.
 		if b, ok := mounter.(lockBreaker); ok {
 			log.WithError(err).Warn("fencing the volume's previous holder")
-			if berr := b.BreakLock(ctx, sv, "volplugin on "+d.cfg.Host+" holds the mount lock"); berr == nil {
-				mnt, err = mounter.Mount(ctx, sv)
+			start := time.Now()
+			berr := b.BreakLock(ctx, sv, "volplugin on "+d.cfg.Host+" holds the mount lock")
+			d.metrics.backend.Observe(v.Backends.Mount, "break-lock", start, berr)
+			if berr == nil {
+				mnt, err = d.backendMount(ctx, &v, mounter, sv)
 			} else {
 				err = errors.Join(err, berr)
 			}
@@ -540,10 +545,21 @@ func (d *Driver) unmountDevice(ctx context.Context, m *mounted) error {
 		return err
 	}
 	sv.MountedAt = m.path
-	if err := mounter.Unmount(ctx, sv); err != nil {
+	start := time.Now()
+	err = mounter.Unmount(ctx, sv)
+	d.metrics.backend.Observe(m.vol.Backends.Mount, "unmount", start, err)
+	if err != nil {
 		return fmt.Errorf("unmount %s: %w", m.vol.Ref(), err)
 	}
 	return nil
+}
+
+// backendMount maps and mounts sv, timing the call.
+func (d *Driver) backendMount(ctx context.Context, v *config.Volume, mounter storage.Mounter, sv storage.Volume) (storage.Mount, error) {
+	start := time.Now()
+	mnt, err := mounter.Mount(ctx, sv)
+	d.metrics.backend.Observe(v.Backends.Mount, "mount", start, err)
+	return mnt, err
 }
 
 // busyWait bounds how long a first mount waits for an operation on the

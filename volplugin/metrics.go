@@ -1,9 +1,11 @@
 package volplugin
 
 import (
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
+
+	"github.com/volplugin/volplugin/internal/backendmetrics"
 )
 
 // metrics are volplugin's Prometheus metrics, on a registry of their own.
@@ -24,7 +28,15 @@ type metrics struct {
 	locks         *prometheus.CounterVec
 	locksLost     prometheus.Counter
 	renewFailures prometheus.Counter
+	refused       *prometheus.CounterVec
+	backend       *backendmetrics.Histogram
 }
+
+// Reasons of the refused-mounts counter.
+const (
+	refusedHealth      = "health"
+	refusedMaintenance = "maintenance"
+)
 
 func newMetrics(d *Driver) *metrics {
 	buckets := prometheus.ExponentialBuckets(0.005, 3, 10)
@@ -51,14 +63,67 @@ func newMetrics(d *Driver) *metrics {
 		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "volplugin_lease_renew_failures_total", Help: "Failed host-lease renewals.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "volplugin_mounts_refused_total",
+			Help: "New mounts refused without trying, by reason: health (self-health limits passed), maintenance (--maintenance).",
+		}, []string{"reason"}),
+		backend: backendmetrics.New(prometheus.HistogramOpts{
+			Name: "volplugin_backend_call_duration_seconds",
+			Help: "Storage backend call latency (map and mount, unmount and unmap, fencing) by backend, operation and result.",
+		}, slices.Sorted(maps.Keys(d.cfg.Mounters)), []string{"mount", "unmount"}),
 	}
+	// Every label value a rule watches exists from the start, so its first
+	// increase is seen.
+	for _, r := range []string{"ok", "error"} {
+		m.mounts.WithLabelValues(r)
+		m.unmounts.WithLabelValues(r)
+		m.locks.WithLabelValues(r)
+	}
+	m.refused.WithLabelValues(refusedHealth)
+	m.refused.WithLabelValues(refusedMaintenance)
 	m.reg.MustRegister(m.mounts, m.unmounts, m.mountTime, m.unmountTime, m.locks, m.locksLost, m.renewFailures,
+		m.refused, m.backend.Collector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_mounts_active", Help: "Volumes mounted on this host."},
 			func() float64 { return float64(len(d.Info().Mounts)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_mounts_lock_lost",
+			Help: "Volumes mounted on this host whose mount lock another host holds (LOCK LOST): this host must not write to them."},
+			d.lockLostCount),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_healthy",
+			Help: "1 while volplugin is within its self-health limits; 0 while it refuses new mounts for passing one (see /healthz)."},
+			func() float64 {
+				if st, _ := d.health.check(); st.Healthy {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_lease_renewed_timestamp_seconds",
+			Help: "When the host lease was last granted or renewed (Unix time; 0: never since start). It is renewed every TTL/3."},
+			func() float64 {
+				if _, _, renewed := d.lease.State(); !renewed.IsZero() {
+					return float64(renewed.UnixNano()) / 1e9
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_lease_ttl_seconds",
+			Help: "The host lease's TTL (0: no lease granted since start)."},
+			func() float64 { _, ttl, _ := d.lease.State(); return ttl.Seconds() }),
 		&volumeCollector{d: d},
 	)
 	return m
+}
+
+// lockLostCount is the number of mounts here whose lock another host holds.
+func (d *Driver) lockLostCount() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, m := range d.mounts {
+		if m.lost != "" {
+			n++
+		}
+	}
+	return float64(n)
 }
 
 func result(err error) string {

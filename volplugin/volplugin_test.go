@@ -91,6 +91,7 @@ func startCluster(t *testing.T) *cluster {
 // plugin protocol.
 type host struct {
 	name, sock, mountRoot string
+	metricsURL            string
 	stop                  func()
 	hc                    *http.Client
 }
@@ -105,12 +106,13 @@ func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Opti
 	t.Helper()
 	sockDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
+	started, metrics := make(chan string, 1), make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, Options{
 			Volmaster: c.url, PluginName: "volplugin", SocketDir: sockDir, Host: name,
 			MountRoot: mountRoot, StateDir: filepath.Join(c.stateDir, name), LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
+			MetricsListen: "127.0.0.1:0", MetricsStarted: func(u string) { metrics <- u },
 			Started: func(s string) { started <- s },
 		})
 	}()
@@ -124,7 +126,8 @@ func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Opti
 		cancel()
 		t.Fatalf("volplugin %s did not start in 30s", name)
 	}
-	h := &host{name: name, sock: sock, mountRoot: mountRoot}
+	// The metrics listener starts before the socket.
+	h := &host{name: name, sock: sock, mountRoot: mountRoot, metricsURL: <-metrics}
 	h.hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
@@ -335,6 +338,10 @@ func TestRestartReadoptsMountsAndMaintenance(t *testing.T) {
 	if _, e := a2.call(t, "Mount", map[string]string{"Name": "policy1/other", "ID": "x"}); !strings.Contains(e, "maintenance") {
 		t.Errorf("mount in maintenance mode: %q", e)
 	}
+	fams := a2.scrape(t)
+	must(t, fams, 1, "volplugin_mounts_refused_total", "reason=maintenance")
+	must(t, fams, 0, "volplugin_mounts_refused_total", "reason=health")
+	must(t, fams, 1, "volplugin_healthy")
 	a2.unmount(t, "policy1/db", "id1")
 	if len(a2.info(t).Mounts) != 0 {
 		t.Error("still mounted after unmount")
@@ -401,6 +408,13 @@ func TestSelfHealthRefusesNewMounts(t *testing.T) {
 	if info := a.info(t); info.Health.Healthy || len(info.Health.Reasons) == 0 {
 		t.Errorf("/info health = %+v", info.Health)
 	}
+	fams := a.scrape(t)
+	must(t, fams, 0, "volplugin_healthy")
+	must(t, fams, 1, "volplugin_mounts_refused_total", "reason=health")
+	// The failing mkfs is part of the backend's mount call; the second
+	// container of policy1/good reused the mount without one.
+	must(t, fams, 2, "volplugin_backend_call_duration_seconds", "backend=local", "op=mount", "result=error")
+	must(t, fams, 1, "volplugin_backend_call_duration_seconds", "backend=local", "op=mount", "result=ok")
 	select {
 	case h := <-hooks:
 		if h.Healthy || h.Host != "hostA" {

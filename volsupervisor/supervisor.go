@@ -64,6 +64,9 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	status config.SupervisorStatus
+	// schedules is the leader's snapshot schedule of each volume that has
+	// one, as of its last round (nil while not leading).
+	schedules map[config.VolumeRef]snapshotSchedule
 
 	// pub is the record publish last wrote; only the goroutine running
 	// the terms touches it.
@@ -204,9 +207,10 @@ func (s *Supervisor) term(ctx context.Context) error {
 	s.log.WithField("key", key).Info("leading")
 	s.update(func(st *config.SupervisorStatus) { st.Leading = true })
 	defer s.update(func(st *config.SupervisorStatus) { st.Leading, st.NextDue, st.Unproven = false, nil, nil })
+	defer s.setSnapshotSchedules(nil)
 	guard := clientv3.Compare(clientv3.CreateRevision(key), "=", rev)
 	h := store.Holder{Lease: sess.Lease(), Owner: "volsupervisor " + s.cfg.Name}
-	w := &worker{s: s, h: h, guard: guard, last: map[config.VolumeRef]time.Time{}}
+	w := &worker{s: s, h: h, guard: guard, last: map[config.VolumeRef]time.Time{}, failed: map[config.VolumeRef]time.Time{}}
 	tick := time.NewTicker(s.cfg.Tick)
 	defer tick.Stop()
 	for {

@@ -103,12 +103,16 @@ func (e *env) supervisor(t *testing.T, name string) (*Supervisor, context.Cancel
 	return e.supervisorWith(t, Config{Name: name, Tick: 100 * time.Millisecond})
 }
 
-// supervisorWith runs a supervisor with cfg's name, tick and status
-// refresh on e.
+// supervisorWith runs a supervisor with cfg's name, tick, status refresh
+// and snapshotters (default: e's local backend) on e.
 func (e *env) supervisorWith(t *testing.T, cfg Config) (*Supervisor, context.CancelFunc) {
 	t.Helper()
+	snaps := cfg.Snapshotters
+	if snaps == nil {
+		snaps = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
+	}
 	s, err := New(Config{Client: e.cli, Keys: e.keys, Name: cfg.Name, Log: quiet(), Tick: cfg.Tick, StatusRefresh: cfg.StatusRefresh,
-		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: e.lb},
+		Snapshotters: snaps,
 		Backends:     map[string]storage.CRUD{config.BackendLocal: e.lb}})
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ type worker struct {
 	// last is when each volume was last snapshotted, read from etcd the
 	// first time the volume is seen in this term and updated as we go.
 	last map[config.VolumeRef]time.Time
+	// failed is when a scheduled snapshot of each volume last failed.
+	failed map[config.VolumeRef]time.Time
 	// unproven holds the volumes kept as in use until proven unmounted, with
 	// their last mount, so each is logged once.
 	unproven map[config.VolumeRef]time.Time
@@ -43,11 +45,17 @@ func (w *worker) round(ctx context.Context) error {
 		return err
 	}
 	taker := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name,
-		Timeout: g.TimeoutDuration(), Now: s.cfg.Now}
+		Timeout: g.TimeoutDuration(), Now: s.cfg.Now, Observe: s.metrics.backend.Observe}
 	now := s.cfg.Now()
 	var lastErr error
 	var due []config.DueSnapshot
+	scheduled := map[config.VolumeRef]time.Duration{}
 	defer func() {
+		sched := make(map[config.VolumeRef]snapshotSchedule, len(scheduled))
+		for ref, every := range scheduled {
+			sched[ref] = snapshotSchedule{every: every, last: w.last[ref], failed: w.failed[ref]}
+		}
+		s.setSnapshotSchedules(sched)
 		// A total order, so an unchanged schedule is an unchanged status
 		// (and no status write).
 		slices.SortFunc(due, func(a, b config.DueSnapshot) int {
@@ -62,6 +70,7 @@ func (w *worker) round(ctx context.Context) error {
 			continue
 		}
 		ref := v.Ref()
+		scheduled[ref] = rt.Snapshot.Frequency.D()
 		last, ok := w.last[ref]
 		if !ok {
 			last = w.lastSnapshot(ctx, ref)
@@ -79,6 +88,7 @@ func (w *worker) round(ctx context.Context) error {
 			continue // busy (remove, mount op) or gone: next round
 		case err != nil:
 			s.metrics.snapshots.WithLabelValues("failed").Inc()
+			w.failed[ref] = s.cfg.Now()
 			lastErr = err
 			continue
 		}

@@ -86,7 +86,11 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 }
 
 // Script returns the path of scripts/docker-dev.
-func Script() (string, error) {
+func Script() (string, error) { return FindScript("docker-dev") }
+
+// FindScript returns the path of scripts/NAME of this repository, looked for
+// above this package's source and above the working directory.
+func FindScript(name string) (string, error) {
 	var starts []string
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
 		starts = append(starts, filepath.Dir(file))
@@ -97,7 +101,7 @@ func Script() (string, error) {
 	for _, dir := range starts {
 		for {
 			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				p := filepath.Join(dir, "scripts", "docker-dev")
+				p := filepath.Join(dir, "scripts", name)
 				if _, err := os.Stat(p); err == nil {
 					return p, nil
 				}
@@ -109,7 +113,7 @@ func Script() (string, error) {
 			dir = parent
 		}
 	}
-	return "", errors.New("scripts/docker-dev not found above the package or working directory")
+	return "", errors.New("scripts/" + name + " not found above the package or working directory")
 }
 
 // Start installs Docker if needed (scripts/docker-dev install is idempotent)
