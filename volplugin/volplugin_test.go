@@ -50,14 +50,14 @@ func quiet() *logrus.Logger {
 	return l
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for loop devices and mounts")
 	}
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	cli, _ := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
@@ -96,13 +96,13 @@ type host struct {
 	hc                    *http.Client
 }
 
-func (c *cluster) startHost(t *testing.T, name, mountRoot string, maintenance bool) *host {
+func (c *cluster) startHost(t testing.TB, name, mountRoot string, maintenance bool) *host {
 	t.Helper()
 	return c.startHostWith(t, name, mountRoot, Options{Maintenance: maintenance})
 }
 
 // startHostWith starts a volplugin with extra options (health, maintenance).
-func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Options) *host {
+func (c *cluster) startHostWith(t testing.TB, name, mountRoot string, extra Options) *host {
 	t.Helper()
 	sockDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -145,7 +145,7 @@ func (c *cluster) startHostWith(t *testing.T, name, mountRoot string, extra Opti
 }
 
 // call posts one plugin request and returns the decoded answer and its Err.
-func (h *host) call(t *testing.T, method string, req any) (map[string]any, string) {
+func (h *host) call(t testing.TB, method string, req any) (map[string]any, string) {
 	t.Helper()
 	b, _ := json.Marshal(req)
 	resp, err := h.hc.Post("http://plugin/VolumeDriver."+method, "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(b))
@@ -159,7 +159,7 @@ func (h *host) call(t *testing.T, method string, req any) (map[string]any, strin
 	return out, errMsg
 }
 
-func (h *host) mount(t *testing.T, name, id string) string {
+func (h *host) mount(t testing.TB, name, id string) string {
 	t.Helper()
 	out, e := h.call(t, "Mount", map[string]string{"Name": name, "ID": id})
 	if e != "" {
@@ -168,7 +168,7 @@ func (h *host) mount(t *testing.T, name, id string) string {
 	return out["Mountpoint"].(string)
 }
 
-func (h *host) unmount(t *testing.T, name, id string) {
+func (h *host) unmount(t testing.TB, name, id string) {
 	t.Helper()
 	if _, e := h.call(t, "Unmount", map[string]string{"Name": name, "ID": id}); e != "" {
 		t.Fatalf("%s: Unmount %s %s: %s", h.name, name, id, e)
@@ -191,7 +191,7 @@ func (h *host) info(t *testing.T) Info {
 
 // unmountAll is a safety net: whatever a failed test left mounted under root
 // is unmounted and its loop device detached.
-func unmountAll(t *testing.T, root string, dataDir string) {
+func unmountAll(t testing.TB, root string, dataDir string) {
 	t.Cleanup(func() {
 		lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: root})
 		if err != nil {

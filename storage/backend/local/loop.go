@@ -12,39 +12,20 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/volplugin/volplugin/internal/sysexec"
+	"github.com/volplugin/volplugin/storage/internal/loopdev"
 )
 
-// loops returns the loop devices backed by image. losetup matches the backing
-// file by device and inode, so a symlinked data directory still matches; but
-// an inode can be reused after a backing file was deleted while its device
-// stayed, so a device whose backing file is marked deleted is not image's.
-func (b *Backend) loops(ctx context.Context, image string) ([]string, error) {
-	out, err := sysexec.Run(ctx, b.timeout, "losetup", "--list", "--noheadings", "--output", "NAME", "--associated", image)
-	if err != nil {
-		return nil, fmt.Errorf("find loop devices: %w", err)
-	}
-	var devs []string
-	for _, d := range strings.Fields(string(out)) {
-		bf, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d), "loop", "backing_file"))
-		if err == nil && strings.HasSuffix(strings.TrimSpace(string(bf)), "(deleted)") {
-			continue
-		}
-		devs = append(devs, d)
-	}
-	return devs, nil
+// loops returns the loop devices backed by image (by device and inode, so a
+// symlinked data directory still matches; a device whose backing file was
+// deleted is not image's, though its inode number may be). The image is a
+// local file, so the kernel is asked directly (loopdev), with no losetup.
+func (b *Backend) loops(_ context.Context, image string) ([]string, error) {
+	return loopdev.Find(image)
 }
 
 // attach attaches image to a free loop device and returns the device.
-func (b *Backend) attach(ctx context.Context, image string) (string, error) {
-	out, err := sysexec.Run(ctx, b.timeout, "losetup", "--find", "--show", image)
-	if err != nil {
-		return "", fmt.Errorf("attach loop device: %w", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	if !strings.HasPrefix(dev, "/dev/") {
-		return "", fmt.Errorf("attach loop device: losetup printed %q, not a device", dev)
-	}
-	return dev, nil
+func (b *Backend) attach(_ context.Context, image string) (string, error) {
+	return loopdev.Attach(image)
 }
 
 // detach detaches a loop device. While something still has the device open
@@ -54,8 +35,8 @@ func (b *Backend) attach(ctx context.Context, image string) (string, error) {
 // still mounted elsewhere (another "host" on the same machine) is left to
 // clear when that mount goes.
 func (b *Backend) detach(ctx context.Context, dev string) error {
-	if _, err := sysexec.Run(ctx, b.timeout, "losetup", "--detach", dev); err != nil {
-		return fmt.Errorf("detach loop device: %w", err)
+	if err := loopdev.Detach(dev); err != nil {
+		return err
 	}
 	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
 	deadline := time.NewTimer(detachWait)

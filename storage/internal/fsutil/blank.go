@@ -3,7 +3,9 @@ package fsutil
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +33,17 @@ func (r Repair) on(dev string) Repair {
 		r.Path = dev
 	}
 	return r
+}
+
+// scanned is what findFilesystem reads for dev: the image file behind it
+// when there is one (the same bytes; a loop device's writes reach its file
+// by its last close, which every mount and mkfs has passed), which is read
+// in process, rather than the device through a dd per block.
+func (r Repair) scanned(dev string) string {
+	if r.File && r.Path != "" {
+		return r.Path
+	}
+	return dev
 }
 
 // blankBytes is how much of a device's start must read as zeros before it
@@ -90,19 +103,22 @@ func devSize(ctx context.Context, timeout time.Duration, dev string) (int64, boo
 	return n, true, nil
 }
 
-// readAt reads n bytes of dev at off with dd (so that a hung device costs
-// the timeout, not a goroutine), bypassing the page cache of a block device,
-// which may be stale for a reused loop or rbd device. It reads aligned 4 KiB
-// blocks, as O_DIRECT needs; less than n bytes come back at the end of dev.
+// readAt reads n bytes of dev at off: a regular file in process; a block
+// device with dd (so that a hung device costs the timeout, not a goroutine)
+// and O_DIRECT, bypassing its page cache, which may be stale for a reused
+// loop or rbd device. It reads aligned 4 KiB blocks, as O_DIRECT needs;
+// less than n bytes come back at the end of dev.
 func readAt(ctx context.Context, timeout time.Duration, dev string, block bool, off, n int64) ([]byte, error) {
 	first := off / readBlock
 	count := (off%readBlock + n + readBlock - 1) / readBlock
-	argv := []string{"dd", "if=" + dev, "bs=" + strconv.Itoa(readBlock),
-		"skip=" + strconv.FormatInt(first, 10), "count=" + strconv.FormatInt(count, 10), "status=none"}
+	var out []byte
+	var err error
 	if block {
-		argv = append(argv, "iflag=direct")
+		out, err = sysexec.Run(ctx, timeout, "dd", "if="+dev, "bs="+strconv.Itoa(readBlock),
+			"skip="+strconv.FormatInt(first, 10), "count="+strconv.FormatInt(count, 10), "status=none", "iflag=direct")
+	} else {
+		out, err = readFile(dev, first*readBlock, count*readBlock)
 	}
-	out, err := sysexec.Run(ctx, timeout, argv...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", dev, err)
 	}
@@ -111,6 +127,22 @@ func readAt(ctx context.Context, timeout time.Duration, dev string, block bool, 
 		return nil, nil
 	}
 	return out[start:min(int64(len(out)), start+n)], nil
+}
+
+// readFile reads n bytes of a regular file at off (fewer at its end). A
+// local file read needs no process of its own to be bounded.
+func readFile(path string, off, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	got, err := f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf[:got], nil
 }
 
 // findFilesystem looks for what blkid's probe of the primary superblocks
@@ -172,7 +204,7 @@ func findFilesystem(ctx context.Context, timeout time.Duration, dev string) ([]f
 // checkBlank refuses (storage.ErrNotBlank) a device blkid calls blank that
 // is not provably blank, before its first mkfs.
 func checkBlank(ctx context.Context, timeout time.Duration, v storage.Volume, dev string, r Repair) error {
-	found, err := findFilesystem(ctx, timeout, dev)
+	found, err := findFilesystem(ctx, timeout, r.scanned(dev))
 	if err != nil {
 		return fmt.Errorf("check that %s is blank before formatting it: %w", dev, err)
 	}
@@ -211,7 +243,7 @@ func damaged(ctx context.Context, timeout time.Duration, v storage.Volume, dev s
 	switch {
 	case IsExt(v.Filesystem):
 		var backup *extBackup
-		found, err := findFilesystem(ctx, timeout, dev)
+		found, err := findFilesystem(ctx, timeout, r.scanned(dev))
 		if err != nil {
 			msg += fmt.Sprintf(" (looking for backup superblocks: %v)", err)
 		}

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/sysexec"
@@ -61,6 +65,20 @@ func Probe(ctx context.Context, timeout time.Duration, dev string) (Content, err
 	return c, nil
 }
 
+// holdsNoData reports whether the regular file at path has no data extent
+// (SEEK_DATA from 0 finds none): a new sparse image. A filesystem that does
+// not tell holes from data answers 0, that is "has data", and errors are
+// "has data" too, so that the full probe runs.
+func holdsNoData(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA)
+	return errors.Is(err, unix.ENXIO)
+}
+
 // FormatIfBlank formats dev with v.Mkfs if (and only if) it is blank and v
 // was never formatted, and returns the filesystem type on it. A device
 // holding anything other than v.Filesystem is storage.ErrWrongFilesystem: it
@@ -71,9 +89,15 @@ func Probe(ctx context.Context, timeout time.Duration, dev string) (Content, err
 // r.Path is empty). Nothing is written to dev unless it is formatted.
 func FormatIfBlank(ctx context.Context, timeout time.Duration, v storage.Volume, dev string, r Repair) (string, error) {
 	r = r.on(dev)
-	c, err := Probe(ctx, timeout, dev)
-	if err != nil {
-		return "", err
+	// An image file without a single data extent reads as zeros from end to
+	// end: blank beyond doubt, with no blkid or block scan to run.
+	proven := r.File && holdsNoData(r.Path)
+	c := Content{Blank: true}
+	if !proven {
+		var err error
+		if c, err = Probe(ctx, timeout, dev); err != nil {
+			return "", err
+		}
 	}
 	switch {
 	case c.Blank && v.Formatted:
@@ -82,8 +106,10 @@ func FormatIfBlank(ctx context.Context, timeout time.Duration, v storage.Volume,
 		if len(v.Mkfs) == 0 {
 			return "", fmt.Errorf("%s is blank and no mkfs command is set: %w", dev, config.ErrInvalid)
 		}
-		if err := checkBlank(ctx, timeout, v, dev, r); err != nil {
-			return "", err
+		if !proven {
+			if err := checkBlank(ctx, timeout, v, dev, r); err != nil {
+				return "", err
+			}
 		}
 		if _, err := sysexec.Run(ctx, timeout, config.FSCommand(v.Mkfs).Argv(dev)...); err != nil {
 			return "", fmt.Errorf("format %s: %w", dev, err)
