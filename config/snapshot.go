@@ -35,6 +35,19 @@ type Snapshot struct {
 	// mounted on the snapshotting host was frozen for it (writers held);
 	// absent if it was not frozen.
 	FrozenMS int64 `json:"frozen-ms,omitempty"`
+	// Backend is the backend's name for the snapshot when it is not Name:
+	// an RBD snapshot the original volplugin took keeps its name (its
+	// time.String(), spaces and all) and is listed under a name of ours made
+	// from its time (volcli migrate from-contiv).
+	Backend string `json:"backend-name,omitempty"`
+}
+
+// BackendName is the name the backend knows the snapshot by.
+func (s Snapshot) BackendName() string {
+	if s.Backend != "" {
+		return s.Backend
+	}
+	return s.Name
 }
 
 // Retain returns the names of the snapshots to keep: the newest keep, plus
