@@ -115,8 +115,8 @@ func TestOptionSpellingsRefused(t *testing.T) {
 		opts map[string]string
 	}{
 		{ceph, map[string]string{"snapshots.keep": "3", "snapshot.keep": "4"}}, // both spellings
-		{ceph, map[string]string{"mount": "filer:/x"}},                          // a Ceph volume has no export
-		{ceph, map[string]string{"unlocked": "true"}},                           // unlocked only on nfs
+		{ceph, map[string]string{"mount": "filer:/x"}},                         // a Ceph volume has no export
+		{ceph, map[string]string{"unlocked": "true"}},                          // unlocked only on nfs
 		{nfs, map[string]string{"mount": "filer"}},
 		{nfs, map[string]string{"source": "-o:/x"}},
 		{nfs, map[string]string{"mount": "filer:/a b"}},
