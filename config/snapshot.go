@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,22 @@ func ParseSnapshotName(name string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("snapshot name %q is not a UTC timestamp like 20260102T150405.000Z: %w", name, ErrInvalid)
 	}
 	return t, nil
+}
+
+// originalSnapshotLayout is time.Time.String()'s layout: the original
+// volplugin named each snapshot by the time it took it that way.
+const originalSnapshotLayout = "2006-01-02 15:04:05.999999999 -0700 MST"
+
+// ParseOriginalSnapshotName returns the time an original volplugin's
+// snapshot name stands for ("2017-06-01 10:00:00.123456789 +0000 UTC",
+// perhaps with Go's monotonic clock reading, " m=+1.5", after it).
+func ParseOriginalSnapshotName(name string) (time.Time, error) {
+	s, _, _ := strings.Cut(name, " m=")
+	t, err := time.Parse(originalSnapshotLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("snapshot name %q is not a time as the original volplugin wrote it: %w", name, ErrInvalid)
+	}
+	return t.UTC(), nil
 }
 
 // Snapshot records one snapshot of a volume.
