@@ -178,6 +178,9 @@ func snapshotList(k *call) error {
 		if s.FrozenMS > 0 {
 			how += fmt.Sprintf(" (frozen %d ms)", s.FrozenMS)
 		}
+		if s.Backend != "" {
+			how += fmt.Sprintf(" (backend name %q)", s.Backend)
+		}
 		return fmt.Sprintf("%s\t%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), by, how)
 	})
 }
