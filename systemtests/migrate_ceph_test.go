@@ -161,6 +161,29 @@ func TestMigrateCephImageAdopted(t *testing.T) {
 		t.Errorf("snapshot list: exit %d: %s\n%s", code, e, snaps)
 	}
 
+	// The adopted snapshot is used by its RBD name: a copy is made from it,
+	// and a prune (keep 1 after an on-demand snapshot) removes it.
+	ourName := config.SnapshotName(taken)
+	cp := "p/copy-" + hex.EncodeToString(rnd[:])
+	t.Cleanup(func() { _, _ = removeForGood(t, vm.URL, cp) })
+	if _, e, code := volcli(t, vm.URL, "", "volume", "snapshot", "copy", ref, ourName, strings.TrimPrefix(cp, "p/")); code != 0 {
+		t.Errorf("copy of the adopted snapshot: exit %d: %s", code, e)
+	} else if e, code := removeForGood(t, vm.URL, cp); code != 0 {
+		t.Errorf("remove the copy: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, `{"snapshots": false, "snapshot": {"keep": 1}}`, "volume", "runtime", "upload", ref); code != 0 {
+		t.Fatalf("runtime upload: %s", e)
+	}
+	if _, e, code := volcli(t, vm.URL, "", "volume", "snapshot", "take", ref); code != 0 {
+		t.Fatalf("snapshot take: %s", e)
+	}
+	if snaps := run(t, "rbd", "-c", conf, "snap", "ls", "rbd/"+image); strings.Contains(snaps, snapName) {
+		t.Errorf("the adopted snapshot was not pruned (keep 1):\n%s", snaps)
+	}
+	if list, _, _ := volcli(t, vm.URL, "", "volume", "snapshot", "list", ref); strings.Contains(list, ourName) || strings.Count(list, "\n") != 1 {
+		t.Errorf("snapshot list after the prune:\n%s", list)
+	}
+
 	// The original's option spellings, through docker volume create -o.
 	other := "p/opts-" + hex.EncodeToString(rnd[:])
 	docker(t, d, "volume", "create", "-d", "volcontiv", other, "-o", "size=32MB", "-o", "snapshots=true",
