@@ -304,23 +304,6 @@ func TestPolicyReferenceListsEveryField(t *testing.T) {
 	compare(t, "config.Global", global, "policy-reference.md ## Global configuration", tableNames(section(t, doc, "## Global configuration")))
 }
 
-var aliasRow = regexp.MustCompile("(?m)^\\| `([^`]+)` \\| `([^`]+)` \\|$")
-
-// The original volplugin's option spellings are listed with what they
-// stand for, exactly as config.OptionAliases has them.
-func TestPolicyReferenceListsOptionAliases(t *testing.T) {
-	doc := section(t, read(t, "policy-reference.md"), "## The original volplugin's option spellings")
-	listed := map[string]bool{}
-	for _, m := range aliasRow.FindAllStringSubmatch(doc, -1) {
-		listed[m[1]+" -> "+m[2]] = true
-	}
-	code := map[string]bool{}
-	for alias, ours := range config.OptionAliases() {
-		code[alias+" -> "+ours] = true
-	}
-	compare(t, "config.OptionAliases()", code, "policy-reference.md ## The original volplugin's option spellings", listed)
-}
-
 // goSources returns the contents of the repository's non-test Go files
 // outside docs/.
 func goSources(t *testing.T) string {

@@ -261,7 +261,7 @@ func (s *Store) ImportVolume(ctx context.Context, v config.Volume, snaps []confi
 			return "", nil, 0, err
 		}
 		if !tr.Succeeded {
-			return "", nil, 0, fmt.Errorf("volume %s changed during the import, run it again: %w", ref, config.ErrInUse)
+			return "", nil, 0, fmt.Errorf("volume %s was created, changed or taken by an operation since it was read: run the import again: %w", ref, config.ErrInUse)
 		}
 		if volRev == 0 {
 			volRev = tr.Header.Revision
