@@ -91,3 +91,24 @@ func ParseSize(s string) (int64, error) {
 	}
 	return n, nil
 }
+
+// MaxBackendSnapshotName bounds ValidateBackendSnapshotName.
+const MaxBackendSnapshotName = 255
+
+// ValidateBackendSnapshotName checks a snapshot name the suite did not make
+// but adopted (config.Snapshot.Backend: an RBD snapshot the original
+// volplugin named by its time.String(), "2017-06-01 10:00:00.5 +0000 UTC").
+// It is only ever passed to librbd as one argument, never to a shell or a
+// path, so it may hold spaces; it may not hold '/', '@' (RBD's image@snap
+// separator) or control characters.
+func ValidateBackendSnapshotName(name string) error {
+	if name == "" || len(name) > MaxBackendSnapshotName {
+		return fmt.Errorf("snapshot name %.40q must be 1..%d bytes: %w", name, MaxBackendSnapshotName, ErrInvalid)
+	}
+	for _, r := range name {
+		if r == '/' || r == '@' || r < 0x20 || r == 0x7f {
+			return fmt.Errorf("snapshot name %q holds %q: %w", name, r, ErrInvalid)
+		}
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,22 @@ func ParseSnapshotName(name string) (time.Time, error) {
 	return t, nil
 }
 
+// originalSnapshotLayout is time.Time.String()'s layout: the original
+// volplugin named each snapshot by the time it took it that way.
+const originalSnapshotLayout = "2006-01-02 15:04:05.999999999 -0700 MST"
+
+// ParseOriginalSnapshotName returns the time an original volplugin's
+// snapshot name stands for ("2017-06-01 10:00:00.123456789 +0000 UTC",
+// perhaps with Go's monotonic clock reading, " m=+1.5", after it).
+func ParseOriginalSnapshotName(name string) (time.Time, error) {
+	s, _, _ := strings.Cut(name, " m=")
+	t, err := time.Parse(originalSnapshotLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("snapshot name %q is not a time as the original volplugin wrote it: %w", name, ErrInvalid)
+	}
+	return t.UTC(), nil
+}
+
 // Snapshot records one snapshot of a volume.
 type Snapshot struct {
 	Name string    `json:"name"`
@@ -35,6 +52,19 @@ type Snapshot struct {
 	// mounted on the snapshotting host was frozen for it (writers held);
 	// absent if it was not frozen.
 	FrozenMS int64 `json:"frozen-ms,omitempty"`
+	// Backend is the backend's name for the snapshot when it is not Name:
+	// an RBD snapshot the original volplugin took keeps its name (its
+	// time.String(), spaces and all) and is listed under a name of ours made
+	// from its time (volcli migrate from-contiv).
+	Backend string `json:"backend-name,omitempty"`
+}
+
+// BackendName is the name the backend knows the snapshot by.
+func (s Snapshot) BackendName() string {
+	if s.Backend != "" {
+		return s.Backend
+	}
+	return s.Name
 }
 
 // Retain returns the names of the snapshots to keep: the newest keep, plus

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -62,5 +63,23 @@ func TestRetainTiers(t *testing.T) {
 	}
 	if got := Retain(snaps, 5, Tiers{}); len(got) != 5 || !got[snaps[len(snaps)-1].Name] || !got[snaps[len(snaps)-5].Name] {
 		t.Errorf("keep 5 kept %v", got)
+	}
+}
+
+func TestParseOriginalSnapshotName(t *testing.T) {
+	want := time.Date(2017, 6, 1, 10, 0, 0, 123456789, time.UTC)
+	for _, name := range []string{
+		"2017-06-01 10:00:00.123456789 +0000 UTC",
+		"2017-06-01 12:00:00.123456789 +0200 CEST",
+		"2017-06-01 10:00:00.123456789 +0000 UTC m=+12.345678901",
+	} {
+		if got, err := ParseOriginalSnapshotName(name); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v", name, got, err)
+		}
+	}
+	for _, bad := range []string{"", "20170601T100000.123Z", "before-upgrade"} {
+		if _, err := ParseOriginalSnapshotName(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,14 +31,19 @@ type Volume struct {
 	// RestoredAt is when the volume last came back from the trash: it
 	// counts as a use, so reclamation does not take a volume again at once
 	// for having been unused before its removal.
-	RestoredAt time.Time      `json:"restored-at,omitzero"`
-	Backends   Backends       `json:"backends"`
-	Driver     Driver         `json:"driver"`
-	Create     CreateOptions  `json:"create"`
-	Runtime    RuntimeOptions `json:"runtime,omitzero"`
-	Unlocked   bool           `json:"unlocked,omitempty"`
-	Ephemeral  bool           `json:"ephemeral,omitempty"`
-	Reclaim    Reclaim        `json:"reclaim,omitzero"`
+	RestoredAt time.Time `json:"restored-at,omitzero"`
+	// Image is the backend's name for the volume's image when it is not the
+	// one the backend derives from policy and name: a Ceph image adopted
+	// from the original volplugin keeps its name, <policy>.<volume>
+	// (volcli migrate from-contiv). Empty for volumes created here.
+	Image     string         `json:"image,omitempty"`
+	Backends  Backends       `json:"backends"`
+	Driver    Driver         `json:"driver"`
+	Create    CreateOptions  `json:"create"`
+	Runtime   RuntimeOptions `json:"runtime,omitzero"`
+	Unlocked  bool           `json:"unlocked,omitempty"`
+	Ephemeral bool           `json:"ephemeral,omitempty"`
+	Reclaim   Reclaim        `json:"reclaim,omitzero"`
 	// Protect: from the policy or the protect option (see Policy.Protect).
 	Protect     bool                 `json:"protect,omitempty"`
 	Trash       TrashSettings        `json:"trash,omitzero"`
@@ -119,29 +123,6 @@ type VolumeRequest struct {
 	Options map[string]string `json:"options,omitempty"`
 }
 
-// Volume options accepted at creation (docker volume create -o key=value,
-// volcli volume create --opt key=value). Each overrides the policy's value
-// for the new volume only.
-const (
-	OptSize              = "size"
-	OptFilesystem        = "filesystem"
-	OptSnapshots         = "snapshots"
-	OptSnapshotFrequency = "snapshot.frequency"
-	OptSnapshotKeep      = "snapshot.keep"
-	OptReadBPS           = "rate-limit.read-bps"
-	OptWriteBPS          = "rate-limit.write-bps"
-	OptReadIOPS          = "rate-limit.read-iops"
-	OptWriteIOPS         = "rate-limit.write-iops"
-	OptEphemeral         = "ephemeral"
-	OptProtect           = "protect"
-)
-
-// VolumeOptions lists every option key accepted at creation.
-func VolumeOptions() []string {
-	return []string{OptSize, OptFilesystem, OptSnapshots, OptSnapshotFrequency, OptSnapshotKeep,
-		OptReadBPS, OptWriteBPS, OptReadIOPS, OptWriteIOPS, OptEphemeral, OptProtect}
-}
-
 // NewVolume builds a volume record from a policy (taken at revision rev) and
 // the creation options, validating everything before any work starts.
 func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now time.Time) (Volume, error) {
@@ -198,63 +179,6 @@ func NewVolume(ref VolumeRef, p Policy, rev int64, opts map[string]string, now t
 		}
 	}
 	return v, nil
-}
-
-func (v *Volume) applyOptions(opts map[string]string) error {
-	// Sorted so that the first bad option reported is the same every time.
-	for _, k := range slices.Sorted(maps.Keys(opts)) {
-		val := opts[k]
-		var err error
-		switch k {
-		case OptSize:
-			if v.Backends.CRUD == "" {
-				return fmt.Errorf("option size: backend %s has no size: %w", v.Backends.Mount, ErrInvalid)
-			}
-			if _, err = ParseSize(val); err == nil {
-				v.Create.Size = val
-			}
-		case OptFilesystem:
-			if _, ok := v.FileSystems[val]; !ok {
-				err = fmt.Errorf("filesystem %q is not defined by the policy: %w", val, ErrInvalid)
-			}
-			v.Create.Filesystem = val
-		case OptSnapshots:
-			v.Runtime.Snapshots, err = parseBool(val)
-		case OptSnapshotFrequency:
-			v.Runtime.Snapshot.Frequency, err = ParseDuration(val)
-		case OptSnapshotKeep:
-			var n uint64
-			n, err = parseUint(val)
-			v.Runtime.Snapshot.Keep = uint(n)
-		case OptReadBPS, OptWriteBPS:
-			var n int64
-			// 0 means unlimited, as in the runtime JSON.
-			if val != "0" {
-				n, err = ParseSize(val)
-			}
-			if err == nil {
-				if k == OptReadBPS {
-					v.Runtime.RateLimit.ReadBPS = ByteRate(n)
-				} else {
-					v.Runtime.RateLimit.WriteBPS = ByteRate(n)
-				}
-			}
-		case OptReadIOPS:
-			v.Runtime.RateLimit.ReadIOPS, err = parseUint(val)
-		case OptWriteIOPS:
-			v.Runtime.RateLimit.WriteIOPS, err = parseUint(val)
-		case OptEphemeral:
-			v.Ephemeral, err = parseBool(val)
-		case OptProtect:
-			v.Protect, err = parseBool(val)
-		default:
-			return fmt.Errorf("unknown option %q (known: %s): %w", k, strings.Join(VolumeOptions(), ", "), ErrInvalid)
-		}
-		if err != nil {
-			return fmt.Errorf("option %s: %w", k, err)
-		}
-	}
-	return nil
 }
 
 func parseBool(s string) (bool, error) {

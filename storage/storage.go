@@ -57,6 +57,10 @@ func (e *kindError) Unwrap() error { return e.parent }
 type Volume struct {
 	Policy string
 	Name   string
+	// Image is the backend's name for the image when it is not the one it
+	// derives from Policy and Name (config.Volume.Image); only the Ceph
+	// backend has such images.
+	Image string
 	// Size in bytes; 0 for backends without a size.
 	Size int64
 	// Pool is the Ceph pool, empty elsewhere.

@@ -13,6 +13,7 @@ func FromConfig(v *config.Volume) (Volume, error) {
 	out := Volume{
 		Policy:     v.Policy,
 		Name:       v.Name,
+		Image:      v.Image,
 		Size:       size,
 		Pool:       v.Driver.Pool,
 		Options:    v.Driver.Options,

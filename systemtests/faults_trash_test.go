@@ -110,18 +110,24 @@ func removeForGood(tb testing.TB, url, ref string) (string, int) {
 	if code != 0 {
 		return e, code
 	}
+	purgeTrash(tb, url, ref)
+	return "", 0
+}
+
+// purgeTrash purges every trash entry of volume ref.
+func purgeTrash(tb testing.TB, url, ref string) {
+	tb.Helper()
 	out, e, lcode := volcli(tb, url, "", "--json", "volume", "trash", "list", ref)
 	var entries []struct {
 		ID string `json:"id"`
 	}
 	if lcode != 0 || json.Unmarshal([]byte(out), &entries) != nil {
 		tb.Errorf("trash list %s: exit %d %s %s", ref, lcode, out, e)
-		return "", 0
+		return
 	}
 	for _, en := range entries {
 		if _, e, pcode := volcli(tb, url, "", "volume", "trash", "purge", ref, en.ID); pcode != 0 {
 			tb.Errorf("trash purge %s %s: %s", ref, en.ID, e)
 		}
 	}
-	return "", 0
 }

@@ -150,6 +150,11 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/tokens/{id}":                                 {"DELETE", "/v1/tokens/" + victim.ID, "", "admin", nil},
 		"POST /v1/trash/{policy}/{name}/{id}/restore":            {"POST", trashed["t1"] + "/restore", "", "tenant-a", nil},
 		"DELETE /v1/trash/{policy}/{name}/{id}":                  {"DELETE", trashed["t2"], "", "tenant-a", nil},
+		"POST /v1/import/global":                                 {"POST", "/v1/import/global", `{"TTL":20}`, "admin", nil},
+		"POST /v1/import/policies/{policy}": {"POST", "/v1/import/policies/imp",
+			`{"revisions":[{"time":"2017-01-01T00:00:00Z","policy":{"backend":"local","create":{"size":"10MB"}}}]}`, "admin", nil},
+		"POST /v1/import/volumes/{policy}/{name}": {"POST", "/v1/import/volumes/a/imp",
+			`{"volume":{"policy":"a","name":"imp","backends":{"crud":"local","mount":"local","snapshot":"local"},"create":{"size":"10MB","filesystem":"ext4"},"filesystems":{"ext4":["mkfs.ext4","%"]}}}`, "admin", nil},
 	}
 	// The order matters only where one call consumes another's object.
 	order := []string{
@@ -160,6 +165,7 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",
 		"PUT /v1/leases/{id}", "DELETE /v1/leases/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
 		"POST /v1/trash/{policy}/{name}/{id}/restore", "DELETE /v1/trash/{policy}/{name}/{id}",
+		"POST /v1/import/global", "POST /v1/import/policies/{policy}", "POST /v1/import/volumes/{policy}/{name}",
 	}
 	hostRoute := map[string]bool{}
 	for _, rt := range Routes() {

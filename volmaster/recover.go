@@ -225,7 +225,11 @@ func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v conf
 			retryLater()
 			return "", err
 		}
-		if err := b.RemoveSnapshot(bctx, sv, in.Snapshot); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		name := in.Snapshot
+		if in.BackendSnapshot != "" {
+			name = in.BackendSnapshot
+		}
+		if err := b.RemoveSnapshot(bctx, sv, name); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			retryLater()
 			return "", err
 		}

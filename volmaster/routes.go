@@ -67,6 +67,9 @@ func Routes() []Route {
 		{"POST", "/v1/tokens", Admin, (*Server).createToken, nil},
 		{"DELETE", "/v1/tokens/{id}", Admin, (*Server).revokeToken, nil},
 		{"GET", "/v1/audit", Admin, (*Server).listAudit, nil},
+		{"POST", "/v1/import/global", Admin, (*Server).importGlobal, nil},
+		{"POST", "/v1/import/policies/{policy}", Admin, (*Server).importPolicy, nil},
+		{"POST", "/v1/import/volumes/{policy}/{name}", Admin, (*Server).importVolume, nil},
 	}
 }
 

@@ -127,7 +127,8 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 		return config.Volume{}, fmt.Errorf("volume %s: snapshot backend %q is not configured here: %w", from, src.Backends.Snapshot, config.ErrUnavailable)
 	}
 	nv := src
-	nv.Name, nv.CreatedAt = to.Name, s.now().UTC()
+	// The copy is a new image under the name the backend derives.
+	nv.Name, nv.CreatedAt, nv.Image = to.Name, s.now().UTC(), ""
 	// The copy is formatted if the snapshot was taken after the source's
 	// first mkfs was recorded; otherwise its first mount checks it as any
 	// volume not marked yet (and marks it if it holds a filesystem).
@@ -146,7 +147,7 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 		return config.Volume{}, err
 	}
 	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	err = b.CopySnapshot(bctx, srcSV, snap, dstSV)
+	err = b.CopySnapshot(bctx, srcSV, snaps[i].BackendName(), dstSV)
 	cancel()
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

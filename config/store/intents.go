@@ -24,6 +24,9 @@ type Intent struct {
 	Since time.Time `json:"since"`
 	// Snapshot is the snapshot a snapshot or prune works on.
 	Snapshot string `json:"snapshot,omitempty"`
+	// BackendSnapshot is the backend's name for a pruned snapshot when it
+	// is not Snapshot (config.Snapshot.Backend).
+	BackendSnapshot string `json:"backend-snapshot,omitempty"`
 	// Size is the size a resize grows to.
 	Size string `json:"size,omitempty"`
 	// From names the snapshot a create copies ("policy/volume@snapshot").

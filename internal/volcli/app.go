@@ -1,7 +1,8 @@
 // Package volcli is the command-line front end of the volmaster API: policies,
 // volumes, snapshots, runtime options, the global configuration and mount
 // locks. Every
-// call goes through internal/client; volcli never talks to etcd.
+// call goes through internal/client; volcli never talks to volplugin's etcd
+// (migrate from-contiv reads the original volplugin's, over its v2 API).
 package volcli
 
 import (
@@ -105,6 +106,7 @@ func newApp(e *env) *cli.App {
 			auditCommand(e),
 			doctorCommand(e),
 			completionCommand(e),
+			migrateCommand(e),
 		},
 		Action:                groupAction,
 		CustomAppHelpTemplate: cli.AppHelpTemplate + "\n" + exitCodesHelp + "\n" + outputHelp,

@@ -194,6 +194,9 @@ func snapshotListing(snaps []config.Snapshot) listing[config.Snapshot] {
 			if s.FrozenMS > 0 {
 				how += fmt.Sprintf(" (frozen %d ms)", s.FrozenMS)
 			}
+			if s.Backend != "" {
+				how += fmt.Sprintf(" (backend name %q)", s.Backend)
+			}
 			return fmt.Sprintf("%s\t%s\t%s\t%s", s.Name, s.Time.UTC().Format(time.RFC3339), cell(s.By), how)
 		},
 		cols: []column[config.Snapshot]{
@@ -202,6 +205,7 @@ func snapshotListing(snaps []config.Snapshot) listing[config.Snapshot] {
 			{name: "BY", val: func(s config.Snapshot) string { return s.By }},
 			{name: "METHOD", wide: true, val: func(s config.Snapshot) string { return s.Method }},
 			{name: "FROZEN", wide: true, val: frozen},
+			{name: "BACKEND NAME", wide: true, val: func(s config.Snapshot) string { return s.Backend }},
 		},
 	}
 }

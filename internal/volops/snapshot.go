@@ -117,7 +117,7 @@ func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers 
 		if kept[s.Name] {
 			continue
 		}
-		if err := t.remove(ctx, ref, s.Name, h, guard); err != nil {
+		if err := t.remove(ctx, ref, s, h, guard); err != nil {
 			return removed, err
 		}
 		removed = append(removed, s.Name)
@@ -125,8 +125,9 @@ func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers 
 	return removed, nil
 }
 
-func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h store.Holder, guard []clientv3.Cmp) error {
-	v, err := t.Store.BeginIntent(ctx, ref, store.Intent{Op: "prune", Snapshot: name}, h, guard...)
+func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, snap config.Snapshot, h store.Holder, guard []clientv3.Cmp) error {
+	name := snap.Name
+	v, err := t.Store.BeginIntent(ctx, ref, store.Intent{Op: "prune", Snapshot: name, BackendSnapshot: snap.Backend}, h, guard...)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, name string, h s
 	}
 	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
-	err = b.RemoveSnapshot(bctx, sv, name)
+	err = b.RemoveSnapshot(bctx, sv, snap.BackendName())
 	cancel()
 	t.observe(v.Backends.Snapshot, "remove-snapshot", start, err)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {

@@ -178,6 +178,13 @@ func (b *Backend) resolve(v storage.Volume) (vol, error) {
 	if err != nil {
 		return vol{}, err
 	}
+	if v.Image != "" {
+		// An adopted image keeps its own name (storage.Volume.Image).
+		if err := config.ValidateName("image", v.Image); err != nil {
+			return vol{}, err
+		}
+		image = v.Image
+	}
 	p, err := pool(v)
 	if err != nil {
 		return vol{}, err

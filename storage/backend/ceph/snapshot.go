@@ -80,7 +80,7 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, v storage.Volume, snap str
 	if err != nil {
 		return fmt.Errorf("remove snapshot: %w", err)
 	}
-	if err := config.ValidateName("snapshot", snap); err != nil {
+	if err := config.ValidateBackendSnapshotName(snap); err != nil {
 		return volErr("remove snapshot of", v, err)
 	}
 	unlock, err := b.locks.Lock(ctx, v.Policy, v.Name)
@@ -212,7 +212,7 @@ func (b *Backend) CopySnapshot(ctx context.Context, v storage.Volume, snap strin
 	if err != nil {
 		return fmt.Errorf("copy snapshot to: %w", err)
 	}
-	if err := config.ValidateName("snapshot", snap); err != nil {
+	if err := config.ValidateBackendSnapshotName(snap); err != nil {
 		return volErr("copy snapshot of", v, err)
 	}
 	flatten := false

@@ -33,8 +33,10 @@ const (
 
 // Volume option keys (the policy's driver options).
 const (
-	// OptSource is the export to mount, "server:/path" (required).
-	OptSource = "source"
+	// OptSource is the export to mount, "server:/path" (required): the
+	// policy's, or the volume's own (volume option source, or the original
+	// volplugin's mount).
+	OptSource = config.DriverSource
 	// OptMountOptions is passed to mount -o, e.g. "nfsvers=4.1,hard".
 	OptMountOptions = "options"
 )
@@ -100,11 +102,8 @@ func (b *Backend) MountPath(v storage.Volume) string {
 // MountArgv is the command Mount runs for v at path.
 func MountArgv(v storage.Volume, path string) ([]string, error) {
 	src := v.Options[OptSource]
-	host, export, ok := strings.Cut(src, ":")
-	// A source starting with '-' would be read as an option by mount(8).
-	if !ok || host == "" || strings.HasPrefix(host, "-") || !strings.HasPrefix(export, "/") ||
-		strings.ContainsAny(src, " \t\n\x00") {
-		return nil, fmt.Errorf("option %s=%q is not server:/path: %w", OptSource, src, config.ErrInvalid)
+	if err := config.CheckNFSSource(src); err != nil {
+		return nil, fmt.Errorf("option %s: %w", OptSource, err)
 	}
 	// nosuid and nodev come last, so a policy's own options cannot undo them.
 	opts := fsutil.MountOptions("nfs", v.NoExec)

@@ -160,3 +160,54 @@ func TestMountFails(t *testing.T) {
 		t.Fatalf("mount point left after a failed mount: %v", err)
 	}
 }
+
+// An NFS volume names its own export at creation as the original volplugin's
+// did (docker volume create --opt mount=server:/path, from its docs, on its
+// nfs/unlocked.json policy): the volume record carries it, and Mount mounts
+// it (up to the mount call; the FAKE run stands in for mount(8)).
+func TestVolumeOwnExport(t *testing.T) {
+	doc, err := os.ReadFile("../../../config/testdata/original-policies/nfs/unlocked.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := config.DecodePolicy("shared", doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := config.VolumeRef{Policy: "shared", Name: "myvolume"}
+	rec, err := config.NewVolume(ref, p, 1, map[string]string{"mount": "127.0.0.1:/mynfsmount"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Unlocked || rec.Driver.Options[config.DriverSource] != "127.0.0.1:/mynfsmount" {
+		t.Fatalf("record: unlocked %v, driver %+v", rec.Unlocked, rec.Driver)
+	}
+	v, err := storage.FromConfig(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeMount{}
+	b, err := New(Config{MountRoot: t.TempDir(), Run: f.run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Mount(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"mount", "-t", "nfs", "-o", "nosuid,nodev", "127.0.0.1:/mynfsmount", b.MountPath(v)}
+	if got := f.ran(); len(got) != 1 || !slices.Equal(got[0], want) {
+		t.Fatalf("ran %q, want [%q]", got, want)
+	}
+	// Another volume of the same policy mounts its own export.
+	rec2, err := config.NewVolume(config.VolumeRef{Policy: "shared", Name: "other"}, p, 1, map[string]string{"source": "filer:/other"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := storage.FromConfig(&rec2)
+	if _, err := b.Mount(context.Background(), v2); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ran(); len(got) != 2 || got[1][5] != "filer:/other" {
+		t.Fatalf("second volume ran %q", got)
+	}
+}
