@@ -8,9 +8,11 @@ BIN     := bin
 # they land).
 CMDS    := $(notdir $(wildcard cmd/*))
 RUN_DIR ?= $(CURDIR)/.run
-# Benchmark knobs: `make bench VOLMASTER=http://host:9005` runs the list/get
-# benchmarks against a live volmaster (it creates the volumes it needs).
-BENCHTIME ?= 2s
+# `make bench` prints one table of every figure (internal/benchtable);
+# `make bench SHORT=1` runs each briefly at a small size, as make test does.
+# `make bench VOLMASTER=http://host:9005` runs the list/get benchmarks
+# against a live volmaster (it creates the volumes it needs).
+SHORT ?=
 export CGO_ENABLED := 1
 # Debian's own Go (scripts/deps.sh installs it where none is found) defaults
 # to GOTOOLCHAIN=local and would refuse go.mod's newer go line: let it fetch
@@ -48,16 +50,18 @@ CEPH_DEV := scripts/ceph-dev
 # The fuzz targets run first (5 s each), so go test's summary closes the output.
 test: build fmt-check vet
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-	@table=$$(mktemp); trap '$(CEPH_DEV) down; rm -f $$table' EXIT; \
+	@table=$$(mktemp); trap '$(CEPH_DEV) down; rm -f $$table $$table.bench' EXIT; \
 	t0=$$(date +%s); $(CEPH_DEV) up >/dev/null || exit 1; \
 	echo "ceph-dev up: $$(($$(date +%s) - t0))s"; \
 	eval "$$($(CEPH_DEV) env)" && export CEPH_CONF && \
 	FAULT_TABLE=$$table $(GO) test -race -tags $(TAGS) -count=1 -timeout 20m ./...; rc=$$?; \
 	if [ -s $$table ]; then echo "fault suite (systemtests/faults_*_test.go): every counter must be 0"; cat $$table; fi; \
+	echo "bench table, short run (figures of make bench, not to be quoted):"; \
+	$(GO) run ./internal/benchtable/cmd/benchtable -tags $(TAGS) -short 2>$$table.bench || { rc=1; tail -n 60 $$table.bench; }; \
 	exit $$rc
 
 bench: build
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) ./systemtests/ ./volplugin/
+	$(GO) run ./internal/benchtable/cmd/benchtable -tags $(TAGS) $(if $(SHORT),-short)
 
 # Native Go fuzzing: every Fuzz* target of FUZZ_PKGS, one at a time (go test
 # fuzzes a single target per run) for $(FUZZTIME) each, printing the inputs

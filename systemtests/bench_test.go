@@ -18,8 +18,14 @@ import (
 	"github.com/volplugin/volplugin/internal/client"
 )
 
-// benchVolumes is how many volumes the list benchmarks run against.
-const benchVolumes = 10000
+// benchVolumesFor() is how many volumes the list benchmarks run against: 10,000,
+// or 500 with -short (make test's run of the bench command).
+func benchVolumesFor() int {
+	if testing.Short() {
+		return 500
+	}
+	return 10000
+}
 
 var (
 	benchOnce sync.Once
@@ -93,7 +99,7 @@ func populate(url string) error {
 	if err != nil {
 		return err
 	}
-	if len(have) >= benchVolumes {
+	if len(have) >= benchVolumesFor() {
 		return nil
 	}
 	names := make(chan string)
@@ -113,7 +119,7 @@ func populate(url string) error {
 		}()
 	}
 	start := time.Now()
-	for i := range benchVolumes {
+	for i := range benchVolumesFor() {
 		select {
 		case names <- fmt.Sprintf("vol%05d", i):
 		case err := <-errc:
@@ -124,7 +130,7 @@ func populate(url string) error {
 	}
 	close(names)
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "created %d volumes in %s\n", benchVolumes, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "created %d volumes in %s\n", benchVolumesFor(), time.Since(start).Round(time.Millisecond))
 	select {
 	case err := <-errc:
 		return err
@@ -144,8 +150,8 @@ func BenchmarkVolcliListAll(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if n := strings.Count(string(out), "\n"); n < benchVolumes {
-			b.Fatalf("list-all printed %d lines, want at least %d", n, benchVolumes)
+		if n := strings.Count(string(out), "\n"); n < benchVolumesFor() {
+			b.Fatalf("list-all printed %d lines, want at least %d", n, benchVolumesFor())
 		}
 	}
 }
@@ -162,8 +168,8 @@ func BenchmarkVolcliListAllWide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if n := strings.Count(string(out), "\n"); n < benchVolumes+1 {
-			b.Fatalf("list-all -o wide printed %d lines, want at least %d", n, benchVolumes+1)
+		if n := strings.Count(string(out), "\n"); n < benchVolumesFor()+1 {
+			b.Fatalf("list-all -o wide printed %d lines, want at least %d", n, benchVolumesFor()+1)
 		}
 	}
 }
@@ -179,7 +185,7 @@ func BenchmarkRESTListAll(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(refs) < benchVolumes {
+		if len(refs) < benchVolumesFor() {
 			b.Fatalf("listed %d volumes", len(refs))
 		}
 	}
@@ -197,7 +203,7 @@ func BenchmarkRESTGetVolume(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			resp, err := hc.Get(fmt.Sprintf("%s/v1/volumes/bench/vol%05d", url, i%benchVolumes))
+			resp, err := hc.Get(fmt.Sprintf("%s/v1/volumes/bench/vol%05d", url, i%benchVolumesFor()))
 			if err != nil {
 				b.Error(err)
 				return
@@ -226,7 +232,7 @@ func BenchmarkClientGetVolume(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			ref := config.VolumeRef{Policy: "bench", Name: fmt.Sprintf("vol%05d", i%benchVolumes)}
+			ref := config.VolumeRef{Policy: "bench", Name: fmt.Sprintf("vol%05d", i%benchVolumesFor())}
 			if _, err := c.Volume(ctx, ref); err != nil {
 				b.Error(err)
 				return

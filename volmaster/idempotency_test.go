@@ -185,3 +185,57 @@ func TestIdempotencyKeyIsPerCaller(t *testing.T) {
 			code, hdr.Get(config.IdempotentReplayHeader), hdr.Get(config.PolicyRevisionHeader))
 	}
 }
+
+// A mount lock release is sent without an Idempotency-Key (it is idempotent
+// by itself): one whose answer was lost is retried and answers the IDs left,
+// and a retried release of the last ID answers not found, which volplugin
+// takes as done; the lock is gone either way.
+func TestReleaseRetriedWithoutKey(t *testing.T) {
+	h := start(t)
+	var keyed []string
+	var mu sync.Mutex
+	spy := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodDelete && r.Header.Get(config.IdempotencyKeyHeader) != "" {
+				mu.Lock()
+				keyed = append(keyed, r.URL.Path)
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	ts := httptest.NewServer(spy(loseFirstAnswer(h.srv.Handler())))
+	t.Cleanup(ts.Close)
+	c, err := client.New(ts.URL, client.WithRetries(3, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
+	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
+	ref := config.VolumeRef{Policy: "p", Name: "v"}
+	l, err := c.GrantLease(ctx, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := c.AcquireUse(ctx, ref, config.MountRequest{Hostname: "h1", Lease: l.ID, MountID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rest, err := c.ReleaseUse(ctx, ref, "h1", "m1"); err != nil || len(rest) != 1 || rest[0] != "m2" {
+		t.Errorf("release of m1 whose answer was lost = %v, %v; want [m2]", rest, err)
+	}
+	if _, err := c.ReleaseUse(ctx, ref, "h1", "m1"); err != nil && !errors.Is(err, config.ErrNotFound) {
+		t.Errorf("a second release of m1 = %v; want it to change nothing", err)
+	}
+	if rest, err := c.ReleaseUse(ctx, ref, "h1", "m2"); err != nil && !errors.Is(err, config.ErrNotFound) || len(rest) != 0 {
+		t.Errorf("release of the last ID, answer lost = %v, %v; want done (none left or not found)", rest, err)
+	}
+	if _, err := c.Use(ctx, ref); !errors.Is(err, config.ErrNotFound) {
+		t.Errorf("lock after the last release: %v, want not found", err)
+	}
+	if len(keyed) != 0 {
+		t.Errorf("releases sent with an Idempotency-Key: %v", keyed)
+	}
+}

@@ -70,7 +70,8 @@ func createNFSVolumes(tb testing.TB, ctx context.Context, api *client.Client, n 
 // locks a host with 1,000 mounted volumes holds; the volumes are mount-only,
 // so no devices are needed) with volplugin's own keep-alive loop at the
 // default TTL, and reports etcd's lease renewals and puts per second over one
-// TTL, read from etcd's metrics. It runs one 30 s window whatever b.N is.
+// TTL, read from etcd's metrics. It runs one 30 s window whatever b.N is
+// (with -short: a 3 s TTL and window).
 func BenchmarkLeaseCost1000Locks(b *testing.B) {
 	cli, eps := etcdtest.Start(b)
 	keys, _ := config.NewKeys("")
@@ -88,6 +89,14 @@ func BenchmarkLeaseCost1000Locks(b *testing.B) {
 	if _, _, err := api.PutPolicy(ctx, "nfs", []byte(`{"backend":"nfs"}`)); err != nil {
 		b.Fatal(err)
 	}
+	window := config.DefaultGlobal().TTLDuration()
+	if testing.Short() {
+		// One renewal a second instead of every 10 s, over 3 s.
+		if _, err := api.PutGlobal(ctx, []byte(`{"TTL": 3, "Timeout": 5}`)); err != nil {
+			b.Fatal(err)
+		}
+		window = 3 * time.Second
+	}
 	lease := newHostLease(api, "host1", quiet(), func(context.Context, int64) {})
 	go lease.Run(ctx)
 	id, err := lease.ID(ctx)
@@ -103,7 +112,6 @@ func BenchmarkLeaseCost1000Locks(b *testing.B) {
 	if len(uses) != n {
 		b.Fatalf("%d locks held, want %d", len(uses), n)
 	}
-	window := config.DefaultGlobal().TTLDuration()
 	b.ResetTimer()
 	r0 := etcdCounter(b, eps[0], "etcd_debugging_lease_renewed_total")
 	p0 := etcdCounter(b, eps[0], "etcd_mvcc_put_total")

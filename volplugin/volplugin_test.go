@@ -35,6 +35,8 @@ type cluster struct {
 	// its restarts.
 	stateDir string
 	ts       *httptest.Server
+	// etcd is the embedded etcd's client URL (its /metrics).
+	etcd string
 }
 
 // down makes volmaster unreachable, as a stopped process: new connections
@@ -59,7 +61,7 @@ func needRoot(t testing.TB) {
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
-	cli, _ := etcdtest.Start(t)
+	cli, eps := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
 	dataDir := t.TempDir()
 	lb, err := local.New(local.Config{DataDir: dataDir})
@@ -84,7 +86,7 @@ func startCluster(t testing.TB) *cluster {
 	if _, _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"32MB"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{url: ts.URL, api: api, dataDir: dataDir, stateDir: t.TempDir(), ts: ts}
+	return &cluster{url: ts.URL, api: api, dataDir: dataDir, stateDir: t.TempDir(), ts: ts, etcd: eps[0]}
 }
 
 // host is one volplugin instance, spoken to over its socket with Docker's

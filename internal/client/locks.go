@@ -51,6 +51,10 @@ func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, host, mou
 		MountIDs []string `json:"mount-ids"`
 	}
 	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(mountID)
-	err := c.do(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out)
+	// Without an Idempotency-Key (two etcd writes less on every unmount): a
+	// release is idempotent by itself. A repeat after the first attempt
+	// dropped the ID changes nothing, and answers the IDs left or, if the
+	// lock went with the last one, 404, which the caller takes as done.
+	err := c.doHeader(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out, nil, false)
 	return out.MountIDs, err
 }

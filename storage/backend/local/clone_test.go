@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -122,9 +123,10 @@ func TestSnapshotClonesWhereTheDataDirCan(t *testing.T) {
 	}
 }
 
-// BenchmarkSnapshotFreeze reports how long a mounted local volume with
-// 256 MiB of data is frozen for a snapshot, with the data directory on xfs
-// (reflink clone) and on ext4 (data copy): frozen-ms/op.
+// BenchmarkSnapshotFreeze reports how long a mounted 1 GiB local volume
+// with 500 MiB of data (64 MiB with 16 MiB under -short) is frozen for a
+// snapshot, with the data directory on xfs (reflink clone) and on ext4 (data
+// copy): frozen-ms/op.
 //
 //	go test -tags pacific -run '^$' -bench SnapshotFreeze -benchtime 5x ./storage/backend/local/
 func BenchmarkSnapshotFreeze(b *testing.B) {
@@ -140,8 +142,13 @@ func BenchmarkSnapshotFreeze(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			be := backendOn(b, dataDirOn(b, 2<<30, c.mkfs...))
-			v := ext4Vol("vol", 512*mib)
+			size, data := int64(1<<30), 500
+			if testing.Short() {
+				size, data = 64*mib, 16
+			}
+			// Room for the image and one full copy per snapshot.
+			be := backendOn(b, dataDirOn(b, size+int64(b.N+1)*int64(data)*mib+(256*mib), c.mkfs...))
+			v := ext4Vol("vol", size)
 			if err := be.Create(ctx, v); err != nil {
 				b.Fatal(err)
 			}
@@ -149,7 +156,7 @@ func BenchmarkSnapshotFreeze(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			out, err := exec.Command("dd", "if=/dev/urandom", "of="+filepath.Join(m.Path, "data"), "bs=1M", "count=256", "conv=fsync").CombinedOutput()
+			out, err := exec.Command("dd", "if=/dev/urandom", "of="+filepath.Join(m.Path, "data"), "bs=1M", "count="+strconv.Itoa(data), "conv=fsync").CombinedOutput()
 			if err != nil {
 				b.Fatalf("dd: %v\n%s", err, out)
 			}

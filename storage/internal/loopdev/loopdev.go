@@ -96,11 +96,15 @@ func Find(path string) ([]string, error) {
 		}
 		dev := filepath.Join(devDir, name)
 		info, err := status(dev)
-		if errors.Is(err, unix.ENXIO) || errors.Is(err, os.ErrNotExist) {
-			continue // detached meanwhile
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("find loop devices: %s: %w", dev, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("find loop devices: %s: %w", dev, err)
+			// Being detached or torn down meanwhile (ENXIO, ECONNABORTED,
+			// ...): as losetup --associated, a device that cannot be asked
+			// is not listed. Ours is not among them: the caller holds the
+			// volume, so nothing detaches its device now.
+			continue
 		}
 		if info.Device == st.Dev && info.Inode == st.Ino {
 			devs = append(devs, dev)

@@ -1,0 +1,138 @@
+// Package benchtable runs the project's benchmarks and prints their figures
+// as one table: figure, measured, reference, ratio. A reference is either a
+// figure measured in the same run (the raw steps the plugin automates) or a
+// target the project set; never a number stored from an earlier run.
+package benchtable
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/perf/benchfmt"
+)
+
+// Group is one `go test -bench` invocation: benchmarks that share a
+// process (the systemtests' populated volmaster) or a -benchtime.
+type Group struct {
+	Pkg, Bench string
+	// BenchTime and ShortTime are -benchtime for the full and short runs.
+	BenchTime, ShortTime string
+}
+
+// Groups are the benchmarks `make bench` runs, in order.
+var Groups = []Group{
+	{Pkg: "./volplugin/", Bench: "^BenchmarkPluginCycle$", BenchTime: "11x", ShortTime: "3x"},
+	{Pkg: "./storage/backend/local/", Bench: "^BenchmarkSnapshotFreeze$", BenchTime: "5x", ShortTime: "1x"},
+	{Pkg: "./volplugin/", Bench: "^Benchmark(LeaseCost1000Locks|RuntimeWatch1000Mounts)$", BenchTime: "1x", ShortTime: "1x"},
+	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|RESTGetVolume)$", BenchTime: "2s", ShortTime: "200ms"},
+}
+
+// Row is one line of the table: Unit of benchmark Bench (its name without
+// "Benchmark" and GOMAXPROCS), scaled by Scale, against a reference: RefUnit
+// of the same result (measured in the same run), or Target.
+type Row struct {
+	Figure, Bench, Unit string
+	Scale               float64
+	Show                string // unit printed after the figure
+	RefUnit             string
+	Target              float64
+	Note                string
+}
+
+// Rows are the figures of issue 14's table. A ratio above 1 for a latency
+// is worse than the reference; Target rows name the project's goal.
+var Rows = []Row{
+	{Figure: "plugin cycle, local 64 MB ext4 (Create+Mount+Unmount+Remove)", Bench: "PluginCycle", Unit: "cycle-ms", Scale: 1, Show: "ms",
+		RefUnit: "raw-ms", Note: "reference: truncate, losetup, mkfs.ext4, mount, umount, losetup -d, rm by hand, same run; goal ≤ 1.2×"},
+	{Figure: "  Create", Bench: "PluginCycle", Unit: "create-ms", Scale: 1, Show: "ms"},
+	{Figure: "  Mount", Bench: "PluginCycle", Unit: "mount-ms", Scale: 1, Show: "ms"},
+	{Figure: "  Unmount", Bench: "PluginCycle", Unit: "unmount-ms", Scale: 1, Show: "ms"},
+	{Figure: "  Remove", Bench: "PluginCycle", Unit: "remove-ms", Scale: 1, Show: "ms"},
+	{Figure: "  etcd WAL fsyncs per cycle", Bench: "PluginCycle", Unit: "etcd-fsyncs/cycle", Scale: 1, Show: ""},
+	{Figure: "snapshot freeze, xfs data dir (reflink clone)", Bench: "SnapshotFreeze/xfs-reflink", Unit: "frozen-ms/op", Scale: 1, Show: "ms", Target: 50,
+		Note: "1 GiB volume holding 500 MiB (-short: 64/16 MiB); target ≤ 50 ms"},
+	{Figure: "snapshot freeze, ext4 data dir (data copy)", Bench: "SnapshotFreeze/ext4-copy", Unit: "frozen-ms/op", Scale: 1, Show: "ms", Target: 50,
+		Note: "as above; a copy is frozen as long as its data takes to copy"},
+	{Figure: "volcli volume list-all", Bench: "VolcliListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 300,
+		Note: "target ≤ 300 ms at 100,000 volumes"},
+	{Figure: "REST GET /v1/volumes (decoded)", Bench: "RESTListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 200,
+		Note: "target ≤ 200 ms at 100,000 volumes"},
+	{Figure: "REST GET one volume", Bench: "RESTGetVolume", Unit: "req/s", Scale: 1, Show: "req/s"},
+	{Figure: "lease renewals, 1,000 mounts on one host", Bench: "LeaseCost1000Locks", Unit: "renewals/s", Scale: 1, Show: "/s"},
+	{Figure: "etcd puts, 1,000 mounts idle", Bench: "LeaseCost1000Locks", Unit: "puts/s", Scale: 1, Show: "/s"},
+	{Figure: "runtime long-poll requests, 1,000 mounts", Bench: "RuntimeWatch1000Mounts", Unit: "requests/s", Scale: 1, Show: "/s"},
+	{Figure: "runtime change reaching volplugin", Bench: "RuntimeWatch1000Mounts", Unit: "change-ms", Scale: 1, Show: "ms"},
+}
+
+// Results reads `go test -bench` output and returns every result by its
+// name without GOMAXPROCS ("SnapshotFreeze/xfs-reflink").
+func Results(out []byte) (map[string]*benchfmt.Result, error) {
+	got := map[string]*benchfmt.Result{}
+	r := benchfmt.NewReader(bytes.NewReader(out), "go test")
+	for r.Scan() {
+		res, ok := r.Result().(*benchfmt.Result)
+		if !ok {
+			continue
+		}
+		base, parts := res.Name.Parts()
+		name := string(base)
+		for _, p := range parts {
+			if strings.HasPrefix(string(p), "/") {
+				name += string(p)
+			}
+		}
+		got[name] = res.Clone()
+	}
+	return got, r.Err()
+}
+
+// Print writes the table of rows from results; a figure no benchmark
+// produced says so. size names the listing benchmarks' volume count.
+func Print(w io.Writer, rows []Row, results map[string]*benchfmt.Result, size string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tMEASURED\tREFERENCE\tRATIO\tNOTE")
+	for _, row := range rows {
+		figure := row.Figure
+		if strings.Contains(row.Bench, "List") {
+			figure += " @" + size
+		}
+		res := results[row.Bench]
+		v, ok := 0.0, false
+		if res != nil {
+			v, ok = res.Value(row.Unit)
+		}
+		if !ok {
+			fmt.Fprintf(tw, "%s\tnot measured\t-\t-\t%s\n", figure, row.Note)
+			continue
+		}
+		v *= row.Scale
+		ref, ratio := "-", "-"
+		switch {
+		case row.RefUnit != "":
+			if r, ok := res.Value(row.RefUnit); ok && r > 0 {
+				ref = fmt.Sprintf("%s %s", num(r*row.Scale), row.Show)
+				ratio = fmt.Sprintf("%.2f×", v/(r*row.Scale))
+			}
+		case row.Target > 0:
+			ref = fmt.Sprintf("%s %s", num(row.Target), row.Show)
+			ratio = fmt.Sprintf("%.2f×", v/row.Target)
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", figure, num(v), row.Show, ref, ratio, row.Note)
+	}
+	return tw.Flush()
+}
+
+// num prints a figure with three significant digits or more.
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}

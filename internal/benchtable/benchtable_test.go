@@ -1,0 +1,54 @@
+package benchtable
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// The table reads go test's output: a ratio against a reference measured in
+// the same result, one against a target, sub-benchmark names, and a figure
+// no benchmark produced.
+func TestPrintFromBenchOutput(t *testing.T) {
+	out := []byte(`goos: linux
+BenchmarkPluginCycle-2   	      11	         3.5 create-ms	        30.0 cycle-ms	        25.0 raw-ms
+BenchmarkSnapshotFreeze/xfs-reflink-2         	       5	         2.000 frozen-ms/op
+BenchmarkVolcliListAll-2   	      56	   4151428 ns/op
+PASS
+`)
+	res, err := Results(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := Print(&b, Rows, res, "10 volumes"); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, want := range []string{
+		"plugin cycle, local 64 MB ext4 (Create+Mount+Unmount+Remove)  30.0 ms",
+		"25.0 ms",
+		"1.20×",
+		"snapshot freeze, xfs data dir (reflink clone)",
+		"0.04×",
+		"volcli volume list-all @10 volumes",
+		"4.15 ms",
+		"REST GET one volume",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if line := lineOf(got, "REST GET one volume"); !strings.Contains(line, "not measured") {
+		t.Errorf("a figure without a result: %q, want not measured", line)
+	}
+}
+
+func lineOf(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
