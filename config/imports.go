@@ -70,6 +70,29 @@ type VolumeImport struct {
 	Volume Volume `json:"volume"`
 }
 
+// OriginalImageName is the name the original volplugin gave a volume's Ceph
+// image (its Ceph driver's internal name): <policy>.<volume>, in the pool of
+// the volume's driver options. Ours contain a colon, which names never do,
+// so the two never meet; two of the original's can ("a.b"/"c" and "a"/"b.c"),
+// which ImageOwners lists.
+func OriginalImageName(policy, volume string) string { return policy + "." + volume }
+
+// ImageOwners are the other volumes whose original image name is image: the
+// other splits of it at a dot into valid names.
+func ImageOwners(image string, self VolumeRef) []VolumeRef {
+	var refs []VolumeRef
+	for i := 0; i < len(image); i++ {
+		if image[i] != '.' {
+			continue
+		}
+		r := VolumeRef{Policy: image[:i], Name: image[i+1:]}
+		if r != self && r.Validate() == nil {
+			refs = append(refs, r)
+		}
+	}
+	return refs
+}
+
 // CheckImported validates an imported volume record: names, backends,
 // create options, filesystems, runtime, and the image name it adopts.
 func (v *Volume) CheckImported() error {
@@ -85,6 +108,13 @@ func (v *Volume) CheckImported() error {
 		}
 		if err := ValidateName("image", v.Image); err != nil {
 			return fmt.Errorf("volume %s: %w", v.Ref(), err)
+		}
+		// Only the original's own name is adopted: an arbitrary one could
+		// be another volume's image, and two records on one image would let
+		// two hosts mount it (each holding its own volume's lock, one
+		// fencing the other).
+		if want := OriginalImageName(v.Policy, v.Name); v.Image != want {
+			return fmt.Errorf("volume %s: image %q is not the original's name for it (%s): %w", v.Ref(), v.Image, want, ErrInvalid)
 		}
 	}
 	if v.Driver.Pool != "" {

@@ -180,12 +180,38 @@ func (s *Store) ImportVolume(ctx context.Context, v config.Volume, snaps []confi
 		return "", nil, 0, err
 	}
 	ref := v.Ref()
-	resp, err := s.txn(ctx, "read volume "+ref.String(), nil, []clientv3.Op{
+	reads := []clientv3.Op{
 		clientv3.OpGet(s.keys.Volume(ref)),
 		clientv3.OpGet(s.keys.Snapshots(ref), clientv3.WithPrefix()),
-	}, nil)
+	}
+	// The other volumes whose original image name this one's is: none of
+	// them may hold the image already, and none may appear meanwhile.
+	var owners []config.VolumeRef
+	if v.Image != "" {
+		owners = config.ImageOwners(v.Image, ref)
+	}
+	for _, o := range owners {
+		reads = append(reads, clientv3.OpGet(s.keys.Volume(o)))
+	}
+	resp, err := s.txn(ctx, "read volume "+ref.String(), nil, reads, nil)
 	if err != nil {
 		return "", nil, 0, err
+	}
+	var ownerCmps []clientv3.Cmp
+	for i, o := range owners {
+		var modRev int64
+		if kvs := rangeKvs(resp, 2+i); len(kvs) == 1 {
+			other, err := DecodeVolume(kvs[0].Value, nil)
+			if err != nil {
+				return "", nil, 0, err
+			}
+			if other.Image == v.Image && other.Driver.Pool == v.Driver.Pool {
+				return "", nil, 0, fmt.Errorf("image %s/%s is volume %s's already; two volumes on one image could be mounted on two hosts at once: %s not imported: %w",
+					v.Driver.Pool, v.Image, o, ref, config.ErrExists)
+			}
+			modRev = kvs[0].ModRevision
+		}
+		ownerCmps = append(ownerCmps, clientv3.Compare(clientv3.ModRevision(s.keys.Volume(o)), "=", modRev))
 	}
 	action := config.ImportCreated
 	var volRev int64
@@ -245,6 +271,7 @@ func (s *Store) ImportVolume(ctx context.Context, v config.Volume, snaps []confi
 			if err != nil {
 				return "", nil, 0, err
 			}
+			c = append(c, ownerCmps...)
 			c = append(c,
 				clientv3.Compare(clientv3.CreateRevision(s.keys.Volume(ref)), "=", 0),
 				clientv3.Compare(clientv3.CreateRevision(s.keys.OpLock(ref)), "=", 0),

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,32 @@ func TestImportVolume(t *testing.T) {
 	}
 	if _, err := s.cli.Delete(ctx, s.keys.OpLock(busy.Ref()), clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two volumes never share an image: only the original's own name for a
+// volume is adopted, and a second volume whose original name is the same
+// image ("a.b"/"c" and "a"/"b.c" are both a.b.c) is refused.
+func TestImportVolumeImageOwnedOnce(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	first := importedVolume("x")
+	first.Policy, first.Name, first.Image = "a.b", "c", "a.b.c"
+	if _, _, _, err := s.ImportVolume(ctx, first, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	second := importedVolume("x")
+	second.Policy, second.Name, second.Image = "a", "b.c", "a.b.c"
+	before := etcdRev(t, s)
+	if _, _, _, err := s.ImportVolume(ctx, second, nil, false); !errors.Is(err, config.ErrExists) || !strings.Contains(err.Error(), "a.b/c") {
+		t.Fatalf("a second volume on image a.b.c: %v, want ErrExists naming a.b/c", err)
+	}
+	if etcdRev(t, s) != before {
+		t.Fatal("the refused import wrote")
+	}
+	other := importedVolume("y")
+	other.Image = "p.x" // another volume's original name
+	if _, _, _, err := s.ImportVolume(ctx, other, nil, false); !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("volume p/y adopting image p.x: %v, want ErrInvalid", err)
 	}
 }

@@ -24,11 +24,6 @@ type origVolume struct {
 
 var volumeFields = []string{"policy", "name", "unlocked", "driver", "mount", "create", "runtime", "backends"}
 
-// OriginalImageName is the name the original gave a volume's Ceph image
-// (its Ceph driver's internal name): <policy>.<volume>, in the pool of the
-// volume's driver options.
-func OriginalImageName(policy, volume string) string { return policy + "." + volume }
-
 // volumes converts every volume record with its runtime. A Ceph volume
 // adopts its image by the original's name, and counts as formatted: the
 // original formatted every image when it created it.
@@ -107,7 +102,7 @@ func (c *converter) volume(ref config.VolumeRef, policies map[string]config.Poli
 		}
 		v.FileSystems = c.volumeFilesystems(rec, ref.Policy, policies)
 		if v.Backends.CRUD == config.BackendCeph {
-			v.Image = OriginalImageName(ref.Policy, ref.Name)
+			v.Image = config.OriginalImageName(ref.Policy, ref.Name)
 			// Formatted by the original at its creation: never again.
 			v.FormattedAt = c.now
 		}
