@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,9 +19,14 @@ import (
 	"github.com/volplugin/volplugin/internal/client"
 )
 
-// benchVolumesFor() is how many volumes the list benchmarks run against: 10,000,
-// or 500 with -short (make test's run of the bench command).
+// benchVolumesFor is how many volumes the list benchmarks run against:
+// $VOLPLUGIN_BENCH_VOLUMES (make bench's 100,000-volume run), else 10,000,
+// or 500 with -short (make test's run of the bench command). Names are
+// vol00000 to vol99999.
 func benchVolumesFor() int {
+	if n, err := strconv.Atoi(os.Getenv("VOLPLUGIN_BENCH_VOLUMES")); err == nil && n > 0 && n <= 100000 {
+		return n
+	}
 	if testing.Short() {
 		return 500
 	}
@@ -241,4 +247,44 @@ func BenchmarkClientGetVolume(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkVolmasterMemory reports the resident and heap memory of the
+// volmaster holding the benchmark's volumes (after the listings ran), from
+// its own /metrics.
+func BenchmarkVolmasterMemory(b *testing.B) {
+	url := benchVolmaster(b)
+	for b.Loop() {
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /metrics: %s %v", resp.Status, err)
+	}
+	for name, unit := range map[string]string{"process_resident_memory_bytes": "rss-MB", "go_memstats_heap_inuse_bytes": "heap-MB"} {
+		v, ok := promValue(string(body), name)
+		if !ok {
+			b.Fatalf("volmaster exports no %s", name)
+		}
+		b.ReportMetric(v/(1<<20), unit)
+	}
+	b.ReportMetric(float64(benchVolumesFor()), "volumes")
+}
+
+// promValue reads an unlabelled sample from Prometheus text output.
+func promValue(text, name string) (float64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

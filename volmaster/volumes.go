@@ -28,21 +28,21 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	vols, err := s.cache.Volumes(policy)
+	if wantDetail(r) {
+		vols, err := s.cache.Volumes(policy)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, visibleOnly(r, vols, func(v config.Volume) string { return v.Policy }))
+		return
+	}
+	refs, err := s.cache.VolumeRefs(policy)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	vols = visibleOnly(r, vols, func(v config.Volume) string { return v.Policy })
-	if wantDetail(r) {
-		writeJSON(w, http.StatusOK, vols)
-		return
-	}
-	refs := make([]config.VolumeRef, len(vols))
-	for i := range vols {
-		refs[i] = vols[i].Ref()
-	}
-	writeJSON(w, http.StatusOK, refs)
+	writeJSON(w, http.StatusOK, visibleOnly(r, refs, func(v config.VolumeRef) string { return v.Policy }))
 }
 
 func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {

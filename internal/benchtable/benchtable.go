@@ -20,6 +20,13 @@ type Group struct {
 	Pkg, Bench string
 	// BenchTime and ShortTime are -benchtime for the full and short runs.
 	BenchTime, ShortTime string
+	// Env is added to go test's environment; Label is appended to the
+	// names of its results ("VolcliListAll@100k"), so that the same
+	// benchmark run at two sizes makes two rows.
+	Env   []string
+	Label string
+	// FullOnly groups are left out of the short run.
+	FullOnly bool
 }
 
 // Groups are the benchmarks `make bench` runs, in order.
@@ -27,7 +34,9 @@ var Groups = []Group{
 	{Pkg: "./volplugin/", Bench: "^BenchmarkPluginCycle$", BenchTime: "11x", ShortTime: "3x"},
 	{Pkg: "./storage/backend/local/", Bench: "^BenchmarkSnapshotFreeze$", BenchTime: "5x", ShortTime: "1x"},
 	{Pkg: "./volplugin/", Bench: "^Benchmark(LeaseCost1000Locks|RuntimeWatch1000Mounts)$", BenchTime: "1x", ShortTime: "1x"},
-	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|RESTGetVolume)$", BenchTime: "2s", ShortTime: "200ms"},
+	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|RESTGetVolume|VolmasterMemory)$", BenchTime: "2s", ShortTime: "200ms"},
+	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|VolmasterMemory)$", BenchTime: "10x",
+		Env: []string{"VOLPLUGIN_BENCH_VOLUMES=100000"}, Label: "@100k", FullOnly: true},
 }
 
 // Row is one line of the table: Unit of benchmark Bench (its name without
@@ -40,6 +49,9 @@ type Row struct {
 	RefUnit             string
 	Target              float64
 	Note                string
+	// Sized figures are named with the size of the run (10,000 volumes,
+	// or 500 in the short run).
+	Sized bool
 }
 
 // Rows are the figures of issue 14's table. A ratio above 1 for a latency
@@ -56,10 +68,15 @@ var Rows = []Row{
 		Note: "1 GiB volume holding 500 MiB (-short: 64/16 MiB); target ≤ 50 ms"},
 	{Figure: "snapshot freeze, ext4 data dir (data copy)", Bench: "SnapshotFreeze/ext4-copy", Unit: "frozen-ms/op", Scale: 1, Show: "ms", Target: 50,
 		Note: "as above; a copy is frozen as long as its data takes to copy"},
-	{Figure: "volcli volume list-all", Bench: "VolcliListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 300,
-		Note: "target ≤ 300 ms at 100,000 volumes"},
-	{Figure: "REST GET /v1/volumes (decoded)", Bench: "RESTListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 200,
-		Note: "target ≤ 200 ms at 100,000 volumes"},
+	{Figure: "volcli volume list-all", Bench: "VolcliListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Sized: true},
+	{Figure: "REST GET /v1/volumes (decoded)", Bench: "RESTListAll", Unit: "sec/op", Scale: 1e3, Show: "ms", Sized: true},
+	{Figure: "volmaster resident memory", Bench: "VolmasterMemory", Unit: "rss-MB", Scale: 1, Show: "MiB", Sized: true},
+	{Figure: "volcli volume list-all @100,000 volumes", Bench: "VolcliListAll@100k", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 300,
+		Note: "target ≤ 300 ms"},
+	{Figure: "REST GET /v1/volumes (decoded) @100,000 volumes", Bench: "RESTListAll@100k", Unit: "sec/op", Scale: 1e3, Show: "ms", Target: 200,
+		Note: "target ≤ 200 ms"},
+	{Figure: "volmaster resident memory @100,000 volumes", Bench: "VolmasterMemory@100k", Unit: "rss-MB", Scale: 1, Show: "MiB"},
+	{Figure: "volmaster Go heap in use @100,000 volumes", Bench: "VolmasterMemory@100k", Unit: "heap-MB", Scale: 1, Show: "MiB"},
 	{Figure: "REST GET one volume", Bench: "RESTGetVolume", Unit: "req/s", Scale: 1, Show: "req/s"},
 	{Figure: "lease renewals, 1,000 mounts on one host", Bench: "LeaseCost1000Locks", Unit: "renewals/s", Scale: 1, Show: "/s"},
 	{Figure: "etcd puts, 1,000 mounts idle", Bench: "LeaseCost1000Locks", Unit: "puts/s", Scale: 1, Show: "/s"},
@@ -67,10 +84,9 @@ var Rows = []Row{
 	{Figure: "runtime change reaching volplugin", Bench: "RuntimeWatch1000Mounts", Unit: "change-ms", Scale: 1, Show: "ms"},
 }
 
-// Results reads `go test -bench` output and returns every result by its
-// name without GOMAXPROCS ("SnapshotFreeze/xfs-reflink").
-func Results(out []byte) (map[string]*benchfmt.Result, error) {
-	got := map[string]*benchfmt.Result{}
+// Results reads `go test -bench` output and adds every result to got by
+// its name without GOMAXPROCS ("SnapshotFreeze/xfs-reflink") and label.
+func Results(got map[string]*benchfmt.Result, out []byte, label string) error {
 	r := benchfmt.NewReader(bytes.NewReader(out), "go test")
 	for r.Scan() {
 		res, ok := r.Result().(*benchfmt.Result)
@@ -84,9 +100,9 @@ func Results(out []byte) (map[string]*benchfmt.Result, error) {
 				name += string(p)
 			}
 		}
-		got[name] = res.Clone()
+		got[name+label] = res.Clone()
 	}
-	return got, r.Err()
+	return r.Err()
 }
 
 // Print writes the table of rows from results; a figure no benchmark
@@ -96,7 +112,7 @@ func Print(w io.Writer, rows []Row, results map[string]*benchfmt.Result, size st
 	fmt.Fprintln(tw, "FIGURE\tMEASURED\tREFERENCE\tRATIO\tNOTE")
 	for _, row := range rows {
 		figure := row.Figure
-		if strings.Contains(row.Bench, "List") {
+		if row.Sized {
 			figure += " @" + size
 		}
 		res := results[row.Bench]

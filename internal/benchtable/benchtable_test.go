@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // The table reads go test's output: a ratio against a reference measured in
@@ -16,8 +18,11 @@ BenchmarkSnapshotFreeze/xfs-reflink-2         	       5	         2.000 frozen-ms
 BenchmarkVolcliListAll-2   	      56	   4151428 ns/op
 PASS
 `)
-	res, err := Results(out)
-	if err != nil {
+	res := map[string]*benchfmt.Result{}
+	if err := Results(res, out, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := Results(res, []byte("BenchmarkVolcliListAll-2   	      10	   123000000 ns/op\n"), "@100k"); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
@@ -34,6 +39,8 @@ PASS
 		"volcli volume list-all @10 volumes",
 		"4.15 ms",
 		"REST GET one volume",
+		"123 ms",
+		"0.41×",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"time"
 
+	"golang.org/x/perf/benchfmt"
+
 	"github.com/volplugin/volplugin/internal/benchtable"
 )
 
@@ -25,9 +27,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchtable takes no arguments, got %q\n", flag.Args())
 		os.Exit(2)
 	}
-	var out bytes.Buffer
+	results := map[string]*benchfmt.Result{}
 	failed := 0
 	for _, g := range benchtable.Groups {
+		if *short && g.FullOnly {
+			continue
+		}
+		var out bytes.Buffer
 		bt := g.BenchTime
 		args := []string{"test", "-tags", *tags, "-run", "^$", "-bench", g.Bench, "-count", "1"}
 		if *short {
@@ -38,6 +44,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchtable: go %v\n", args)
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout+time.Minute)
 		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), g.Env...)
 		// Progress and failures go to stderr as they come; the table is
 		// built from what go test printed.
 		cmd.Stdout = io.MultiWriter(&out, os.Stderr)
@@ -47,11 +54,10 @@ func main() {
 			failed++
 		}
 		cancel()
-	}
-	results, err := benchtable.Results(out.Bytes())
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "benchtable: reading the results: %v\n", err)
-		failed++
+		if err := benchtable.Results(results, out.Bytes(), g.Label); err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: reading the results: %v\n", err)
+			failed++
+		}
 	}
 	size := "10,000 volumes"
 	if *short {
