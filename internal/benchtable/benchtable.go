@@ -35,7 +35,7 @@ var Groups = []Group{
 	{Pkg: "./storage/backend/local/", Bench: "^BenchmarkSnapshotFreeze$", BenchTime: "5x", ShortTime: "1x"},
 	{Pkg: "./volplugin/", Bench: "^Benchmark(LeaseCost1000Locks|RuntimeWatch1000Mounts)$", BenchTime: "1x", ShortTime: "1x"},
 	{Pkg: "./volsupervisor/", Bench: "^BenchmarkSupervisor10000Volumes$", BenchTime: "1x", ShortTime: "1x"},
-	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|RESTGetVolume|VolmasterMemory)$", BenchTime: "2s", ShortTime: "200ms"},
+	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|RESTGetVolume|VolmasterMemory|DockerRunWithVolume)$", BenchTime: "2s", ShortTime: "200ms"},
 	{Pkg: "./systemtests/", Bench: "^Benchmark(VolcliListAll|RESTListAll|VolmasterMemory)$", BenchTime: "10x",
 		Env: []string{"VOLPLUGIN_BENCH_VOLUMES=100000"}, Label: "@100k", FullOnly: true},
 }
@@ -65,6 +65,9 @@ var Rows = []Row{
 	{Figure: "  Unmount", Bench: "PluginCycle", Unit: "unmount-ms", Scale: 1, Show: "ms"},
 	{Figure: "  Remove", Bench: "PluginCycle", Unit: "remove-ms", Scale: 1, Show: "ms"},
 	{Figure: "  etcd WAL fsyncs per cycle", Bench: "PluginCycle", Unit: "etcd-fsyncs/cycle", Scale: 1, Show: ""},
+	{Figure: "docker run --rm IMAGE true with a volume (Get, Mount, Unmount)", Bench: "DockerRunWithVolume", Unit: "with-volume-ms", Scale: 1, Show: "ms",
+		RefUnit: "without-ms", Note: "reference: the same docker run without a volume, same run"},
+	{Figure: "  time the plugin adds to docker run", Bench: "DockerRunWithVolume", Unit: "added-ms", Scale: 1, Show: "ms"},
 	{Figure: "snapshot freeze, xfs data dir (reflink clone)", Bench: "SnapshotFreeze/xfs-reflink", Unit: "frozen-ms/op", Scale: 1, Show: "ms", Target: 50,
 		Note: "1 GiB volume holding 500 MiB (-short: 64/16 MiB); target ≤ 50 ms"},
 	{Figure: "snapshot freeze, ext4 data dir (data copy)", Bench: "SnapshotFreeze/ext4-copy", Unit: "frozen-ms/op", Scale: 1, Show: "ms", Target: 50,
