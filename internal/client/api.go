@@ -34,7 +34,7 @@ func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error)
 func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, int64, error) {
 	var out config.Policy
 	var hdr http.Header
-	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr, true); err != nil {
+	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr, keyedWrite); err != nil {
 		return config.Policy{}, 0, err
 	}
 	rev, _ := strconv.ParseInt(hdr.Get(config.PolicyRevisionHeader), 10, 64)
@@ -195,7 +195,7 @@ func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, sinc
 		return config.RuntimeChanges{}, err
 	}
 	var out config.RuntimeChanges
-	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, false)
+	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, readOnly)
 }
 
 // PutRuntime replaces a volume's runtime options with a JSON document.
