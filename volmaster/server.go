@@ -168,6 +168,16 @@ func (s *Server) timeout() time.Duration { return s.global.Load().TimeoutDuratio
 // holder returns the lease-backed identity for operation locks, opening a new
 // session if the previous lease was lost.
 func (s *Server) holder(ctx context.Context) (store.Holder, error) {
+	sess, err := s.liveSession(ctx)
+	if err != nil {
+		return store.Holder{}, err
+	}
+	return store.Holder{Lease: sess.Lease(), Owner: s.owner}, nil
+}
+
+// liveSession returns this volmaster's etcd session (its lease, kept alive
+// while it runs), opening a new one if the previous lease was lost.
+func (s *Server) liveSession(ctx context.Context) (*concurrency.Session, error) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if s.session != nil {
@@ -182,16 +192,16 @@ func (s *Server) holder(ctx context.Context) (store.Holder, error) {
 		defer cancel()
 		lease, err := s.store.Client().Grant(gctx, s.global.Load().TTL)
 		if err != nil {
-			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+			return nil, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
 		}
 		// The session's keep-alive lives as long as the server, not the request.
 		sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithLease(lease.ID), concurrency.WithContext(s.runCtx))
 		if err != nil {
-			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+			return nil, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
 		}
 		s.session = sess
 	}
-	return store.Holder{Lease: s.session.Lease(), Owner: s.owner}, nil
+	return s.session, nil
 }
 
 // Handler returns the API with its middleware chain around every route.
