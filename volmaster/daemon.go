@@ -184,6 +184,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	apiURL := scheme + "://" + ln.Addr().String()
 	o.Log.WithFields(logrus.Fields{"url": apiURL, "etcd": endpoints, "prefix": keys.Prefix}).Info("volmaster listening")
+	s.Register(rctx, apiURL)
 	if o.Started != nil {
 		o.Started(apiURL, endpoints)
 	}

@@ -64,7 +64,9 @@ type Server struct {
 	log      *logrus.Logger
 	now      func() time.Time
 	owner    string
-	global   atomic.Pointer[config.Global]
+	// id names this volmaster in its registration (GET /v1/cluster).
+	id     string
+	global atomic.Pointer[config.Global]
 	// logFloor is the log level at start: the global Debug only adds to it.
 	logFloor logrus.Level
 	// legacyTokens holds the IDs of unscoped host tokens already warned about.
@@ -100,6 +102,7 @@ func New(cfg Config) (*Server, error) {
 		logFloor: cfg.Log.GetLevel(),
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
+		id:       newVolmasterID(),
 		started:  cfg.Now(),
 		auth:     cfg.Auth,
 

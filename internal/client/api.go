@@ -263,6 +263,13 @@ func (c *Client) Supervisors(ctx context.Context) ([]config.SupervisorStatus, er
 	return out, c.do(ctx, http.MethodGet, "/v1/supervisor", nil, nil, &out)
 }
 
+// Cluster returns the control plane's ops view: volmasters, etcd members
+// with health and leader, volsupervisors and their leader.
+func (c *Client) Cluster(ctx context.Context) (config.ClusterStatus, error) {
+	var out config.ClusterStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &out)
+}
+
 // Reclaimable lists volumes unused for longer than their policy's
 // reclaim.unused-for.
 func (c *Client) Reclaimable(ctx context.Context) ([]config.Reclaimable, error) {
