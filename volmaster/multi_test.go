@@ -2,6 +2,7 @@ package volmaster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -226,5 +227,30 @@ func TestRecoveryLeavesLiveVolmastersOperation(t *testing.T) {
 	}
 	if _, err := b.Store().GetVolume(ctx, ref); err != nil {
 		t.Fatalf("the remove cut short with the image there must be undone: %v", err)
+	}
+}
+
+// Each volmaster keeps the audit entries of the requests it answered, each
+// stamped with its ID, so entries gathered from several can be told apart.
+func TestAuditNamesItsVolmaster(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	keys, _ := config.NewKeys("")
+	cfg := Config{Client: cli, Keys: keys, Backends: map[string]storage.CRUD{}}
+	a, urlA := serve(t, cfg)
+	b, urlB := serve(t, cfg)
+	ha, hb := &harness{srv: a, url: urlA}, &harness{srv: b, url: urlB}
+	ha.must(t, 200, "PUT", "/v1/policies/pa", `{"backend":"nfs"}`)
+	hb.must(t, 200, "PUT", "/v1/policies/pb", `{"backend":"nfs"}`)
+	for _, c := range []struct {
+		h      *harness
+		id, in string
+	}{{ha, a.id, "/v1/policies/pa"}, {hb, b.id, "/v1/policies/pb"}} {
+		var entries []config.AuditEntry
+		if err := json.Unmarshal([]byte(c.h.must(t, 200, "GET", "/v1/audit", "")), &entries); err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 1 || entries[0].Path != c.in || entries[0].Volmaster != c.id {
+			t.Fatalf("audit of %s = %+v, want its one upload %s stamped %s", c.id, entries, c.in, c.id)
+		}
 	}
 }

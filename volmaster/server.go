@@ -113,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.audit = newAuditLog(cfg.Log, cfg.AuditSize, af)
+	s.audit.volmaster = s.id
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s)
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
