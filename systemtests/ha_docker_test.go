@@ -238,13 +238,15 @@ func TestHAControlPlaneLosses(t *testing.T) {
 	check("volsupervisor restarted")
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-34s %9s %9s %13s %10s %13s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts")
+	fmt.Fprintf(&b, "\nHA suite (systemtests/ha_docker_test.go): seconds until Docker works again; every counter must be 0\n")
+	fmt.Fprintf(&b, "%-34s %9s %9s %13s %10s %13s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts")
 	bad := false
 	for _, r := range table {
 		fmt.Fprintf(&b, "%-34s %9.1f %9.1f %13d %10d %13d\n", r.step, r.createS, r.runS, r.failed, r.lost, r.double)
 		bad = bad || r.failed != 0 || r.lost != 0 || r.double != 0
 	}
 	t.Log(b.String())
+	appendFaultTable(b.String())
 	if bad {
 		t.Fatal("a container write failed, a lock was lost or a volume was mounted twice")
 	}

@@ -30,48 +30,64 @@ func newVolmasterID() string {
 }
 
 // Register publishes this volmaster (its API URL, version and start time)
-// in etcd until ctx ends, on a lease of its own: the record goes with the
-// process. It is written once per lease, never refreshed (the lease's
-// keep-alive is what says the volmaster lives); after a lost lease it is
-// written again on a new one.
+// in etcd until ctx ends, on a lease of its own with the global TTL: the
+// record goes with the process. It is written once per lease, never
+// refreshed (the lease's keep-alive is what says the volmaster lives); it
+// moves to a new lease after a lost one, or when the global TTL changes.
 func (s *Server) Register(ctx context.Context, apiURL string) {
 	host, _ := os.Hostname()
 	st := config.VolmasterStatus{ID: s.id, URL: apiURL, Host: host, PID: os.Getpid(),
 		Version: diag.Version, Started: s.started.UTC()}
 	go func() {
+		var prev *concurrency.Session
+		defer func() { s.endRegistration(ctx, prev) }()
 		for ctx.Err() == nil {
-			if err := s.registerOnce(ctx, st); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Warn("cannot publish this volmaster in etcd (GET /v1/cluster)")
+			sess, err := s.registerOnce(ctx, st)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.WithError(err).Warn("cannot publish this volmaster in etcd (GET /v1/cluster)")
+				}
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Second):
 				}
+				continue
+			}
+			// The record is on the new lease now: the old one may go.
+			s.endRegistration(ctx, prev)
+			prev = sess
+			select {
+			case <-ctx.Done():
+			case <-sess.Done():
+			case <-s.ttlChanged:
 			}
 		}
 	}()
 }
 
-// registerOnce writes the record on a new lease and waits until the lease
-// or ctx ends; at the end of ctx it revokes the lease (the record goes).
-func (s *Server) registerOnce(ctx context.Context, st config.VolmasterStatus) error {
+// registerOnce writes the record on a new lease and returns its session.
+func (s *Server) registerOnce(ctx context.Context, st config.VolmasterStatus) (*concurrency.Session, error) {
 	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithTTL(int(s.global.Load().TTL)), concurrency.WithContext(ctx))
 	if err != nil {
-		return config.EtcdError("volmaster registration lease", err)
+		return nil, config.EtcdError("volmaster registration lease", err)
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		_, _ = s.store.Client().Revoke(cctx, sess.Lease())
-		_ = sess.Close()
-	}()
 	if err := s.store.PutVolmaster(ctx, st, sess.Lease()); err != nil {
-		return err
+		s.endRegistration(ctx, sess)
+		return nil, err
 	}
-	select {
-	case <-ctx.Done():
-	case <-sess.Done():
+	return sess, nil
+}
+
+// endRegistration revokes a registration lease (its record goes with it),
+// also after ctx ended: the session's own Close cannot then.
+func (s *Server) endRegistration(ctx context.Context, sess *concurrency.Session) {
+	if sess == nil {
+		return
 	}
-	return nil
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_, _ = s.store.Client().Revoke(cctx, sess.Lease())
+	_ = sess.Close()
 }
 
 // cluster answers GET /v1/cluster: the volmasters, the etcd members with

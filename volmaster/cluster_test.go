@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/volplugin/volplugin/config"
@@ -78,6 +79,30 @@ func TestClusterView(t *testing.T) {
 	}
 	if st := view(); st.SupervisorLeader != "sup1" {
 		t.Fatalf("supervisor leader %q, want sup1", st.SupervisorLeader)
+	}
+
+	// The registration follows the global TTL: a volmaster killed with -9
+	// drops out of the view after the TTL in force.
+	h.must(t, 200, "PUT", "/v1/global", `{"TTL": 7}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := cli.Get(t.Context(), keys.Volmaster(a.id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 1 {
+			ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(resp.Kvs[0].Lease))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl.GrantedTTL == 7 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registration of a not on a lease of the new TTL 7 within 30s: %v", resp.Kvs)
+		}
+		time.Sleep(20 * time.Millisecond) // polling etcd, with the deadline above
 	}
 
 	// a stops: its record goes with its lease.

@@ -65,8 +65,10 @@ type Server struct {
 	now      func() time.Time
 	owner    string
 	// id names this volmaster in its registration (GET /v1/cluster).
-	id     string
-	global atomic.Pointer[config.Global]
+	id string
+	// ttlChanged tells the registration that the global TTL changed.
+	ttlChanged chan struct{}
+	global     atomic.Pointer[config.Global]
 	// logFloor is the log level at start: the global Debug only adds to it.
 	logFloor logrus.Level
 	// legacyTokens holds the IDs of unscoped host tokens already warned about.
@@ -103,8 +105,10 @@ func New(cfg Config) (*Server, error) {
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
 		id:       newVolmasterID(),
-		started:  cfg.Now(),
-		auth:     cfg.Auth,
+
+		ttlChanged: make(chan struct{}, 1),
+		started:    cfg.Now(),
+		auth:       cfg.Auth,
 
 		recoverBackoff: map[config.VolumeRef]backoff{},
 	}
@@ -161,7 +165,12 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) watchGlobal(ctx context.Context) {
 	for g := range s.store.WatchGlobal(ctx) {
 		g := g
-		s.global.Store(&g)
+		if old := s.global.Swap(&g); old.TTL != g.TTL {
+			select {
+			case s.ttlChanged <- struct{}{}:
+			default: // one pending signal is enough
+			}
+		}
 		diag.FollowDebug(s.log, s.logFloor, g.Debug)
 	}
 }
