@@ -40,6 +40,14 @@ type Client struct {
 	timeout time.Duration
 }
 
+// DefaultRetries and DefaultBackoff are how often a call is tried again
+// after every volmaster failed it, and the first wait between those rounds
+// (doubled each time); WithRetries changes them.
+const (
+	DefaultRetries = 3
+	DefaultBackoff = 200 * time.Millisecond
+)
+
 // DefaultCallTimeout bounds a call whose context has no deadline: a hung
 // volmaster or a half-open connection must never stall a caller for good.
 const DefaultCallTimeout = time.Minute
@@ -90,8 +98,8 @@ func New(list string, opts ...Option) (*Client, error) {
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     time.Minute,
 		}},
-		retries: 3,
-		backoff: 200 * time.Millisecond,
+		retries: DefaultRetries,
+		backoff: DefaultBackoff,
 		timeout: DefaultCallTimeout,
 	}
 	for _, r := range raw {
