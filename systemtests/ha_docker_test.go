@@ -30,8 +30,10 @@ type haHost struct {
 // restarted), the two volplugins (restarted) and a volsupervisor
 // (restarted). After each step it measures how long until `docker volume
 // create` and `docker run` work again and checks that no container write
-// failed, no lock was lost and no volume is mounted on two hosts; it prints
-// a table at the end.
+// failed, no lock was lost, no volume is mounted on two hosts and no
+// scheduled snapshot was taken twice (counting those taken per step, and
+// checking that they resume after the volsupervisor's restart); it prints a
+// table at the end.
 func TestHAControlPlaneLosses(t *testing.T) {
 	if os.Geteuid() != 0 {
 		dockertest.SkipOrFail(t, "needs root for dockerd, namespaces, loop devices and mounts")
@@ -44,7 +46,13 @@ func TestHAControlPlaneLosses(t *testing.T) {
 	if _, e, code := volcli(t, urls, `{"TTL": 3, "Timeout": 2}`, "global", "upload"); code != 0 {
 		t.Fatalf("global upload: %s", e)
 	}
-	if _, e, code := volcli(t, urls, `{"backend":"local","create":{"size":"16MB"}}`, "policy", "upload", "p"); code != 0 {
+	// The writers' volumes are snapshotted every 2 s by the volsupervisor
+	// leader; the probes' (policy q) are not.
+	const snapEvery = 2 * time.Second
+	if _, e, code := volcli(t, urls, `{"backend":"local","create":{"size":"16MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"2s","keep":1000}}}`, "policy", "upload", "p"); code != 0 {
+		t.Fatalf("policy upload: %s", e)
+	}
+	if _, e, code := volcli(t, urls, `{"backend":"local","create":{"size":"16MB"}}`, "policy", "upload", "q"); code != 0 {
 		t.Fatalf("policy upload: %s", e)
 	}
 	supArgs := volsupervisorArgs(data, eps, "s1")
@@ -145,6 +153,37 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		}
 		return n
 	}
+	// snapshots returns the times of a writer volume's snapshots, oldest first.
+	snapshots := func(vol string) []time.Time {
+		out, e, code := volcli(t, urls, "", "--json", "volume", "snapshot", "list", "p/"+vol)
+		if code != 0 {
+			t.Fatalf("snapshot list p/%s: %s", vol, e)
+		}
+		var snaps []config.Snapshot
+		if err := json.Unmarshal([]byte(out), &snaps); err != nil {
+			t.Fatalf("snapshot list: %v\n%s", err, out)
+		}
+		times := make([]time.Time, len(snaps))
+		for i, sn := range snaps {
+			times[i] = sn.Time
+		}
+		return times
+	}
+	// snapshotCounts returns how many snapshots the writers' volumes have,
+	// and how many of them follow the one before by less than half the
+	// schedule (two leaders, or a leader that forgot it had taken one).
+	snapshotCounts := func() (total, dup int) {
+		for _, w := range writers {
+			times := snapshots(w.vol)
+			total += len(times)
+			for i := 1; i < len(times); i++ {
+				if times[i].Sub(times[i-1]) < snapEvery/2 {
+					dup++
+				}
+			}
+		}
+		return total, dup
+	}
 	waitProgress := func(what string) {
 		t.Helper()
 		before := make([]int, len(writers))
@@ -179,13 +218,14 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		step                 string
 		createS, runS        float64
 		failed, lost, double int
+		snaps, dupSnaps      int
 	}
 	var table []row
-	probe := 0
+	probe, snapsBefore := 0, 0
 	check := func(step string) {
 		t.Helper()
 		probe++
-		vol := fmt.Sprintf("p/probe%d", probe)
+		vol := fmt.Sprintf("q/probe%d", probe)
 		d := hosts[probe%2].docker
 		r := row{step: step}
 		r.createS = untilWorks(step+": docker volume create", func() error {
@@ -204,9 +244,11 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		})
 		waitProgress(step)
 		r.failed, r.lost, r.double = failedWrites(), locksLost(), doubleMounts()
+		total, dup := snapshotCounts()
+		r.snaps, r.dupSnaps, snapsBefore = total-snapsBefore, dup, total
 		table = append(table, r)
-		t.Logf("%-34s create %5.1fs  run %5.1fs  failed writes %d  locks lost %d  double mounts %d",
-			step, r.createS, r.runS, r.failed, r.lost, r.double)
+		t.Logf("%-34s create %5.1fs  run %5.1fs  failed writes %d  locks lost %d  double mounts %d  snapshots +%d  duplicated %d",
+			step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps)
 	}
 
 	check("start")
@@ -234,27 +276,42 @@ func TestHAControlPlaneLosses(t *testing.T) {
 	if err := sup.stop(); err != nil {
 		t.Fatalf("volsupervisor stop: %v", err)
 	}
+	supStarted := time.Now()
 	sup = startProc(t, "volsupervisor", supArgs, "volsupervisor")
 	check("volsupervisor restarted")
+	// Scheduled snapshots resume under the new leader for every writer.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, w := range writers {
+		for {
+			times := snapshots(w.vol)
+			if len(times) > 0 && times[len(times)-1].After(supStarted) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no snapshot of p/%s within 30s of the volsupervisor's restart", w.vol)
+			}
+			time.Sleep(200 * time.Millisecond) // polling the snapshot list, with the deadline above
+		}
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nHA suite (systemtests/ha_docker_test.go): seconds until Docker works again; every counter must be 0\n")
-	fmt.Fprintf(&b, "%-34s %9s %9s %13s %10s %13s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts")
+	fmt.Fprintf(&b, "%-34s %9s %9s %13s %10s %13s %10s %10s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts", "snapshots", "dup snaps")
 	bad := false
 	for _, r := range table {
-		fmt.Fprintf(&b, "%-34s %9.1f %9.1f %13d %10d %13d\n", r.step, r.createS, r.runS, r.failed, r.lost, r.double)
-		bad = bad || r.failed != 0 || r.lost != 0 || r.double != 0
+		fmt.Fprintf(&b, "%-34s %9.1f %9.1f %13d %10d %13d %10d %10d\n", r.step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps)
+		bad = bad || r.failed != 0 || r.lost != 0 || r.double != 0 || r.dupSnaps != 0
 	}
 	t.Log(b.String())
 	appendFaultTable(b.String())
 	if bad {
-		t.Fatal("a container write failed, a lock was lost or a volume was mounted twice")
+		t.Fatal("a container write failed, a lock was lost, a volume was mounted twice or a snapshot was taken twice")
 	}
 	for _, w := range writers {
 		docker(t, w.host.docker, "rm", "-f", w.vol)
 		docker(t, w.host.docker, "volume", "rm", "p/"+w.vol)
 	}
 	for i := 1; i <= probe; i++ {
-		docker(t, hosts[i%2].docker, "volume", "rm", fmt.Sprintf("p/probe%d", i))
+		docker(t, hosts[i%2].docker, "volume", "rm", fmt.Sprintf("q/probe%d", i))
 	}
 }
