@@ -34,11 +34,15 @@ func newVolmasterID() string {
 // record goes with the process. It is written once per lease, never
 // refreshed (the lease's keep-alive is what says the volmaster lives); it
 // moves to a new lease after a lost one, or when the global TTL changes.
-func (s *Server) Register(ctx context.Context, apiURL string) {
+// The returned channel is closed once the record is withdrawn after ctx
+// ends (wait for it before closing the etcd client).
+func (s *Server) Register(ctx context.Context, apiURL string) <-chan struct{} {
 	host, _ := os.Hostname()
 	st := config.VolmasterStatus{ID: s.id, URL: apiURL, Host: host, PID: os.Getpid(),
 		Version: diag.Version, Started: s.started.UTC()}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		var prev *concurrency.Session
 		defer func() { s.endRegistration(ctx, prev) }()
 		for ctx.Err() == nil {
@@ -63,6 +67,7 @@ func (s *Server) Register(ctx context.Context, apiURL string) {
 			}
 		}
 	}()
+	return done
 }
 
 // registerOnce writes the record on a new lease and returns its session.
