@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
 )
@@ -59,7 +63,7 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three etcd members")
 	}
-	ports := freeLoopbackPorts(t, 9)
+	ports := freeLoopbackPorts(t, 12)
 	var ms []*clusterMember
 	var cluster, urls []string
 	for i := range 3 {
@@ -81,9 +85,10 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 			m.stop()
 		}
 	})
-	// start runs m and returns a channel closed once its API listens (a
-	// member of a new cluster is ready only when a quorum is).
-	start := func(m *clusterMember) chan struct{} {
+	// startAs runs m as a member of initial (joining a running cluster if
+	// join) and returns a channel closed once its API listens (a member of
+	// a new cluster is ready only when a quorum is).
+	startAs := func(m *clusterMember, initial string, join bool) chan struct{} {
 		ctx, cancel := context.WithCancel(context.Background())
 		m.cancel, m.done = cancel, make(chan error, 1)
 		started := make(chan struct{})
@@ -91,12 +96,13 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 			m.done <- Serve(ctx, Options{
 				Listen: m.api, DataDir: m.dir, MountRoot: filepath.Join(m.dir, "mnt"),
 				EtcdListen: m.etcd, EtcdPeerListen: m.peer,
-				EtcdName: m.name, EtcdInitialCluster: strings.Join(cluster, ","), Log: quietLog(),
+				EtcdName: m.name, EtcdInitialCluster: initial, EtcdJoin: join, Log: quietLog(),
 				Started: func(string, []string) { close(started) },
 			})
 		}()
 		return started
 	}
+	start := func(m *clusterMember) chan struct{} { return startAs(m, strings.Join(cluster, ","), false) }
 	wait := func(m *clusterMember, started chan struct{}) {
 		t.Helper()
 		select {
@@ -187,6 +193,56 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 	}
 	if !slices.Contains(names, "before") || !slices.Contains(names, "while-m1-down") {
 		t.Fatalf("restarted m1 lists %v; want the volumes written before and while it was down", names)
+	}
+
+	// A fourth joins the running cluster (etcdctl member add, then
+	// --etcd-join), serves the data, and leaves again (member remove).
+	m4 := &clusterMember{name: "m4", api: fmt.Sprintf("127.0.0.1:%d", ports[9]),
+		peer: fmt.Sprintf("http://127.0.0.1:%d", ports[10]), etcd: fmt.Sprintf("http://127.0.0.1:%d", ports[11]), dir: t.TempDir()}
+	ms = append(ms, m4)
+	ecli, err := clientv3.New(clientv3.Config{Endpoints: []string{ms[1].etcd}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ecli.Close()
+	// etcd refuses a membership change ("unhealthy cluster") until every
+	// member has been connected for its 5 s health interval: the restarted
+	// m1 (and later m4) are young.
+	reconfigure := func(what string, f func() error) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := f()
+			if err == nil {
+				return
+			}
+			if !strings.Contains(err.Error(), rpctypes.ErrUnhealthy.Error()) || time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(200 * time.Millisecond) // etcd's own condition, with the deadline above
+		}
+	}
+	var added *clientv3.MemberAddResponse
+	reconfigure("member add m4", func() (err error) { added, err = ecli.MemberAdd(ctx, []string{m4.peer}); return err })
+	wait(m4, startAs(m4, strings.Join(append(slices.Clone(cluster), m4.name+"="+m4.peer), ","), true))
+	if refs, err := client.New("http://" + m4.api); err != nil {
+		t.Fatal(err)
+	} else if vols, err := refs.Volumes(ctx, "p"); err != nil || len(vols) != 2 {
+		t.Fatalf("joined m4 lists %v (%v); want the 2 volumes", vols, err)
+	}
+	if st, err = api.Cluster(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := healthy(st); len(st.Etcd) != 4 || n != 4 {
+		t.Fatalf("after m4 joined: %+v; want 4 healthy members", st.Etcd)
+	}
+	reconfigure("member remove m4", func() error { _, err := ecli.MemberRemove(ctx, added.Member.ID); return err })
+	m4.stop()
+	if st, err = api.Cluster(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := healthy(st); len(st.Etcd) != 3 || n != 3 {
+		t.Fatalf("after m4 left: %+v; want 3 healthy members", st.Etcd)
 	}
 }
 
