@@ -17,4 +17,7 @@ type AuditEntry struct {
 	Object  map[string]string `json:"object,omitempty"`
 	Status  int               `json:"status"`
 	Request string            `json:"request,omitempty"`
+	// Volmaster is the ID of the volmaster that answered (GET /v1/cluster):
+	// each volmaster keeps the entries of the requests it answered.
+	Volmaster string `json:"volmaster,omitempty"`
 }

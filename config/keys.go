@@ -33,6 +33,8 @@ const SchemaVersion = 2
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
 //	<prefix>/supervisor/status/<name>               SupervisorStatus of each running volsupervisor, on its lease
 //	<prefix>/tokens/<id>                            Token: role, policies, SHA-256 of the secret
+//	<prefix>/locks/bootstrap/<lease>                etcd concurrency.Mutex: one volmaster at a time makes the first admin token
+//	<prefix>/volmasters/<id>                        VolmasterStatus of each running volmaster, on its lease
 //	<prefix>/requests/<digest>                       store.Request: an Idempotency-Key's request and answer, on a lease
 //	<prefix>/trash/<policy>/<volume>/<id>            TrashEntry of a removed volume (JSON); <id> is its removal time (TrashID)
 //
@@ -173,6 +175,17 @@ func (k Keys) SupervisorStatuses() string { return k.Prefix + "/supervisor/statu
 
 // SupervisorStatus is one volsupervisor's status record.
 func (k Keys) SupervisorStatus(name string) string { return k.SupervisorStatuses() + name }
+
+// BootstrapLock is the mutex (etcd concurrency.Mutex prefix) volmasters
+// starting at once with --auth take before looking for an admin token and
+// making the first one, so only one of them makes it.
+func (k Keys) BootstrapLock() string { return k.Prefix + "/locks/bootstrap" }
+
+// Volmasters is the prefix of the running volmasters' status records.
+func (k Keys) Volmasters() string { return k.Prefix + "/volmasters/" }
+
+// Volmaster is one running volmaster's status record, on its lease.
+func (k Keys) Volmaster(id string) string { return k.Volmasters() + id }
 
 // Tokens is the prefix of every API token.
 func (k Keys) Tokens() string { return k.Prefix + "/tokens/" }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/clidoc"
+	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/volcli"
 	"github.com/volplugin/volplugin/volmaster"
 )
@@ -439,5 +441,15 @@ func TestPluginConfigMatchesVolplugin(t *testing.T) {
 	}
 	if cfg.Interface.Socket != "volplugin.sock" || !slices.Contains(cfg.Entrypoint, "volplugin") {
 		t.Errorf("config.json's socket %q must be the entrypoint's --plugin-name + .sock", cfg.Interface.Socket)
+	}
+}
+
+// The operator guide's failover paragraph states how often the client tries
+// every volmaster again and its first wait: they must be the client's.
+func TestFailoverDocMatchesClient(t *testing.T) {
+	guide := section(t, read(t, "operator-guide.md"), "### Several volmasters: clients fail over")
+	want := fmt.Sprintf("up to %d times (first wait %d ms, doubling)", client.DefaultRetries, client.DefaultBackoff.Milliseconds())
+	if !strings.Contains(strings.Join(strings.Fields(guide), " "), want) {
+		t.Errorf("operator-guide.md's failover section does not say %q", want)
 	}
 }

@@ -75,6 +75,21 @@ func faultTable() string {
 	return b.String()
 }
 
+// appendFaultTable adds a table to $FAULT_TABLE, which `make test` prints
+// after the run (the fault suite's and the HA suite's, in the order they ran).
+func appendFaultTable(table string) {
+	p := os.Getenv("FAULT_TABLE")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(table)
+}
+
 // faultEnv is one cluster for one row: a volmaster on fixed ports (so it can
 // be killed and started again at the same address) and volplugin hosts.
 type faultEnv struct {
@@ -472,9 +487,7 @@ func TestFaultSuite(t *testing.T) {
 	t.Cleanup(func() {
 		table := faultTable()
 		t.Log("\n" + table)
-		if p := os.Getenv("FAULT_TABLE"); p != "" {
-			_ = os.WriteFile(p, []byte(table), 0o644)
-		}
+		appendFaultTable(table)
 	})
 	t.Run("kill9MidMount", faultKill9MidMount)
 	t.Run("kill9AfterMount", faultKill9AfterMount)

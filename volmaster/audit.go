@@ -47,9 +47,11 @@ func (r *ring) list() []config.AuditEntry {
 // log rate limit, so that anyone who can reach the port cannot flush the
 // real entries out or flood the log.
 type auditLog struct {
-	log     logrus.FieldLogger
-	file    *auditFile
-	refusal *rate.Limiter
+	// volmaster stamps every entry with the ID of this volmaster.
+	volmaster string
+	log       logrus.FieldLogger
+	file      *auditFile
+	refusal   *rate.Limiter
 
 	mu       sync.Mutex
 	done     ring
@@ -75,6 +77,7 @@ func (a *auditLog) record(e config.AuditEntry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	e.Volmaster = a.volmaster
 	a.log.WithFields(fields(e)).Info("audit")
 	a.file.write(a.log, e)
 	a.mu.Lock()

@@ -2,12 +2,16 @@ package volmaster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/etcdtest"
+	"github.com/volplugin/volplugin/storage"
 )
 
 // The bootstrap token goes only into a file it creates: an existing file
@@ -71,5 +75,46 @@ func TestBootstrapCreatesItsOwnFile(t *testing.T) {
 	// With an admin token, a restart leaves the file alone.
 	if err := h.srv.Bootstrap(ctx, path); err != nil || tokens() != 1 {
 		t.Fatalf("second Bootstrap = %v with %d tokens, want a no-op", err, tokens())
+	}
+}
+
+// Volmasters that start at once with --auth on one etcd make one admin
+// token between them, not one each: the first writes its file, the others
+// find the token and write none.
+func TestBootstrapOnceAmongVolmasters(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	ctx := context.Background()
+	for round := range 5 {
+		keys, _ := config.NewKeys(fmt.Sprintf("/round%d", round))
+		dir := t.TempDir()
+		var servers []*Server
+		for range 4 {
+			srv, _ := serve(t, Config{Client: cli, Keys: keys, Backends: map[string]storage.CRUD{}})
+			servers = append(servers, srv)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(servers))
+		for i, srv := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- srv.Bootstrap(ctx, filepath.Join(dir, fmt.Sprintf("admin%d.token", i)))
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		ts, err := servers[0].Store().ListTokens(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.token"))
+		if len(ts) != 1 || len(files) != 1 {
+			t.Fatalf("round %d: %d tokens and token files %v after 4 volmasters bootstrapped at once; want one of each", round, len(ts), files)
+		}
 	}
 }

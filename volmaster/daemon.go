@@ -32,6 +32,13 @@ type Options struct {
 	// EtcdListen and EtcdPeerListen are the embedded etcd's URLs.
 	EtcdListen     string
 	EtcdPeerListen string
+	// EtcdName, EtcdInitialCluster and EtcdJoin make the embedded etcd one
+	// member of a cluster of volmasters (embedded cluster mode): its name,
+	// the members as name=peerURL,..., and whether it joins a running
+	// cluster (after `etcdctl member add`) rather than forming a new one.
+	EtcdName           string
+	EtcdInitialCluster string
+	EtcdJoin           bool
 	// EtcdCompactionRetention is the embedded etcd's periodic
 	// auto-compaction retention (0: keep all history). The command's
 	// default is etcdserver.DefaultCompactionRetention.
@@ -94,6 +101,7 @@ func Serve(ctx context.Context, o Options) error {
 		ecfg := etcdserver.Config{
 			Dir: filepath.Join(o.DataDir, "etcd"), ClientURL: o.EtcdListen, PeerURL: o.EtcdPeerListen,
 			CompactionRetention: o.EtcdCompactionRetention,
+			Name:                o.EtcdName, InitialCluster: o.EtcdInitialCluster, JoinExisting: o.EtcdJoin,
 		}
 		if o.Auth {
 			files, err := embeddedEtcdPKI(o.DataDir, o.EtcdListen)
@@ -184,6 +192,8 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	apiURL := scheme + "://" + ln.Addr().String()
 	o.Log.WithFields(logrus.Fields{"url": apiURL, "etcd": endpoints, "prefix": keys.Prefix}).Info("volmaster listening")
+	registered := s.Register(rctx, apiURL)
+	defer func() { cancel(); <-registered }()
 	if o.Started != nil {
 		o.Started(apiURL, endpoints)
 	}
@@ -241,7 +251,33 @@ func checkExposure(o Options) error {
 			"use --auth (tokens), --tls-client-ca (mutual TLS) or say --insecure-listen-any: %w", o.Listen, config.ErrInvalid)
 	}
 	if len(o.Etcd) > 0 {
+		if o.EtcdInitialCluster != "" || o.EtcdJoin {
+			return fmt.Errorf("--etcd-initial-cluster and --etcd-join configure the embedded etcd; with --etcd there is none: %w", config.ErrInvalid)
+		}
 		return nil
+	}
+	if o.EtcdJoin && o.EtcdInitialCluster == "" {
+		return fmt.Errorf("--etcd-join needs --etcd-initial-cluster (the running members and this one): %w", config.ErrInvalid)
+	}
+	if o.EtcdInitialCluster != "" {
+		if o.Auth {
+			// Each volmaster's etcd CA is its own (DATA-DIR/etcd-pki):
+			// members would refuse each other's certificates.
+			return fmt.Errorf("--etcd-initial-cluster with --auth is not supported yet (each volmaster's etcd CA is its own); "+
+				"use an external etcd cluster with TLS (--etcd, --etcd-ca): %w", config.ErrInvalid)
+		}
+		if o.EtcdName == "" {
+			return fmt.Errorf("--etcd-initial-cluster needs --etcd-name (this member's name in it): %w", config.ErrInvalid)
+		}
+		p, err := url.Parse(o.EtcdPeerListen)
+		if err != nil || p.Host == "" {
+			return fmt.Errorf("--etcd-peer-listen %q must look like http://10.0.0.5:9380: %w", o.EtcdPeerListen, config.ErrInvalid)
+		}
+		// Peers replicate every record, tokens included, unauthenticated.
+		if !loopback(p.Hostname()) && !o.InsecureListenAny {
+			return fmt.Errorf("--etcd-peer-listen %s is reachable beyond this host and etcd peers authenticate nobody here: "+
+				"say --insecure-listen-any (a trusted network only) or use an external etcd cluster with TLS: %w", o.EtcdPeerListen, config.ErrInvalid)
+		}
 	}
 	u, err := url.Parse(o.EtcdListen)
 	if err != nil || u.Host == "" {

@@ -2,16 +2,16 @@ package volmaster
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config/store"
 )
 
-// etcdStatusTimeout bounds the Status calls of one scrape (all endpoints
-// together), well under Prometheus' default 10 s scrape timeout.
-const etcdStatusTimeout = 3 * time.Second
+// scrapeStatusTimeout bounds the status calls of one scrape (all endpoints
+// at once), well under Prometheus' default 10 s scrape timeout.
+const scrapeStatusTimeout = 3 * time.Second
 
 var (
 	descEtcdDBSize = prometheus.NewDesc("volmaster_etcd_db_size_bytes",
@@ -27,10 +27,10 @@ var (
 // within the timeout reports nothing (volmaster's /healthz and 5xx answers
 // tell that story).
 type etcdCollector struct {
-	cli *clientv3.Client
+	store *store.Store
 }
 
-func newEtcdCollector(cli *clientv3.Client) *etcdCollector { return &etcdCollector{cli: cli} }
+func newEtcdCollector(st *store.Store) *etcdCollector { return &etcdCollector{store: st} }
 
 func (c *etcdCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descEtcdDBSize
@@ -39,21 +39,15 @@ func (c *etcdCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *etcdCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), etcdStatusTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, ep := range c.cli.Endpoints() {
-		wg.Go(func() {
-			st, err := c.cli.Status(ctx, ep)
-			if err != nil {
-				return
-			}
-			ch <- prometheus.MustNewConstMetric(descEtcdDBSize, prometheus.GaugeValue, float64(st.DbSize), ep)
-			ch <- prometheus.MustNewConstMetric(descEtcdDBInUse, prometheus.GaugeValue, float64(st.DbSizeInUse), ep)
-			if st.DbSizeQuota > 0 {
-				ch <- prometheus.MustNewConstMetric(descEtcdQuota, prometheus.GaugeValue, float64(st.DbSizeQuota), ep)
-			}
-		})
+	for _, a := range c.store.EndpointStatus(context.Background(), scrapeStatusTimeout, c.store.Client().Endpoints()) {
+		if a.Err != nil {
+			continue
+		}
+		st, ep := a.Status, a.Endpoint
+		ch <- prometheus.MustNewConstMetric(descEtcdDBSize, prometheus.GaugeValue, float64(st.DbSize), ep)
+		ch <- prometheus.MustNewConstMetric(descEtcdDBInUse, prometheus.GaugeValue, float64(st.DbSizeInUse), ep)
+		if st.DbSizeQuota > 0 {
+			ch <- prometheus.MustNewConstMetric(descEtcdQuota, prometheus.GaugeValue, float64(st.DbSizeQuota), ep)
+		}
 	}
-	wg.Wait()
 }

@@ -40,7 +40,7 @@ func newMetrics(s *Server, backends []string) *metrics {
 			Help: "Storage backend call latency by backend, operation and result.",
 		}, backends, backendOps),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.backend.Collector(), newEtcdCollector(s.store.Client()),
+	m.reg.MustRegister(m.requests, m.latency, m.backend.Collector(), newEtcdCollector(s.store),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volmaster_volumes", Help: "Volumes known to volmaster."},
 			func() float64 { v, _ := s.cache.Counts(); return float64(v) }),

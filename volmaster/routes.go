@@ -56,6 +56,7 @@ func Routes() []Route {
 		{"PUT", "/v1/uses/{policy}/{name}", Host, (*Server).acquireUse, mountRequestOwner},
 		{"DELETE", "/v1/uses/{policy}/{name}/mounts/{id}", Host, (*Server).releaseUse, mountLockOwner},
 		{"GET", "/v1/supervisor", Read, (*Server).listSupervisors, nil},
+		{"GET", "/v1/cluster", Read, (*Server).cluster, nil},
 		{"GET", "/v1/reclaimable", List, (*Server).listReclaimable, nil},
 		{"GET", "/v1/trash", List, (*Server).listTrash, nil},
 		{"POST", "/v1/trash/{policy}/{name}/{id}/restore", VolumeWrite, (*Server).restoreTrash, nil},

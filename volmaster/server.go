@@ -66,7 +66,11 @@ type Server struct {
 	log      *logrus.Logger
 	now      func() time.Time
 	owner    string
-	global   atomic.Pointer[config.Global]
+	// id names this volmaster in its registration (GET /v1/cluster).
+	id string
+	// ttlChanged tells the registration that the global TTL changed.
+	ttlChanged chan struct{}
+	global     atomic.Pointer[config.Global]
 	// logFloor is the log level at start: the global Debug only adds to it.
 	logFloor logrus.Level
 	// legacyTokens holds the IDs of unscoped host tokens already warned about.
@@ -102,8 +106,11 @@ func New(cfg Config) (*Server, error) {
 		logFloor: cfg.Log.GetLevel(),
 		now:      cfg.Now,
 		owner:    fmt.Sprintf("volmaster@%s/%d", host, os.Getpid()),
-		started:  cfg.Now(),
-		auth:     cfg.Auth,
+		id:       newVolmasterID(),
+
+		ttlChanged: make(chan struct{}, 1),
+		started:    cfg.Now(),
+		auth:       cfg.Auth,
 
 		recoverBackoff: map[config.VolumeRef]backoff{},
 	}
@@ -112,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.audit = newAuditLog(cfg.Log, cfg.AuditSize, af)
+	s.audit.volmaster = s.id
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s, slices.Sorted(maps.Keys(cfg.Backends)))
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
@@ -159,7 +167,12 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) watchGlobal(ctx context.Context) {
 	for g := range s.store.WatchGlobal(ctx) {
 		g := g
-		s.global.Store(&g)
+		if old := s.global.Swap(&g); old.TTL != g.TTL {
+			select {
+			case s.ttlChanged <- struct{}{}:
+			default: // one pending signal is enough
+			}
+		}
 		diag.FollowDebug(s.log, s.logFloor, g.Debug)
 	}
 }
@@ -170,6 +183,16 @@ func (s *Server) timeout() time.Duration { return s.global.Load().TimeoutDuratio
 // holder returns the lease-backed identity for operation locks, opening a new
 // session if the previous lease was lost.
 func (s *Server) holder(ctx context.Context) (store.Holder, error) {
+	sess, err := s.liveSession(ctx)
+	if err != nil {
+		return store.Holder{}, err
+	}
+	return store.Holder{Lease: sess.Lease(), Owner: s.owner}, nil
+}
+
+// liveSession returns this volmaster's etcd session (its lease, kept alive
+// while it runs), opening a new one if the previous lease was lost.
+func (s *Server) liveSession(ctx context.Context) (*concurrency.Session, error) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if s.session != nil {
@@ -184,16 +207,16 @@ func (s *Server) holder(ctx context.Context) (store.Holder, error) {
 		defer cancel()
 		lease, err := s.store.Client().Grant(gctx, s.global.Load().TTL)
 		if err != nil {
-			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+			return nil, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
 		}
 		// The session's keep-alive lives as long as the server, not the request.
 		sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithLease(lease.ID), concurrency.WithContext(s.runCtx))
 		if err != nil {
-			return store.Holder{}, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
+			return nil, fmt.Errorf("etcd lease for operation locks: %v: %w", err, config.ErrUnavailable)
 		}
 		s.session = sess
 	}
-	return store.Holder{Lease: s.session.Lease(), Owner: s.owner}, nil
+	return s.session, nil
 }
 
 // Handler returns the API with its middleware chain around every route.

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/gorilla/mux"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/volplugin/volplugin/config"
 )
@@ -56,6 +58,13 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 // have chosen), so an existing path is an error and no token is made. With
 // an admin token present it does nothing.
 func (s *Server) Bootstrap(ctx context.Context, path string) error {
+	// Volmasters started at once on one etcd would each find no admin
+	// token and make one: they take turns, and the later ones find it.
+	unlock, err := s.bootstrapLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ts, err := s.store.ListTokens(ctx)
 	if err != nil {
 		return err
@@ -101,4 +110,25 @@ func writeSecret(f *os.File, secret string) error {
 		return err
 	}
 	return f.Sync()
+}
+
+// bootstrapLock takes the bootstrap mutex on this volmaster's lease (a
+// volmaster that dies holding it lets go with its lease) and returns its
+// release.
+func (s *Server) bootstrapLock(ctx context.Context) (func(), error) {
+	sess, err := s.liveSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := concurrency.NewMutex(sess, s.store.Keys().BootstrapLock())
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := m.Lock(lctx); err != nil {
+		return nil, config.EtcdError("bootstrap lock", err)
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		_ = m.Unlock(uctx)
+	}, nil
 }

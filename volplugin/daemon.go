@@ -42,6 +42,8 @@ const DefaultSocketDir = "/run/docker/plugins"
 
 // Options are volplugin's command-line settings.
 type Options struct {
+	// Volmaster is one volmaster URL or several, comma-separated: volmasters
+	// of one cluster, tried in turn when one is down (client.New).
 	Volmaster string
 	// Insecure allows plain HTTP to a volmaster beyond loopback: its token
 	// and every answer it trusts (mkfs commands, mount options) would cross
@@ -354,20 +356,28 @@ func startGlobal(ctx context.Context, api *client.Client, st hostState, log *log
 
 // checkVolmasterURL refuses plain HTTP to a volmaster beyond loopback
 // unless insecure: whoever can forge its answers chooses what this host runs
-// as root (mkfs commands) and mounts.
-func checkVolmasterURL(raw string, insecure bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("--volmaster %q must look like https://volmaster:9005: %w", raw, config.ErrInvalid)
+// as root (mkfs commands) and mounts. Every URL of a list is checked: a
+// failover to a forgeable volmaster is as bad as starting with it.
+func checkVolmasterURL(list string, insecure bool) error {
+	urls := client.SplitURLs(list)
+	if len(urls) == 0 {
+		return fmt.Errorf("--volmaster is empty: name one or more URLs like https://volmaster:9005: %w", config.ErrInvalid)
 	}
-	if u.Scheme != "http" || insecure {
-		return nil
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("--volmaster %q must look like https://volmaster:9005: %w", raw, config.ErrInvalid)
+		}
+		if u.Scheme != "http" || insecure {
+			continue
+		}
+		if h := u.Hostname(); h == "localhost" {
+			continue
+		} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+			continue
+		}
+		return fmt.Errorf("--volmaster %s is plain HTTP beyond this host: use https:// (volmaster --tls-cert) "+
+			"or say --insecure (a trusted network only): %w", raw, config.ErrInvalid)
 	}
-	if h := u.Hostname(); h == "localhost" {
-		return nil
-	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("--volmaster %s is plain HTTP beyond this host: use https:// (volmaster --tls-cert) "+
-		"or say --insecure (a trusted network only): %w", raw, config.ErrInvalid)
+	return nil
 }

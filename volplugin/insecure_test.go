@@ -24,6 +24,13 @@ func TestCheckVolmasterURL(t *testing.T) {
 		{"http://10.0.0.5:9005", true, true},
 		{"10.0.0.5:9005", true, false},
 		{"", false, false},
+		// A list: every URL is checked.
+		{"http://127.0.0.1:9005,http://[::1]:9006", false, true},
+		{"http://127.0.0.1:9005, https://10.0.0.6:9005", false, true},
+		{"http://127.0.0.1:9005,http://10.0.0.6:9005", false, false},
+		{"http://10.0.0.5:9005,http://10.0.0.6:9005", true, true},
+		{"http://127.0.0.1:9005,10.0.0.6:9005", true, false},
+		{" , ", false, false},
 	} {
 		err := checkVolmasterURL(c.url, c.insecure)
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, config.ErrInvalid)) {

@@ -23,6 +23,9 @@ func main() {
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
 			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it); with --auth it serves https and only certificates volmaster issues (etcd-client-cert) get in"},
 			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
+			&cli.StringFlag{Name: "etcd-name", Usage: "embedded cluster mode: this volmaster's etcd member `NAME` (unique in the cluster)"},
+			&cli.StringFlag{Name: "etcd-initial-cluster", Usage: "embedded cluster mode: the volmasters' etcd members as `NAME=PEERURL,...` (every member lists all, itself included; read only on first start)"},
+			&cli.BoolFlag{Name: "etcd-join", Usage: "embedded cluster mode: join a running cluster (after etcdctl member add) instead of forming a new one"},
 			&cli.DurationFlag{Name: "etcd-compaction-retention", Value: etcdserver.DefaultCompactionRetention, Usage: "embedded etcd: compact history older than `DURATION` (etcd's periodic auto-compaction; 0 keeps all history)"},
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
 			&cli.StringFlag{Name: "mount-root", Value: config.DefaultMountPath, Usage: "`DIR` the local backend mounts under"},
@@ -44,6 +47,7 @@ func main() {
 			return volmaster.Serve(ctx, volmaster.Options{
 				Listen: c.String("listen"), Etcd: c.StringSlice("etcd"),
 				EtcdListen: c.String("etcd-listen"), EtcdPeerListen: c.String("etcd-peer-listen"),
+				EtcdName: c.String("etcd-name"), EtcdInitialCluster: c.String("etcd-initial-cluster"), EtcdJoin: c.Bool("etcd-join"),
 				DataDir: c.String("data-dir"), MountRoot: c.String("mount-root"), Prefix: c.String("prefix"),
 				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSClientCA: c.String("tls-client-ca"),
 				CephConf: c.String("ceph-conf"),

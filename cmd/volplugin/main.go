@@ -22,7 +22,7 @@ func main() {
 		Name:  "volplugin",
 		Usage: "Docker volume plugin: maps and mounts volplugin volumes on this host under a host lease",
 		Flags: withEnv([]cli.Flag{
-			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
+			&cli.StringSliceFlag{Name: "volmaster", Value: cli.NewStringSlice(client.DefaultURL), EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`; several (repeated or comma-separated) volmasters of one cluster for failover"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a plain http:// --volmaster beyond loopback (a trusted network only: tokens and answers cross it unprotected)"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
 			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
@@ -54,7 +54,7 @@ func main() {
 				_ = c.Set("host-label", host)
 			}
 			return volplugin.Serve(ctx, volplugin.Options{
-				Volmaster: c.String("volmaster"), Insecure: c.Bool("insecure"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
+				Volmaster: strings.Join(c.StringSlice("volmaster"), ","), Insecure: c.Bool("insecure"), PluginName: c.String("plugin-name"), SocketDir: c.String("socket-dir"), SocketGroup: c.String("socket-group"),
 				Host: c.String("host-label"), MountRoot: c.String("mount-root"), StateDir: c.String("state-dir"), LocalDataDir: c.String("local-data-dir"),
 				Health: volplugin.HealthLimits{
 					MountFailures: c.Int("health-max-mount-failures"), RenewFailures: c.Int("health-max-renew-failures"),
@@ -80,6 +80,8 @@ func withEnv(flags []cli.Flag) []cli.Flag {
 		env := "VOLPLUGIN_" + strings.ToUpper(strings.ReplaceAll(f.Names()[0], "-", "_"))
 		switch f := f.(type) {
 		case *cli.StringFlag:
+			f.EnvVars = append(f.EnvVars, env)
+		case *cli.StringSliceFlag:
 			f.EnvVars = append(f.EnvVars, env)
 		case *cli.IntFlag:
 			f.EnvVars = append(f.EnvVars, env)

@@ -40,7 +40,7 @@ func (c *Client) Policy(ctx context.Context, name string) (config.Policy, error)
 func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (config.Policy, int64, error) {
 	var out config.Policy
 	var hdr http.Header
-	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr, true); err != nil {
+	if err := c.doHeader(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(name), nil, doc, &out, &hdr, keyedWrite); err != nil {
 		return config.Policy{}, 0, err
 	}
 	rev, _ := strconv.ParseInt(hdr.Get(config.PolicyRevisionHeader), 10, 64)
@@ -201,7 +201,7 @@ func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, sinc
 		return config.RuntimeChanges{}, err
 	}
 	var out config.RuntimeChanges
-	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, false)
+	return out, c.doHeader(ctx, http.MethodPost, "/v1/runtimes/watch", nil, body, &out, nil, readOnly)
 }
 
 // PutRuntime replaces a volume's runtime options with a JSON document.
@@ -267,6 +267,13 @@ func (c *Client) CopySnapshot(ctx context.Context, ref config.VolumeRef, snap, n
 func (c *Client) Supervisors(ctx context.Context) ([]config.SupervisorStatus, error) {
 	var out []config.SupervisorStatus
 	return out, c.do(ctx, http.MethodGet, "/v1/supervisor", nil, nil, &out)
+}
+
+// Cluster returns the control plane's ops view: volmasters, etcd members
+// with health and leader, volsupervisors and their leader.
+func (c *Client) Cluster(ctx context.Context) (config.ClusterStatus, error) {
+	var out config.ClusterStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &out)
 }
 
 // Reclaimable lists volumes unused for longer than their policy's

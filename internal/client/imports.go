@@ -24,7 +24,7 @@ func (c *Client) importRecord(ctx context.Context, path string, v any, dryRun bo
 		q = url.Values{"dry-run": {strconv.FormatBool(dryRun)}}
 	}
 	var out config.ImportResult
-	return out, c.doHeader(ctx, http.MethodPost, path, q, body, &out, nil, false)
+	return out, c.doHeader(ctx, http.MethodPost, path, q, body, &out, nil, idempotentWrite)
 }
 
 // ImportGlobal imports a global configuration (kept if another is stored).

@@ -55,6 +55,6 @@ func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, host, mou
 	// release is idempotent by itself. A repeat after the first attempt
 	// dropped the ID changes nothing, and answers the IDs left or, if the
 	// lock went with the last one, 404, which the caller takes as done.
-	err := c.doHeader(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out, nil, false)
+	err := c.doHeader(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out, nil, idempotentWrite)
 	return out.MountIDs, err
 }

@@ -1,11 +1,14 @@
-// Package etcdserver runs a single-node etcd inside the process: volmaster's
-// zero-configuration default and the etcd of every test.
+// Package etcdserver runs an etcd member inside the process: volmaster's
+// zero-configuration default (a single-member cluster), one member of a
+// cluster that several volmasters form (embedded cluster mode), and the etcd
+// of every test.
 package etcdserver
 
 import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -20,6 +23,18 @@ type Config struct {
 	// one (the chosen client URL is in Server.Endpoints).
 	ClientURL string
 	PeerURL   string
+	// Name is this member's name (default "volmaster"); in a cluster every
+	// member's must differ.
+	Name string
+	// InitialCluster lists the members of a new cluster as
+	// name=peerURL,name=peerURL,... (etcd's --initial-cluster); empty means
+	// this member alone. It is read only when Dir holds no data yet: a
+	// member that has data restarts as the member it was.
+	InitialCluster string
+	// JoinExisting makes a new member join a running cluster (etcd's
+	// --initial-cluster-state existing) after `etcdctl member add`;
+	// InitialCluster then lists the running members and this one.
+	JoinExisting bool
 	// Fast shortens raft ticks, for tests.
 	Fast bool
 	// LogLevel is etcd's own log level (default "error").
@@ -63,7 +78,10 @@ const MaxTxnOps = 16384
 func Start(ctx context.Context, c Config) (*Server, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = c.Dir
-	cfg.Name = "volmaster"
+	cfg.Name = c.Name
+	if cfg.Name == "" {
+		cfg.Name = "volmaster"
+	}
 	cfg.LogLevel = c.LogLevel
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "error"
@@ -100,6 +118,18 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	if c.InitialCluster != "" {
+		if !strings.Contains(","+c.InitialCluster+",", ","+cfg.Name+"="+pu.String()+",") {
+			return nil, fmt.Errorf("etcd initial cluster %q must list this member as %s=%s", c.InitialCluster, cfg.Name, pu)
+		}
+		cfg.InitialCluster = c.InitialCluster
+		// Members of one cluster must agree on it; another cluster's
+		// member with the same names is refused.
+		cfg.InitialClusterToken = "volplugin-" + c.InitialCluster
+	}
+	if c.JoinExisting {
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd in %s: %w", c.Dir, err)

@@ -86,7 +86,7 @@ func newApp(e *env) *cli.App {
 		Writer:                    e.stdout,
 		ErrWriter:                 e.stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagVolmaster, Usage: "volmaster API `URL`", EnvVars: []string{"VOLMASTER"}, Value: client.DefaultURL},
+			&cli.StringSliceFlag{Name: flagVolmaster, Usage: "volmaster API `URL`; several (repeated or comma-separated) volmasters of one cluster are tried in turn", EnvVars: []string{"VOLMASTER"}, Value: cli.NewStringSlice(client.DefaultURL)},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print machine-readable JSON (lists as JSON arrays)"},
 			&cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` (ID.SECRET) for a volmaster run with --auth; on the command line every local user can read it (ps): prefer VOLMASTER_TOKEN or --token-file", EnvVars: []string{"VOLMASTER_TOKEN"}},
 			&cli.StringFlag{Name: "token-file", Usage: "read the bearer token from `FILE` (its first line)", EnvVars: []string{"VOLMASTER_TOKEN_FILE"}},
@@ -240,7 +240,7 @@ func (e *env) connect(c *cli.Context, extra ...client.Option) (*call, error) {
 	if timeout <= 0 {
 		return nil, usageErrorf("--timeout %s must be positive", timeout)
 	}
-	url := c.String(flagVolmaster)
+	url := strings.Join(c.StringSlice(flagVolmaster), ",")
 	var opts []client.Option
 	if ca, cert, key := c.String("tls-ca"), c.String("tls-cert"), c.String("tls-key"); ca != "" || cert != "" || key != "" {
 		cfg, err := client.TLSConfig(ca, cert, key)

@@ -1,13 +1,17 @@
 package volcli
 
 import (
+	"encoding/json"
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 )
 
 func infoCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:   "info",
-		Usage:  "print volmaster's version, Go and kernel versions, counts and global config",
+		Name: "info",
+		Usage: "print volmaster's version, Go and kernel versions, counts and global config, and the cluster: " +
+			"every volmaster, the etcd members with health and leader, the volsupervisor leader",
 		Action: e.action(0, info),
 	}
 }
@@ -19,5 +23,17 @@ func info(k *call) error {
 	if err != nil {
 		return k.fail(err, "")
 	}
-	return k.printJSON(raw)
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return k.fail(fmt.Errorf("volmaster's /info is not a JSON object: %w", err), "")
+	}
+	// The cluster view is added, not required: a part of it that cannot be
+	// read is said in its place, and /info still printed.
+	cl, err := k.api.Cluster(ctx)
+	if err != nil {
+		out["cluster-error"], _ = json.Marshal(err.Error())
+	} else {
+		out["cluster"], _ = json.Marshal(cl)
+	}
+	return k.printJSON(out)
 }
