@@ -127,10 +127,7 @@ func Print(w io.Writer, rows []Row, results map[string]*benchfmt.Result, size st
 			figure += " @" + size
 		}
 		res := results[row.Bench]
-		v, ok := 0.0, false
-		if res != nil {
-			v, ok = res.Value(row.Unit)
-		}
+		v, ok := value(res, row.Unit)
 		if !ok {
 			fmt.Fprintf(tw, "%s\tnot measured\t-\t-\t%s\n", figure, row.Note)
 			continue
@@ -139,7 +136,7 @@ func Print(w io.Writer, rows []Row, results map[string]*benchfmt.Result, size st
 		ref, ratio := "-", "-"
 		switch {
 		case row.RefUnit != "":
-			if r, ok := res.Value(row.RefUnit); ok && r > 0 {
+			if r, ok := value(res, row.RefUnit); ok && r > 0 {
 				ref = fmt.Sprintf("%s %s", num(r*row.Scale), row.Show)
 				ratio = fmt.Sprintf("%.2f×", v/(r*row.Scale))
 			}
@@ -150,6 +147,21 @@ func Print(w io.Writer, rows []Row, results map[string]*benchfmt.Result, size st
 		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", figure, num(v), row.Show, ref, ratio, row.Note)
 	}
 	return tw.Flush()
+}
+
+// value is res's figure in unit as the benchmark reported it: benchfmt
+// rewrites some units (heap-MB becomes heap-B, in decimal bytes), so the
+// unit printed wins over the normalised one.
+func value(res *benchfmt.Result, unit string) (float64, bool) {
+	if res == nil {
+		return 0, false
+	}
+	for _, v := range res.Values {
+		if v.OrigUnit == unit {
+			return v.OrigValue, true
+		}
+	}
+	return res.Value(unit)
 }
 
 // num prints a figure with three significant digits or more.

@@ -22,7 +22,8 @@ PASS
 	if err := Results(res, out, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := Results(res, []byte("BenchmarkVolcliListAll-2   	      10	   123000000 ns/op\n"), "@100k"); err != nil {
+	if err := Results(res, []byte("BenchmarkVolcliListAll-2   	      10	   123000000 ns/op\n"+
+		"BenchmarkVolmasterMemory-2   	      10	        23.40 ns/op	       681.3 heap-MB	      1056 rss-MB\n"), "@100k"); err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
@@ -41,6 +42,7 @@ PASS
 		"REST GET one volume",
 		"123 ms",
 		"0.41×",
+		"681 MiB", // benchfmt turns heap-MB into heap-B: the printed unit is read
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
