@@ -2,11 +2,14 @@ package csi_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/etcdtest"
 	"github.com/volplugin/volplugin/storage"
+	"github.com/volplugin/volplugin/storage/backend/ceph"
 	"github.com/volplugin/volplugin/storage/backend/local"
 	"github.com/volplugin/volplugin/volmaster"
 	"github.com/volplugin/volplugin/volplugin"
@@ -37,24 +41,50 @@ func needRoot(t testing.TB) {
 	}
 }
 
-// cluster is a volmaster on embedded etcd with the local backend, its
-// images in dataDir.
+// cluster is a volmaster on embedded etcd with one backend: the local one
+// (images in dataDir) or Ceph (cephConf, the shared scripts/ceph-dev
+// cluster). policy is the policy its volumes are made from.
 type cluster struct {
-	url     string
-	api     *client.Client
-	dataDir string
+	url      string
+	api      *client.Client
+	dataDir  string
+	cephConf string
+	policy   string
 }
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
+	return startClusterOn(t, config.BackendLocal, "")
+}
+
+func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
+	t.Helper()
 	cli, _ := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
-	dataDir := t.TempDir()
-	lb, err := local.New(local.Config{DataDir: dataDir})
-	if err != nil {
-		t.Fatal(err)
+	c := &cluster{dataDir: t.TempDir(), cephConf: cephConf, policy: "policy1"}
+	var crud storage.CRUD
+	policy := `{"backend":"local","create":{"size":"64MB"}}`
+	if backend == config.BackendCeph {
+		cb, err := ceph.New(ceph.Config{Conf: cephConf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cb.Close() })
+		crud = cb
+		policy = `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`
+		// Runs share the cluster: a policy of its own keeps this run's
+		// images apart (their names start with it).
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.policy = "csi" + hex.EncodeToString(b)
+	} else {
+		lb, err := local.New(local.Config{DataDir: c.dataDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		crud = lb
 	}
-	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{config.BackendLocal: lb}})
+	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{backend: crud}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +95,43 @@ func startCluster(t testing.TB) *cluster {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	api, _ := client.New(ts.URL)
-	if _, err := api.PutGlobal(ctx, []byte(`{"TTL": 5, "Timeout": 30}`)); err != nil {
+	c.url = ts.URL
+	c.api, _ = client.New(ts.URL)
+	if _, err := c.api.PutGlobal(ctx, []byte(`{"TTL": 5, "Timeout": 30}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := api.PutPolicy(ctx, "policy1", []byte(`{"backend":"local","create":{"size":"64MB"}}`)); err != nil {
+	if _, _, err := c.api.PutPolicy(ctx, c.policy, []byte(policy)); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{url: ts.URL, api: api, dataDir: dataDir}
+	if backend == config.BackendCeph {
+		t.Cleanup(func() { c.purge(t) })
+	}
+	return c
+}
+
+// purge destroys every volume of the cluster's policy, the trash included:
+// on a shared Ceph cluster nothing of a run may stay.
+func (c *cluster) purge(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	refs, err := c.api.Volumes(ctx, c.policy)
+	if err != nil {
+		t.Errorf("purge: %v", err)
+	}
+	for _, ref := range refs {
+		if _, err := c.api.RemoveVolume(ctx, ref, config.RemoveOptions{Unprotect: true}); err != nil {
+			t.Errorf("purge %s: %v", ref, err)
+		}
+	}
+	trash, err := c.api.Trash(ctx, config.VolumeRef{Policy: c.policy})
+	if err != nil {
+		t.Errorf("purge: %v", err)
+	}
+	for _, e := range trash {
+		if err := c.api.PurgeTrash(ctx, config.TrashRef{Volume: e.Volume.Ref(), ID: e.ID}); err != nil {
+			t.Errorf("purge %s: %v", e.ID, err)
+		}
+	}
 }
 
 // plugin is a running volcsi (controller and node) wired as cmd/volcsi
@@ -90,6 +149,9 @@ func (c *cluster) startPlugin(t testing.TB, host, dir string) *plugin {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := volplugin.Options{Volmaster: c.url, PluginName: "volcsi", Host: host,
 		MountRoot: filepath.Join(dir, "mnt"), StateDir: filepath.Join(dir, "state"), LocalDataDir: c.dataDir, Log: quiet()}
+	if c.cephConf != "" {
+		o.CephConf, o.CephMapper, o.CephRunDir = c.cephConf, "fuse", filepath.Join(dir, "run")
+	}
 	d, stopHost, err := volplugin.Start(ctx, o)
 	if err != nil {
 		cancel()
@@ -124,26 +186,38 @@ func (c *cluster) startPlugin(t testing.TB, host, dir string) *plugin {
 }
 
 // cleanMounts is a safety net run at cleanup: whatever a failed test left
-// mounted under root (binds, then the volumes themselves) is unmounted, the
-// local backend's mounts through the backend so their loop devices go too.
-func cleanMounts(t testing.TB, root, dataDir string) {
+// mounted under dir (binds, then the volumes themselves) is unmounted, the
+// volumes through their backend so that loop devices and rbd-fuse go too.
+func (c *cluster) cleanMounts(t testing.TB, dir string) {
 	t.Cleanup(func() {
-		infos, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
+		root := filepath.Join(dir, "mnt")
+		infos, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 		slices.SortFunc(infos, func(a, b *mountinfo.Info) int { return b.ID - a.ID })
 		for _, m := range infos {
-			if filepath.Dir(filepath.Dir(m.Mountpoint)) != filepath.Join(root, "mnt") {
+			if !strings.HasPrefix(m.Mountpoint, root+"/") && !strings.HasPrefix(m.Mountpoint, filepath.Join(dir, "run")+"/") {
 				_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
 			}
 		}
-		lb, err := local.New(local.Config{DataDir: dataDir, MountRoot: filepath.Join(root, "mnt")})
-		if err != nil {
-			return
+		var m storage.Mounter
+		if c.cephConf != "" {
+			cb, err := ceph.New(ceph.Config{Conf: c.cephConf, MountRoot: root, Mapper: "fuse", RunDir: filepath.Join(dir, "run")})
+			if err != nil {
+				return
+			}
+			defer cb.Close()
+			m = cb
+		} else {
+			lb, err := local.New(local.Config{DataDir: c.dataDir, MountRoot: root})
+			if err != nil {
+				return
+			}
+			m = lb
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		mounts, _ := lb.Mounted(ctx)
-		for _, m := range mounts {
-			_ = lb.Unmount(ctx, storage.Volume{Policy: m.Volume.Policy, Name: m.Volume.Name})
+		mounts, _ := m.Mounted(ctx)
+		for _, mnt := range mounts {
+			_ = m.Unmount(ctx, storage.Volume{Policy: mnt.Volume.Policy, Name: mnt.Volume.Name})
 		}
 	})
 }

@@ -83,7 +83,7 @@ func TestOneLockForCSIAndDocker(t *testing.T) {
 	c := startCluster(t)
 	dir1, dir2, dirD := t.TempDir(), t.TempDir(), t.TempDir()
 	for _, d := range []string{dir1, dir2, dirD} {
-		cleanMounts(t, d, c.dataDir)
+		c.cleanMounts(t, d)
 	}
 	n1, n2 := dial(t, c.startPlugin(t, "node1", dir1)), dial(t, c.startPlugin(t, "node2", dir2))
 	hctx, hcancel := context.WithCancel(context.Background())

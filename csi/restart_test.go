@@ -34,7 +34,7 @@ func TestStageConvergesAfterRestart(t *testing.T) {
 	needRoot(t)
 	c := startCluster(t)
 	dir := t.TempDir()
-	cleanMounts(t, dir, c.dataDir)
+	c.cleanMounts(t, dir)
 	p := c.startPlugin(t, "node1", dir)
 	n := dial(t, p)
 	ctx := context.Background()
