@@ -32,9 +32,10 @@ func checkCapabilities(v *config.Volume, caps []*csipb.VolumeCapability) string 
 		}
 		switch mode := c.GetAccessMode().GetMode(); mode {
 		case csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
-			csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
-			csipb.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
-			csipb.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
+			csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY:
+		// SINGLE_NODE_SINGLE_WRITER and SINGLE_NODE_MULTI_WRITER go with the
+		// SINGLE_NODE_MULTI_WRITER capability, not offered: one writer per
+		// publish is not enforced.
 		case csipb.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
 			csipb.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
 			csipb.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:

@@ -45,6 +45,9 @@ var controllerCapabilities = []csipb.ControllerServiceCapability_RPC_Type{
 	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 	csipb.ControllerServiceCapability_RPC_LIST_VOLUMES,
 	csipb.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+	csipb.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+	csipb.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 }
 
 // CreateVolume creates policy/VolumeName(name) with the parameters as
@@ -76,8 +79,9 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	if err := checkCapabilityFields(req.GetVolumeCapabilities()...); err != nil {
 		return config.Volume{}, err
 	}
-	if req.GetVolumeContentSource() != nil {
-		return config.Volume{}, fmt.Errorf("volume content sources (snapshots, clones) are not offered yet: %w", config.ErrInvalid)
+	src := req.GetVolumeContentSource()
+	if src != nil && src.GetSnapshot() == nil {
+		return config.Volume{}, fmt.Errorf("cloning a volume is not offered (only a snapshot as content source): %w", config.ErrInvalid)
 	}
 	policy, opts, err := volumeOptions(req.GetParameters(), req.GetCapacityRange())
 	if err != nil {
@@ -90,6 +94,9 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	}
 	if !errors.Is(err, config.ErrNotFound) {
 		return config.Volume{}, err
+	}
+	if src != nil {
+		return c.createFromSnapshot(ctx, ref, src.GetSnapshot().GetSnapshotId(), req)
 	}
 	p, err := c.s.cfg.API.Policy(ctx, policy)
 	if errors.Is(err, config.ErrNotFound) {

@@ -62,7 +62,10 @@ func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
 	cli, _ := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
 	c := &cluster{dataDir: t.TempDir(), cephConf: cephConf, policy: "policy1"}
-	var crud storage.CRUD
+	var crud interface {
+		storage.CRUD
+		storage.Snapshotter
+	}
 	policy := `{"backend":"local","create":{"size":"64MB"}}`
 	if backend == config.BackendCeph {
 		cb, err := ceph.New(ceph.Config{Conf: cephConf})
@@ -71,7 +74,9 @@ func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
 		}
 		t.Cleanup(func() { cb.Close() })
 		crud = cb
-		policy = `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"64MB"}}`
+		// flatten: a volume made from a snapshot must not hang on it (CSI
+		// deletes snapshots and sources before their copies).
+		policy = `{"backend":"ceph","driver":{"pool":"rbd","options":{"flatten":"true"}},"create":{"size":"64MB"}}`
 		// Runs share the cluster: a policy of its own keeps this run's
 		// images apart (their names start with it).
 		b := make([]byte, 4)
@@ -84,7 +89,8 @@ func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
 		}
 		crud = lb
 	}
-	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{backend: crud}})
+	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{backend: crud},
+		Snapshotters: map[string]storage.Snapshotter{backend: crud}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,28 +116,45 @@ func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
 }
 
 // purge destroys every volume of the cluster's policy, the trash included:
-// on a shared Ceph cluster nothing of a run may stay.
+// on a shared Ceph cluster nothing of a run may stay. A second round takes
+// what the first could not while a copy still hung on it (a failed test
+// may leave an unflattened clone).
 func (c *cluster) purge(t testing.TB) {
+	if c.purgeOnce(t, false) {
+		c.purgeOnce(t, true)
+	}
+}
+
+// purgeOnce runs one round of purge, reporting failures only if last; it
+// tells whether something failed.
+func (c *cluster) purgeOnce(t testing.TB, last bool) (failed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	errorf := func(format string, args ...any) {
+		failed = true
+		if last {
+			t.Errorf(format, args...)
+		}
+	}
 	refs, err := c.api.Volumes(ctx, c.policy)
 	if err != nil {
-		t.Errorf("purge: %v", err)
+		errorf("purge: %v", err)
 	}
 	for _, ref := range refs {
 		if _, err := c.api.RemoveVolume(ctx, ref, config.RemoveOptions{Unprotect: true}); err != nil {
-			t.Errorf("purge %s: %v", ref, err)
+			errorf("purge %s: %v", ref, err)
 		}
 	}
 	trash, err := c.api.Trash(ctx, config.VolumeRef{Policy: c.policy})
 	if err != nil {
-		t.Errorf("purge: %v", err)
+		errorf("purge: %v", err)
 	}
 	for _, e := range trash {
 		if err := c.api.PurgeTrash(ctx, config.TrashRef{Volume: e.Volume.Ref(), ID: e.ID}); err != nil {
-			t.Errorf("purge %s: %v", e.ID, err)
+			errorf("purge %s: %v", e.ID, err)
 		}
 	}
+	return failed
 }
 
 // plugin is a running volcsi (controller and node) wired as cmd/volcsi
