@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -28,6 +29,7 @@ type manifests struct {
 	accounts     []corev1.ServiceAccount
 	drivers      []storagev1.CSIDriver
 	classes      []storagev1.StorageClass
+	snapClasses  []snapshotv1.VolumeSnapshotClass
 	roles        []rbacv1.ClusterRole
 	bindings     []rbacv1.ClusterRoleBinding
 	nsRoles      []rbacv1.Role
@@ -88,6 +90,7 @@ func readManifests(t *testing.T) *manifests {
 				"ClusterRole": "rbac.authorization.k8s.io/v1", "ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
 				"Role": "rbac.authorization.k8s.io/v1", "RoleBinding": "rbac.authorization.k8s.io/v1",
 				"Deployment": "apps/v1", "DaemonSet": "apps/v1",
+				"VolumeSnapshotClass": "snapshot.storage.k8s.io/v1",
 			}[head.Kind]
 			if want == "" || head.APIVersion != want {
 				t.Fatalf("%s #%d: %s %s is not a kind this test knows (apiVersion %s)", f, i, head.APIVersion, head.Kind, want)
@@ -105,6 +108,8 @@ func readManifests(t *testing.T) *manifests {
 				decodeStrict(t, where, d, &m.drivers)
 			case "StorageClass":
 				decodeStrict(t, where, d, &m.classes)
+			case "VolumeSnapshotClass":
+				decodeStrict(t, where, d, &m.snapClasses)
 			case "ClusterRole":
 				decodeStrict(t, where, d, &m.roles)
 				m.roleNames["ClusterRole/"+m.roles[len(m.roles)-1].Name] = true
@@ -181,6 +186,22 @@ func TestKubernetesManifests(t *testing.T) {
 			if !options[k] && !strings.HasPrefix(k, "csi.storage.k8s.io/") {
 				t.Errorf("StorageClass %s: parameter %s is neither policy nor a volume option", sc.Name, k)
 			}
+		}
+	}
+	// volcsi takes snapshots: a class for them, and the sidecar that
+	// calls it.
+	if len(m.snapClasses) != 1 || m.snapClasses[0].Driver != csi.DefaultDriverName {
+		t.Errorf("want one VolumeSnapshotClass for %s, have %+v", csi.DefaultDriverName, m.snapClasses)
+	}
+	sidecarImages := map[string]bool{}
+	for _, d := range m.deployments {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			sidecarImages[strings.Split(c.Image[strings.LastIndex(c.Image, "/")+1:], ":")[0]] = true
+		}
+	}
+	for _, want := range []string{"csi-provisioner", "csi-resizer", "csi-snapshotter"} {
+		if !sidecarImages[want] {
+			t.Errorf("the controller Deployment has no %s sidecar", want)
 		}
 	}
 	for _, b := range m.bindings {
