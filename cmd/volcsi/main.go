@@ -79,6 +79,7 @@ func main() {
 			}
 			defer os.Remove(ln.Addr().String())
 			log.WithFields(logrus.Fields{"endpoint": c.String("endpoint"), "mode": mode, "host": o.Host}).Info("volcsi listening")
+			fmt.Printf("volcsi endpoint: %s\n", c.String("endpoint"))
 			return srv.Serve(ctx, ln)
 		}),
 	}
