@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/moby/sys/mountinfo"
@@ -165,7 +167,15 @@ func (n node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolum
 		return nil, statusError(err)
 	}
 	defer done()
-	if mounted, err := mountinfo.Mounted(target); err == nil && mounted {
+	mode := req.GetVolumeCapability().GetAccessMode().GetMode()
+	readOnly := req.GetReadonly() || mode == csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY ||
+		mode == csipb.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY
+	if infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target)); err == nil && len(infos) > 0 {
+		// Published already: the same request again is a no-op, another
+		// (read-only against read-write) is the spec's AlreadyExists.
+		if isRO := slices.Contains(strings.Split(infos[len(infos)-1].Options, ","), "ro"); isRO != readOnly {
+			return nil, statusError(fmt.Errorf("volume %s is published at %s with read-only %v, not %v: %w", ref, target, isRO, readOnly, config.ErrExists))
+		}
 		return &csipb.NodePublishVolumeResponse{}, nil
 	}
 	if mounted, err := mountinfo.Mounted(staging); err != nil || !mounted {
@@ -177,9 +187,7 @@ func (n node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolum
 	if err := unix.Mount(staging, target, "", unix.MS_BIND, ""); err != nil {
 		return nil, statusError(fmt.Errorf("bind %s onto %s: %w", staging, target, err))
 	}
-	mode := req.GetVolumeCapability().GetAccessMode().GetMode()
-	if req.GetReadonly() || mode == csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY ||
-		mode == csipb.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY {
+	if readOnly {
 		// A bind mount takes its own read-only flag only on a remount.
 		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 			_ = unix.Unmount(target, 0)

@@ -142,6 +142,11 @@ func TestOneLockForCSIAndDocker(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(ro1, "nope"), nil, 0o644); !errors.Is(err, unix.EROFS) {
 		t.Errorf("write through a read-only publish: %v, want EROFS", err)
 	}
+	_, err = n1.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging1, TargetPath: ro1, VolumeCapability: writer})
+	wantCode(t, "publishing read-write where it is published read-only", err, codes.AlreadyExists)
+	if _, err := n1.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging1, TargetPath: ro1, VolumeCapability: writer, Readonly: true}); err != nil {
+		t.Errorf("the same read-only publish again: %v", err)
+	}
 
 	// The other CSI node and the Docker host are refused, naming node1.
 	wantCode(t, "node2 stage while node1 holds it", stage(ctx, n2, id, filepath.Join(dir2, "staging")), codes.FailedPrecondition, `"node1"`)

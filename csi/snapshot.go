@@ -73,6 +73,32 @@ func (c controller) labelled(ctx context.Context, refs []config.VolumeRef) ([]*c
 	return out, nil
 }
 
+// labelHolder returns the volume other than except whose snapshots have
+// label, or nil: CSI snapshot names are unique across volumes, labels only
+// within one. It asks volmaster for every volume's snapshots.
+func (c controller) labelHolder(ctx context.Context, label string, except config.VolumeRef) (*config.VolumeRef, error) {
+	refs, err := c.s.cfg.API.Volumes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, ref := range refs {
+		if ref == except {
+			continue
+		}
+		snaps, err := c.s.cfg.API.Snapshots(ctx, ref)
+		if errors.Is(err, config.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(snaps, func(s config.Snapshot) bool { return s.Label == label }) {
+			return &ref, nil
+		}
+	}
+	return nil, nil
+}
+
 // CreateSnapshot takes a labelled snapshot of the source volume, or returns
 // the one a previous call took; a name used for another volume's snapshot
 // is AlreadyExists.
@@ -92,23 +118,10 @@ func (c controller) CreateSnapshot(ctx context.Context, req *csipb.CreateSnapsho
 		return nil, statusError(err)
 	}
 	label := VolumeName(req.GetName())
-	refs, err := c.s.cfg.API.Volumes(ctx, "")
-	if err != nil {
+	if other, err := c.labelHolder(ctx, label, ref); err != nil {
 		return nil, statusError(err)
-	}
-	all, err := c.labelled(ctx, slices.DeleteFunc(refs, func(r config.VolumeRef) bool { return r == ref }))
-	if err != nil {
-		return nil, statusError(err)
-	}
-	for _, other := range all {
-		o, _ := volumeRef(other.SourceVolumeId)
-		snaps, err := c.s.cfg.API.Snapshots(ctx, o)
-		if err != nil {
-			continue
-		}
-		if slices.ContainsFunc(snaps, func(s config.Snapshot) bool { return s.Label == label }) {
-			return nil, statusError(fmt.Errorf("snapshot name %q is taken by a snapshot of volume %s: %w", req.GetName(), o, config.ErrExists))
-		}
+	} else if other != nil {
+		return nil, statusError(fmt.Errorf("snapshot name %q is taken by a snapshot of volume %s: %w", req.GetName(), *other, config.ErrExists))
 	}
 	snap, err := c.s.cfg.API.TakeLabelledSnapshot(ctx, ref, label)
 	if err != nil {
