@@ -236,24 +236,6 @@ func TestOperatorGuideListsEveryDaemonFlag(t *testing.T) {
 	}
 }
 
-// TestKubernetesPageListsEveryVolcsiFlag compares cmd/volcsi's flags with
-// the flag table in kubernetes.md.
-func TestKubernetesPageListsEveryVolcsiFlag(t *testing.T) {
-	code := map[string]bool{}
-	for _, f := range daemonFlags(t, filepath.Join(root, "cmd", "volcsi", "main.go")) {
-		code[f] = true
-	}
-	if len(code) == 0 {
-		t.Fatal("no flags found in cmd/volcsi/main.go")
-	}
-	documented := map[string]bool{}
-	doc := section(t, read(t, "kubernetes.md"), "## volcsi flags")
-	for _, m := range regexp.MustCompile("(?m)^\\| `--([a-z0-9-]+)` \\|").FindAllStringSubmatch(doc, -1) {
-		documented[m[1]] = true
-	}
-	compare(t, "cmd/volcsi", code, "kubernetes.md ## volcsi flags", documented)
-}
-
 // TestArchitectureListsEveryKey compares the key layout in config/keys.go's
 // documentation with the table in architecture.md.
 func TestArchitectureListsEveryKey(t *testing.T) {
@@ -414,7 +396,7 @@ func TestLinksResolve(t *testing.T) {
 }
 
 var (
-	binaries = []string{"volcli", "volcsi", "volmaster", "volplugin", "volsupervisor"}
+	binaries = []string{"volcli", "volmaster", "volplugin", "volsupervisor"}
 	units    = []string{"volmaster", "volplugin", "volsupervisor"}
 )
 
