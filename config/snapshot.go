@@ -57,6 +57,12 @@ type Snapshot struct {
 	// time.String(), spaces and all) and is listed under a name of ours made
 	// from its time (volcli migrate from-contiv).
 	Backend string `json:"backend-name,omitempty"`
+	// Label is the name a caller gave an on-demand snapshot (volcsi: the
+	// CSI snapshot's name), unique among the volume's snapshots: taking a
+	// snapshot with a label the volume has returns that one. A labelled
+	// snapshot is its caller's: never pruned, kept until removed (DELETE
+	// .../snapshots/{snap}).
+	Label string `json:"label,omitempty"`
 }
 
 // BackendName is the name the backend knows the snapshot by.
@@ -67,11 +73,21 @@ func (s Snapshot) BackendName() string {
 	return s.Name
 }
 
-// Retain returns the names of the snapshots to keep: the newest keep, plus
-// the tiers' picks. snaps must be sorted oldest first (as their names sort).
-// With keep 0 and no tiers everything is kept.
+// Retain returns the names of the snapshots to keep: every labelled one,
+// and of the others the newest keep, plus the tiers' picks. snaps must be
+// sorted oldest first (as their names sort). With keep 0 and no tiers
+// everything is kept.
 func Retain(snaps []Snapshot, keep uint, tiers Tiers) map[string]bool {
 	out := make(map[string]bool, len(snaps))
+	var scheduled []Snapshot
+	for _, s := range snaps {
+		if s.Label != "" {
+			out[s.Name] = true
+		} else {
+			scheduled = append(scheduled, s)
+		}
+	}
+	snaps = scheduled
 	if keep == 0 && tiers == (Tiers{}) {
 		for _, s := range snaps {
 			out[s.Name] = true

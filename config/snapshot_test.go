@@ -83,3 +83,24 @@ func TestParseOriginalSnapshotName(t *testing.T) {
 		}
 	}
 }
+
+// TestRetainKeepsLabelled: a labelled snapshot is its caller's, never
+// pruned, and does not take one of keep's places.
+func TestRetainKeepsLabelled(t *testing.T) {
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var snaps []Snapshot
+	for i := range 5 {
+		tm := base.Add(time.Duration(i) * time.Hour)
+		s := Snapshot{Name: SnapshotName(tm), Time: tm}
+		if i == 0 || i == 4 {
+			s.Label = "csi-" + SnapshotName(tm)
+		}
+		snaps = append(snaps, s)
+	}
+	kept := Retain(snaps, 1, Tiers{})
+	for i, want := range []bool{true, false, false, true, true} {
+		if kept[snaps[i].Name] != want {
+			t.Errorf("snapshot %d (label %q): kept %v, want %v", i, snaps[i].Label, kept[snaps[i].Name], want)
+		}
+	}
+}

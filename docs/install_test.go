@@ -16,7 +16,7 @@ import (
 )
 
 var (
-	binaries = []string{"volcli", "volmaster", "volplugin", "volsupervisor"}
+	binaries = []string{"volcli", "volcsi", "volmaster", "volplugin", "volsupervisor"}
 	units    = []string{"volmaster", "volplugin", "volsupervisor"}
 )
 

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	// unless a test names a step in VOLPLUGIN_FAULTPOINT. `make build` never
 	// sets it.
 	tags := strings.Trim(buildTags+",faults", ",")
-	cmd := exec.Command("go", "build", "-tags", tags, "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", dir+"/", "../cmd/volmaster", "../cmd/volcli", "../cmd/volplugin", "../cmd/volsupervisor", "../cmd/volcsi")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)

@@ -110,6 +110,8 @@ func TestAuthMatrix(t *testing.T) {
 	h.mustAs(t, "admin", 201, "POST", "/v1/volumes", `{"policy":"a","name":"v"}`)
 	var snap config.Snapshot
 	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/volumes/a/v/snapshots", `{}`)), &snap)
+	var labelled config.Snapshot
+	_ = json.Unmarshal([]byte(h.mustAs(t, "admin", 201, "POST", "/v1/volumes/a/v/snapshots", `{"label":"gone"}`)), &labelled)
 	var lease config.HostLease
 	_ = json.Unmarshal([]byte(h.mustAs(t, "host", 201, "POST", "/v1/leases", `{"host":"h1"}`)), &lease)
 	lockBody := fmt.Sprintf(`{"hostname":"h1","lease":%d,"mount-id":"m1"}`, lease.ID)
@@ -136,6 +138,7 @@ func TestAuthMatrix(t *testing.T) {
 		"DELETE /v1/volumes/{policy}/{name}":                     {"DELETE", "/v1/volumes/a/n1", "", "tenant-a", nil}, // made by POST above
 		"POST /v1/volumes/{policy}/{name}/snapshots":             {"POST", "/v1/volumes/a/v/snapshots", `{}`, "tenant-a", nil},
 		"POST /v1/volumes/{policy}/{name}/snapshots/{snap}/copy": {"POST", "/v1/volumes/a/v/snapshots/" + snap.Name + "/copy", `{"name":"c"}`, "tenant-a", nil},
+		"DELETE /v1/volumes/{policy}/{name}/snapshots/{snap}":    {"DELETE", "/v1/volumes/a/v/snapshots/" + labelled.Name, "", "tenant-a", nil},
 		"PUT /v1/volumes/{policy}/{name}/runtime":                {"PUT", "/v1/volumes/a/v/runtime", `{"snapshots":false}`, "tenant-a", nil},
 		"POST /v1/volumes/{policy}/{name}/resize":                {"POST", "/v1/volumes/a/v/resize", `{"size":"20MB"}`, "tenant-a", nil},
 		"PUT /v1/global":                                         {"PUT", "/v1/global", `{"TTL":20}`, "admin", nil},
@@ -160,6 +163,7 @@ func TestAuthMatrix(t *testing.T) {
 	order := []string{
 		"PUT /v1/policies/{policy}", "DELETE /v1/policies/{policy}", "POST /v1/volumes", "DELETE /v1/volumes/{policy}/{name}",
 		"POST /v1/volumes/{policy}/{name}/snapshots", "POST /v1/volumes/{policy}/{name}/snapshots/{snap}/copy",
+		"DELETE /v1/volumes/{policy}/{name}/snapshots/{snap}",
 		"PUT /v1/volumes/{policy}/{name}/runtime", "POST /v1/volumes/{policy}/{name}/resize", "PUT /v1/global", "PUT /v1/uses/{policy}/{name}",
 		"PUT /v1/volumes/{policy}/{name}/formatted",
 		"DELETE /v1/uses/{policy}/{name}/mounts/{id}", "DELETE /v1/uses/{policy}/{name}", "POST /v1/leases",

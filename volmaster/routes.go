@@ -43,6 +43,7 @@ func Routes() []Route {
 		{"GET", "/v1/volumes/{policy}/{name}/snapshots", Read, (*Server).listSnapshots, nil},
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots", VolumeWrite, (*Server).takeSnapshot, nil},
 		{"POST", "/v1/volumes/{policy}/{name}/snapshots/{snap}/copy", VolumeWrite, (*Server).copySnapshot, nil},
+		{"DELETE", "/v1/volumes/{policy}/{name}/snapshots/{snap}", VolumeWrite, (*Server).removeSnapshot, nil},
 		{"GET", "/v1/volumes/{policy}/{name}/runtime", Read, (*Server).getRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/runtime", VolumeWrite, (*Server).putRuntime, nil},
 		{"PUT", "/v1/volumes/{policy}/{name}/formatted", Host, (*Server).markFormatted, formattedOwner},

@@ -1,6 +1,7 @@
 package volmaster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,13 +33,33 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, snaps)
 }
 
-// takeSnapshot takes an on-demand snapshot now. It is pruned by the volume's
-// keep count like a scheduled one.
+// takeRequest is the optional body of POST .../snapshots.
+type takeRequest struct {
+	// Label names the snapshot for its caller: the volume's snapshot with
+	// this label is returned if there is one, and it is never pruned.
+	Label string `json:"label,omitempty"`
+}
+
+// takeSnapshot takes an on-demand snapshot now. Without a label it is
+// pruned by the volume's keep count like a scheduled one; with one it is
+// kept until removed, and a repeated request returns it (200).
 func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	ref, err := refVar(r)
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req takeRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
@@ -46,6 +67,20 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ops := s.volOps()
+	if req.Label != "" {
+		snap, made, err := ops.TakeLabelled(r.Context(), ref, req.Label, s.limits(ref.Policy).MaxKeep, h)
+		if err != nil {
+			writeError(w, backendErr(err))
+			return
+		}
+		status := http.StatusOK
+		if made {
+			status = http.StatusCreated
+			s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).WithField("label", snap.Label).Info("snapshot taken")
+		}
+		writeJSON(w, status, snap)
+		return
+	}
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
 		writeError(w, backendErr(err))
@@ -60,6 +95,32 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusCreated, snap)
+}
+
+// removeSnapshot removes one snapshot (backend and record) under the
+// volume's operation lock.
+func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) {
+	ref, err := refVar(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	snap := mux.Vars(r)["snap"]
+	if _, err := config.ParseSnapshotName(snap); err != nil {
+		writeError(w, err)
+		return
+	}
+	h, err := s.holder(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.volOps().RemoveSnapshot(r.Context(), ref, snap, h); err != nil {
+		writeError(w, backendErr(err))
+		return
+	}
+	s.log.WithField("volume", ref.String()).WithField("snapshot", snap).Info("snapshot removed")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // copyRequest is the body of POST .../snapshots/{snap}/copy.

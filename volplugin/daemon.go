@@ -100,47 +100,89 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := checkVolmasterURL(o.Volmaster, o.Insecure); err != nil {
-		return err
-	}
-	var copts []client.Option
-	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" {
-		cfg, err := client.TLSConfig(o.TLSCA, o.TLSCert, o.TLSKey)
-		if err != nil {
-			return err
-		}
-		copts = append(copts, client.WithTLS(cfg))
-	}
-	if o.TokenFile != "" {
-		tok, err := os.ReadFile(o.TokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
-		}
-		copts = append(copts, client.WithToken(strings.TrimSpace(string(tok))))
-	}
-	api, err := client.New(o.Volmaster, copts...)
+	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
+	d, stop, err := start(ctx, o, func() error { return checkSocketFree(sock) })
 	if err != nil {
 		return err
+	}
+	defer stop()
+	ln, err := listenUnix(sock, gid)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	h := volume.NewHandler(d)
+	h.HandleFunc("/info", d.serveInfo)
+	h.HandleFunc("/healthz", d.health.serveHealthz)
+	o.Log.WithFields(logrus.Fields{"socket": sock, "host": o.Host, "volmaster": o.Volmaster}).Info("volplugin listening")
+	if o.Started != nil {
+		o.Started(sock)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- h.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve plugin socket: %w", err)
+	case <-ctx.Done():
+		_ = ln.Close()
+		return nil
+	}
+}
+
+// Start runs a volplugin host without the Docker socket, for another
+// front-end (volcsi's node service) to mount through: the host lease, the
+// lock keeper, recovery of what the state file and mount table show, rate
+// limits and metrics, until ctx ends. o.PluginName names the state file and
+// the one-instance lock, so a front-end beside volplugin on one host needs
+// its own name. stop releases what Start holds once ctx has ended.
+func Start(ctx context.Context, o Options) (d *Driver, stop func(), err error) {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if err := config.ValidateName("plugin", o.PluginName); err != nil {
+		return nil, nil, fmt.Errorf("--plugin-name: %w", err)
+	}
+	return start(ctx, o, nil)
+}
+
+// start is Start; beforeLoad, if set, runs under the instance lock before
+// the state file is read (Serve refuses a live socket there).
+func start(ctx context.Context, o Options, beforeLoad func() error) (d *Driver, stop func(), err error) {
+	var closers []func()
+	release := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	api, err := NewClient(o)
+	if err != nil {
+		return nil, nil, err
 	}
 	state, err := newStateFile(o.StateDir, o.PluginName)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	// Before the state file is read or a mount touched: a second volplugin
 	// on this host must stop here, not after it adopted the first one's
 	// mounts or replaced the socket Docker talks to.
 	inst, err := lockInstance(filepath.Dir(state.path), o.PluginName)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer inst.release()
-	sock := filepath.Join(o.SocketDir, o.PluginName+".sock")
-	if err := checkSocketFree(sock); err != nil {
-		return err
+	closers = append(closers, inst.release)
+	if beforeLoad != nil {
+		if err := beforeLoad(); err != nil {
+			return nil, nil, err
+		}
 	}
 	st, err := state.load()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	g, fresh := startGlobal(ctx, api, st, o.Log)
 	if o.MountRoot == "" {
@@ -148,28 +190,28 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	lb, err := local.New(local.Config{DataDir: o.LocalDataDir, MountRoot: o.MountRoot, Timeout: g.TimeoutDuration()})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	nb, err := nfs.New(nfs.Config{MountRoot: o.MountRoot, Timeout: g.TimeoutDuration()})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	mounters := map[string]storage.Mounter{config.BackendLocal: lb, config.BackendNFS: nb}
 	if o.CephConf != "" {
 		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, Host: o.Host, MountRoot: o.MountRoot, Mapper: o.CephMapper, RunDir: o.CephRunDir, Timeout: g.TimeoutDuration()})
 		if err != nil {
-			return fmt.Errorf("--ceph-conf: %w", err)
+			return nil, nil, fmt.Errorf("--ceph-conf: %w", err)
 		}
-		defer cb.Close()
+		closers = append(closers, func() { cb.Close() })
 		mounters[config.BackendCeph] = cb
 	}
 	limits := iolimit.NewManager(iolimit.Options{Logf: o.Log.Warnf})
-	d, err := New(Config{
+	d, err = New(Config{
 		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
 		Mounters: mounters, Limits: limits, Health: o.Health,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	d.state = state
 	if fresh {
@@ -198,15 +240,15 @@ func Serve(ctx context.Context, o Options) error {
 	if o.MetricsListen != "" {
 		tok, err := bearer.FromFile(o.MetricsTokenFile)
 		if err != nil {
-			return fmt.Errorf("--metrics-token-file: %w", err)
+			return nil, nil, fmt.Errorf("--metrics-token-file: %w", err)
 		}
 		ln, err := net.Listen("tcp", o.MetricsListen)
 		if err != nil {
-			return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
+			return nil, nil, fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
 		}
 		hs := &http.Server{Handler: bearer.Require(tok, d.metrics.handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
-		defer hs.Close()
+		closers = append(closers, func() { hs.Close() })
 		if o.MetricsStarted != nil {
 			o.MetricsStarted("http://" + ln.Addr().String() + "/metrics")
 		}
@@ -218,27 +260,35 @@ func Serve(ctx context.Context, o Options) error {
 	go d.watchGlobal(ctx, globalPoll)
 	go d.health.run(ctx, healthEvery, o.Log.Warnf)
 
-	ln, err := listenUnix(sock, gid)
+	return d, release, nil
+}
+
+// NewClient is the volmaster client o describes (URL, TLS, token file),
+// refusing plain HTTP beyond loopback unless o.Insecure.
+func NewClient(o Options) (*client.Client, error) {
+	if err := checkVolmasterURL(o.Volmaster, o.Insecure); err != nil {
+		return nil, err
+	}
+	var copts []client.Option
+	if o.TLSCA != "" || o.TLSCert != "" || o.TLSKey != "" {
+		cfg, err := client.TLSConfig(o.TLSCA, o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		copts = append(copts, client.WithTLS(cfg))
+	}
+	if o.TokenFile != "" {
+		tok, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		copts = append(copts, client.WithToken(strings.TrimSpace(string(tok))))
+	}
+	api, err := client.New(o.Volmaster, copts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.Remove(sock)
-	h := volume.NewHandler(d)
-	h.HandleFunc("/info", d.serveInfo)
-	h.HandleFunc("/healthz", d.health.serveHealthz)
-	o.Log.WithFields(logrus.Fields{"socket": sock, "host": o.Host, "volmaster": o.Volmaster}).Info("volplugin listening")
-	if o.Started != nil {
-		o.Started(sock)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- h.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve plugin socket: %w", err)
-	case <-ctx.Done():
-		_ = ln.Close()
-		return nil
-	}
+	return api, nil
 }
 
 // listenUnix replaces a stale socket (checkSocketFree has refused a live

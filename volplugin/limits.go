@@ -3,6 +3,7 @@ package volplugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -160,39 +161,50 @@ type resizer interface {
 // grow that fails is tried again on the next change of the volume's record
 // (resizing to the same size again), and at the next mount.
 func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size string) {
+	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "size": size})
+	grown, err := d.growMounted(ctx, ref, size)
+	if err != nil {
+		log.WithError(err).Warn("cannot grow the resized volume's filesystem online; resize to the same size to try again, or it grows at its next mount")
+		return
+	}
+	if grown {
+		log.Info("filesystem grown online to the volume's size")
+	}
+}
+
+// growMounted grows the filesystem of ref, if mounted here and not known to
+// fill size, and tells whether it grew it.
+func (d *Driver) growMounted(ctx context.Context, ref config.VolumeRef, size string) (bool, error) {
 	d.mu.Lock()
 	m := d.mounts[ref]
 	known := m == nil || size == "" || m.grownTo == size
 	d.mu.Unlock()
 	if known {
-		return
+		return false, nil
 	}
 	// Not while a Docker request mounts or unmounts it.
 	unlock := d.vlock.lock(ref)
 	defer unlock()
-	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "size": size})
 	d.mu.Lock()
 	m = d.mounts[ref]
 	if m == nil {
 		d.mu.Unlock()
-		return
+		return false, nil
 	}
 	v := m.vol
 	d.mu.Unlock()
 	v.Create.Size = size
 	sv, err := storage.FromConfig(&v)
 	if err != nil {
-		log.WithError(err).Warn("resized volume has a size this host cannot read")
-		return
+		return false, fmt.Errorf("resized volume has a size this host cannot read: %w", err)
 	}
 	mounter, err := d.mounter(&v)
 	if err != nil {
-		log.WithError(err).Warn("cannot grow the resized volume's filesystem")
-		return
+		return false, err
 	}
 	r, ok := mounter.(resizer)
 	if !ok {
-		return
+		return false, nil
 	}
 	sv.Mounted = true
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opTimeout())
@@ -206,9 +218,5 @@ func (d *Driver) sizeChanged(ctx context.Context, ref config.VolumeRef, size str
 		}
 	}
 	d.mu.Unlock()
-	if err != nil {
-		log.WithError(err).Warn("cannot grow the resized volume's filesystem online; resize to the same size to try again, or it grows at its next mount")
-		return
-	}
-	log.Info("filesystem grown online to the volume's size")
+	return err == nil, err
 }

@@ -251,6 +251,24 @@ func (c *Client) TakeSnapshot(ctx context.Context, ref config.VolumeRef) (config
 	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/snapshots", nil, []byte("{}"), &out)
 }
 
+// TakeLabelledSnapshot takes a snapshot of a volume now under label, or
+// returns the volume's snapshot that has that label already. A labelled
+// snapshot is never pruned; RemoveSnapshot removes it.
+func (c *Client) TakeLabelledSnapshot(ctx context.Context, ref config.VolumeRef, label string) (config.Snapshot, error) {
+	body, err := json.Marshal(map[string]string{"label": label})
+	if err != nil {
+		return config.Snapshot{}, err
+	}
+	var out config.Snapshot
+	return out, c.do(ctx, http.MethodPost, "/v1/volumes/"+refPath(ref)+"/snapshots", nil, body, &out)
+}
+
+// RemoveSnapshot removes snapshot snap of ref; config.ErrNotFound if there
+// is none.
+func (c *Client) RemoveSnapshot(ctx context.Context, ref config.VolumeRef, snap string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/volumes/"+refPath(ref)+"/snapshots/"+url.PathEscape(snap), nil, nil, nil)
+}
+
 // CopySnapshot creates volume newName (same policy) from snapshot snap of
 // ref. Not retried.
 func (c *Client) CopySnapshot(ctx context.Context, ref config.VolumeRef, snap, newName string) (config.Volume, error) {

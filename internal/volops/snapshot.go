@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -66,12 +67,57 @@ func (t *Ops) release(ctx context.Context, ref config.VolumeRef, h store.Holder)
 // taken and when the record is written; if it fails at the end, the backend
 // snapshot is removed again, so nothing is left without a record.
 func (t *Ops) Take(ctx context.Context, ref config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) (config.Snapshot, error) {
+	snap, _, err := t.take(ctx, ref, "", 0, h, guard)
+	return snap, err
+}
+
+// TakeLabelled snapshots ref now under label (config.Snapshot.Label), or
+// returns the snapshot of ref that has the label already (made false): a
+// repeated request never makes a second one. Labelled snapshots are never
+// pruned, so maxLabelled (0: no limit; the policy's max-keep) bounds how
+// many one volume holds. Both checks are made under the volume's operation
+// lock, so concurrent requests cannot get past them together.
+func (t *Ops) TakeLabelled(ctx context.Context, ref config.VolumeRef, label string, maxLabelled uint, h store.Holder) (snap config.Snapshot, made bool, err error) {
+	if err := config.ValidateName("snapshot label", label); err != nil {
+		return config.Snapshot{}, false, err
+	}
+	return t.take(ctx, ref, label, maxLabelled, h, nil)
+}
+
+func (t *Ops) take(ctx context.Context, ref config.VolumeRef, label string, maxLabelled uint, h store.Holder, guard []clientv3.Cmp) (config.Snapshot, bool, error) {
 	now := t.Now().UTC()
-	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
+	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By, Label: label}
 	v, err := t.Store.BeginIntent(ctx, ref, store.Intent{Op: "snapshot", Snapshot: snap.Name}, h, guard...)
 	if err != nil {
-		return config.Snapshot{}, err
+		return config.Snapshot{}, false, err
 	}
+	if label != "" {
+		snaps, err := t.Store.ListSnapshots(ctx, ref)
+		if err != nil {
+			t.release(ctx, ref, h)
+			return config.Snapshot{}, false, err
+		}
+		if i := slices.IndexFunc(snaps, func(s config.Snapshot) bool { return s.Label == label }); i >= 0 {
+			t.release(ctx, ref, h)
+			return snaps[i], false, nil
+		}
+		labelled := uint(0)
+		for _, s := range snaps {
+			if s.Label != "" {
+				labelled++
+			}
+		}
+		if maxLabelled > 0 && labelled >= maxLabelled {
+			t.release(ctx, ref, h)
+			return config.Snapshot{}, false, fmt.Errorf("volume %s holds %d labelled snapshots, its policy's limits.max-keep: remove one first: %w", ref, labelled, config.ErrInvalid)
+		}
+	}
+	snap, err = t.takeLocked(ctx, ref, v, snap, h, guard)
+	return snap, err == nil, err
+}
+
+// takeLocked takes the backend snapshot and records it, ref's operation lock held.
+func (t *Ops) takeLocked(ctx context.Context, ref config.VolumeRef, v config.Volume, snap config.Snapshot, h store.Holder, guard []clientv3.Cmp) (config.Snapshot, error) {
 	b, sv, err := t.backend(&v)
 	if err != nil {
 		t.release(ctx, ref, h)
@@ -146,4 +192,19 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, snap config.Snap
 		return fmt.Errorf("prune snapshot %s of %s: %w", name, ref, err)
 	}
 	return t.Store.FinishPrune(ctx, ref, name, h, guard...)
+}
+
+// RemoveSnapshot removes snapshot name of ref (backend and record) under
+// the volume's operation lock; config.ErrNotFound if ref has none of that
+// name.
+func (t *Ops) RemoveSnapshot(ctx context.Context, ref config.VolumeRef, name string, h store.Holder) error {
+	snaps, err := t.Store.ListSnapshots(ctx, ref)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(snaps, func(s config.Snapshot) bool { return s.Name == name })
+	if i < 0 {
+		return fmt.Errorf("volume %s has no snapshot %s: %w", ref, name, config.ErrNotFound)
+	}
+	return t.remove(ctx, ref, snaps[i], h, nil)
 }
