@@ -60,7 +60,10 @@ test: build fmt-check vet
 	$(GO) run ./internal/benchtable/cmd/benchtable -tags $(TAGS) -short 2>$$table.bench || { rc=1; tail -n 60 $$table.bench; }; \
 	exit $$rc
 
+# The Ceph figures run on a throwaway cluster started (and stopped) here.
 bench: build
+	@trap '$(CEPH_DEV) down' EXIT; $(CEPH_DEV) up >/dev/null || exit 1; \
+	eval "$$($(CEPH_DEV) env)" && export CEPH_CONF && \
 	$(GO) run ./internal/benchtable/cmd/benchtable -tags $(TAGS) $(if $(SHORT),-short)
 
 # Native Go fuzzing: every Fuzz* target of FUZZ_PKGS, one at a time (go test

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,6 +61,12 @@ func needRoot(t testing.TB) {
 }
 
 func startCluster(t testing.TB) *cluster {
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster whose volmaster also has the backends in
+// more (the Ceph benchmark's).
+func startClusterWith(t testing.TB, more map[string]storage.CRUD) *cluster {
 	t.Helper()
 	cli, eps := etcdtest.Start(t)
 	keys, _ := config.NewKeys("")
@@ -68,7 +75,9 @@ func startCluster(t testing.TB) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{config.BackendLocal: lb}})
+	backends := map[string]storage.CRUD{config.BackendLocal: lb}
+	maps.Copy(backends, more)
+	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: backends})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +123,7 @@ func (c *cluster) startHostWith(t testing.TB, name, mountRoot string, extra Opti
 		done <- Serve(ctx, Options{
 			Volmaster: c.url, PluginName: "volplugin", SocketDir: sockDir, Host: name,
 			MountRoot: mountRoot, StateDir: filepath.Join(c.stateDir, name), LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
+			CephConf: extra.CephConf, CephMapper: extra.CephMapper, CephRunDir: extra.CephRunDir,
 			MetricsListen: "127.0.0.1:0", MetricsStarted: func(u string) { metrics <- u },
 			Started: func(s string) { started <- s },
 		})

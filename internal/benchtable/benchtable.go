@@ -32,6 +32,7 @@ type Group struct {
 // Groups are the benchmarks `make bench` runs, in order.
 var Groups = []Group{
 	{Pkg: "./volplugin/", Bench: "^BenchmarkPluginCycle$", BenchTime: "11x", ShortTime: "3x"},
+	{Pkg: "./volplugin/", Bench: "^BenchmarkPluginCycleCeph$", BenchTime: "11x", ShortTime: "1x"},
 	{Pkg: "./storage/backend/local/", Bench: "^BenchmarkSnapshotFreeze$", BenchTime: "5x", ShortTime: "1x"},
 	{Pkg: "./volplugin/", Bench: "^Benchmark(LeaseCost1000Locks|RuntimeWatch1000Mounts)$", BenchTime: "1x", ShortTime: "1x"},
 	{Pkg: "./volsupervisor/", Bench: "^BenchmarkSupervisor10000Volumes$", BenchTime: "1x", ShortTime: "1x"},
@@ -65,6 +66,8 @@ var Rows = []Row{
 	{Figure: "  Unmount", Bench: "PluginCycle", Unit: "unmount-ms", Scale: 1, Show: "ms"},
 	{Figure: "  Remove", Bench: "PluginCycle", Unit: "remove-ms", Scale: 1, Show: "ms"},
 	{Figure: "  etcd WAL fsyncs per cycle", Bench: "PluginCycle", Unit: "etcd-fsyncs/cycle", Scale: 1, Show: ""},
+	{Figure: "plugin cycle, Ceph via rbd-fuse + loop, 64 MB ext4", Bench: "PluginCycleCeph", Unit: "cycle-ms", Scale: 1, Show: "ms",
+		RefUnit: "raw-ms", Note: "reference: rbd create, rbd-fuse, losetup, mkfs.ext4, mount, umount, losetup -d, rbd-fuse stopped, rbd rm by hand, same run"},
 	{Figure: "docker run --rm IMAGE true with a volume (Get, Mount, Unmount)", Bench: "DockerRunWithVolume", Unit: "with-volume-ms", Scale: 1, Show: "ms",
 		RefUnit: "without-ms", Note: "reference: the same docker run without a volume, same run"},
 	{Figure: "  time the plugin adds to docker run", Bench: "DockerRunWithVolume", Unit: "added-ms", Scale: 1, Show: "ms"},
