@@ -256,35 +256,12 @@ func BenchmarkVolmasterMemory(b *testing.B) {
 	url := benchVolmaster(b)
 	for b.Loop() {
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		b.Fatalf("GET /metrics: %s %v", resp.Status, err)
-	}
 	for name, unit := range map[string]string{"process_resident_memory_bytes": "rss-MB", "go_memstats_heap_inuse_bytes": "heap-MB"} {
-		v, ok := promValue(string(body), name)
-		if !ok {
-			b.Fatalf("volmaster exports no %s", name)
+		v, err := strconv.ParseFloat(scrape(b, url+"/metrics", name), 64)
+		if err != nil {
+			b.Fatalf("volmaster's %s: %v", name, err)
 		}
 		b.ReportMetric(v/(1<<20), unit)
 	}
 	b.ReportMetric(float64(benchVolumesFor()), "volumes")
-}
-
-// promValue reads an unlabelled sample from Prometheus text output.
-func promValue(text, name string) (float64, bool) {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
 }

@@ -16,7 +16,7 @@ import (
 
 // scrape returns the value of the first sample of name whose labels
 // contain every one of labels ("" if absent).
-func scrape(t *testing.T, url, name string, labels ...string) string {
+func scrape(t testing.TB, url, name string, labels ...string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

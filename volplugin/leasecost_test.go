@@ -1,12 +1,8 @@
 package volplugin
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,20 +17,11 @@ import (
 // etcdCounter reads one counter from etcd's own /metrics.
 func etcdCounter(b *testing.B, endpoint, name string) float64 {
 	b.Helper()
-	resp, err := http.Get(endpoint + "/metrics")
+	v, err := etcdtest.Metric(endpoint, name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	b.Fatalf("etcd exports no %s", name)
-	return 0
+	return v
 }
 
 // createNFSVolumes creates n mount-only volumes nfs/v0000... (eight at a

@@ -1,14 +1,10 @@
 package volsupervisor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -96,21 +92,11 @@ func (c *countingSnapshotter) count() int {
 // etcdMetric sums one counter from etcd's own /metrics.
 func etcdMetric(b *testing.B, endpoint, name string) float64 {
 	b.Helper()
-	resp, err := http.Get(endpoint + "/metrics")
+	v, err := etcdtest.Metric(endpoint, name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
-			f, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			sum += f
-		}
-	}
-	return sum
+	return v
 }
 
 func cpuTime() time.Duration {
