@@ -1,17 +1,16 @@
 package volmaster
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/etcdtest"
+	"github.com/volplugin/volplugin/internal/metrictest"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/local"
 )
@@ -20,36 +19,11 @@ import (
 // labels as k=v,k=v (gauge, counter or untyped value; a histogram's count).
 func samples(t *testing.T, reg prometheus.Gatherer, name string) map[string]float64 {
 	t.Helper()
-	fams, err := reg.Gather()
+	out, err := metrictest.Samples(reg, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var kv []string
-			for _, l := range m.GetLabel() {
-				kv = append(kv, l.GetName()+"="+l.GetValue())
-			}
-			out[strings.Join(kv, ",")] = value(m)
-		}
-	}
 	return out
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	case m.Histogram != nil:
-		return float64(m.GetHistogram().GetSampleCount())
-	}
-	return m.GetUntyped().GetValue()
 }
 
 // The etcd endpoint's database size and quota are read at scrape time; the

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/metrictest"
 )
 
 // sample returns the value of the first sample of family name in fams whose
@@ -35,15 +36,7 @@ next:
 				continue next
 			}
 		}
-		switch {
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-		return m.GetUntyped().GetValue(), true
+		return metrictest.Value(m), true
 	}
 	return 0, false
 }

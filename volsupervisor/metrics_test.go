@@ -3,14 +3,12 @@ package volsupervisor
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/metrictest"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -32,36 +30,11 @@ func (f *faultySnapshotter) CreateSnapshot(ctx context.Context, v storage.Volume
 // histogram's sample count.
 func series(t *testing.T, s *Supervisor, name string) map[string]float64 {
 	t.Helper()
-	fams, err := s.metrics.reg.Gather()
+	out, err := metrictest.Samples(s.metrics.reg, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			var kv []string
-			for _, l := range m.GetLabel() {
-				kv = append(kv, l.GetName()+"="+l.GetValue())
-			}
-			out[strings.Join(kv, ",")] = val(m)
-		}
-	}
 	return out
-}
-
-func val(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	case m.Histogram != nil:
-		return float64(m.GetHistogram().GetSampleCount())
-	}
-	return m.GetUntyped().GetValue()
 }
 
 // The leader reports each scheduled volume's frequency, last snapshot and
