@@ -27,7 +27,7 @@ const SchemaVersion = 2
 //	<prefix>/uses/<policy>/<volume>                 Use: mount lock, on the holder's lease (JSON)
 //	<prefix>/oplocks/<policy>/<volume>              operation lock (create/remove/snapshot), on a lease
 //	<prefix>/intents/<policy>/<volume>              Intent of the operation holding the lock; no lease
-//	<prefix>/hosts/<host>                           HostLease of a volplugin host, on that lease
+//	<prefix>/hosts/<host>/<holder>                  HostLease of one daemon of a host, on that lease
 //	<prefix>/usage/<policy>/<volume>                Usage: when the volume was last mounted/unmounted
 //	<prefix>/snapshots/<policy>/<volume>/<snap>     Snapshot record (JSON); <snap> is a UTC timestamp
 //	<prefix>/supervisor/leader/<lease>              volsupervisor election keys (etcd concurrency.Election)
@@ -147,8 +147,26 @@ func (k Keys) Intent(r VolumeRef) string { return k.Intents() + r.Policy + "/" +
 // Hosts is the prefix of every host's lease record.
 func (k Keys) Hosts() string { return k.Prefix + "/hosts/" }
 
-// Host is one host's lease record.
-func (k Keys) Host(name string) string { return k.Hosts() + name }
+// Host is the lease record of the daemon holder on host (see Use.Holder);
+// of the host itself for a daemon that sends no holder. Each daemon given a
+// host label has its own, so one daemon's new lease does not hide another's
+// from LeaseHost.
+func (k Keys) Host(host, holder string) string {
+	if holder == "" {
+		return k.Hosts() + host
+	}
+	return k.Hosts() + host + "/" + holder
+}
+
+// HostOfKey returns the host a lease record's key names.
+func (k Keys) HostOfKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, k.Hosts())
+	if !ok {
+		return "", false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	return host, host != ""
+}
 
 // Usages is the prefix of every volume's usage record.
 func (k Keys) Usages() string { return k.Prefix + "/usage/" }

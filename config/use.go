@@ -1,32 +1,70 @@
 package config
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
 
 // Use is a mount lock: it records which host holds a volume and for which
 // Docker mount IDs. It lives under the host's etcd lease, so it disappears when
 // the host stops renewing that lease.
+//
+// Holder names the daemon on that host (volplugin or volcsi, see
+// HolderID): two daemons given one host label must not share a lock, or
+// both would map and mount one image. A lock written before holders
+// existed has none and belongs to whichever daemon of its host takes it
+// next, which is what a restart after an upgrade needs.
 type Use struct {
 	Volume   VolumeRef `json:"volume"`
 	Hostname string    `json:"hostname"`
+	Holder   string    `json:"holder,omitempty"`
 	Lease    int64     `json:"lease,omitzero"`
 	MountIDs []string  `json:"mount-ids,omitempty"`
 	Since    time.Time `json:"since,omitzero"`
 }
 
+// HeldBy tells whether the lock belongs to the daemon holder on host.
+// A daemon that sends no holder (one older than holders) owns only locks
+// that have none either.
+func (u Use) HeldBy(host, holder string) bool {
+	return u.Hostname == host && (u.Holder == "" || u.Holder == holder)
+}
+
+// Owner names the lock's holder for messages: the host, and the daemon on
+// it when known.
+func (u Use) Owner() string {
+	if u.Holder == "" {
+		return fmt.Sprintf("host %q", u.Hostname)
+	}
+	return fmt.Sprintf("host %q by %s", u.Hostname, u.Holder)
+}
+
 // HostLease is a volplugin host's etcd lease: every mount lock of the host
 // hangs on it, so keep-alive traffic is per host, not per volume.
 type HostLease struct {
-	Host  string    `json:"host"`
-	ID    int64     `json:"id"`
-	TTL   int64     `json:"ttl"`
-	Since time.Time `json:"since,omitzero"`
+	Host   string    `json:"host"`
+	Holder string    `json:"holder,omitempty"`
+	ID     int64     `json:"id"`
+	TTL    int64     `json:"ttl"`
+	Since  time.Time `json:"since,omitzero"`
+}
+
+// LeaseRequest asks for a new host lease (POST /v1/leases).
+type LeaseRequest struct {
+	Host string `json:"host"`
+	// Holder is the daemon asking (see Use); empty from older daemons.
+	Holder string `json:"holder,omitempty"`
 }
 
 // MountRequest asks for (or releases) one Docker mount of a volume by a host.
 type MountRequest struct {
 	Hostname string `json:"hostname"`
-	Lease    int64  `json:"lease"`
-	MountID  string `json:"mount-id"`
+	// Holder is the daemon asking (see Use); empty from older daemons.
+	Holder  string `json:"holder,omitempty"`
+	Lease   int64  `json:"lease"`
+	MountID string `json:"mount-id"`
 }
 
 // Usage records when a volume was last mounted and unmounted on any host,
@@ -75,4 +113,27 @@ func (u *Usage) Unmounted(host string, t time.Time) {
 	if host != "" {
 		u.Host = host
 	}
+}
+
+// HolderID names one daemon instance for the locks it takes: its plugin
+// name and a digest of its state directory. One process at a time can hold
+// that pair (the daemon flocks it), and a restart finds the same pair, so
+// the ID tells a relock after a restart (the same daemon, a new lease) from
+// a second daemon given the same host label. It needs no file of its own to
+// survive: moving a corrupt state file aside keeps it.
+func HolderID(plugin, stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	if len(plugin) > MaxNameLength-9 {
+		plugin = plugin[:MaxNameLength-9]
+	}
+	return plugin + "." + hex.EncodeToString(sum[:4])
+}
+
+// ValidateHolder checks a holder ID from a request; empty is allowed (a
+// daemon older than holders).
+func ValidateHolder(holder string) error {
+	if holder == "" {
+		return nil
+	}
+	return ValidateName("holder", holder)
 }

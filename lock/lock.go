@@ -43,10 +43,15 @@ func New(cli *clientv3.Client, keys config.Keys, timeout time.Duration) *Manager
 	return &Manager{cli: cli, keys: keys, timeout: timeout}
 }
 
-// Grant gives host a new lease of ttl seconds and records it under the
-// host's key (on the lease itself, so the record goes when the lease does).
-func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.HostLease, error) {
+// Grant gives the daemon holder on host a new lease of ttl seconds and
+// records it under the daemon's host key (on the lease itself, so the record
+// goes when the lease does). holder may be empty (a daemon older than
+// holders).
+func (m *Manager) Grant(ctx context.Context, host, holder string, ttl int64) (config.HostLease, error) {
 	if err := config.ValidateName("host", host); err != nil {
+		return config.HostLease{}, err
+	}
+	if err := config.ValidateHolder(holder); err != nil {
 		return config.HostLease{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
@@ -55,12 +60,12 @@ func (m *Manager) Grant(ctx context.Context, host string, ttl int64) (config.Hos
 	if err != nil {
 		return config.HostLease{}, config.EtcdError("grant lease to "+host, err)
 	}
-	hl := config.HostLease{Host: host, ID: int64(g.ID), TTL: g.TTL, Since: time.Now().UTC()}
+	hl := config.HostLease{Host: host, Holder: holder, ID: int64(g.ID), TTL: g.TTL, Since: time.Now().UTC()}
 	b, err := json.Marshal(hl)
 	if err != nil {
 		return config.HostLease{}, err
 	}
-	if _, err := m.cli.Put(ctx, m.keys.Host(host), string(b), clientv3.WithLease(g.ID)); err != nil {
+	if _, err := m.cli.Put(ctx, m.keys.Host(host, holder), string(b), clientv3.WithLease(g.ID)); err != nil {
 		_, _ = m.cli.Revoke(ctx, g.ID)
 		return config.HostLease{}, config.EtcdError("record lease of "+host, err)
 	}
@@ -101,6 +106,9 @@ func validate(ref config.VolumeRef, req config.MountRequest) error {
 	if err := config.ValidateName("host", req.Hostname); err != nil {
 		return err
 	}
+	if err := config.ValidateHolder(req.Holder); err != nil {
+		return err
+	}
 	if req.MountID == "" || len(req.MountID) > 256 {
 		return fmt.Errorf("mount ID must be 1..256 characters: %w", config.ErrInvalid)
 	}
@@ -108,9 +116,10 @@ func validate(ref config.VolumeRef, req config.MountRequest) error {
 }
 
 // Acquire records one Docker mount of ref by a host under the host's lease.
-// The lock is created if absent; a host that already holds it adds the mount
-// ID (and moves the lock onto its current lease), even while an operation
-// holds the volume. Another host's lock is ErrInUse naming the holder; a
+// The lock is created if absent; the daemon that already holds it adds the
+// mount ID (and moves the lock onto its current lease: a restart), even
+// while an operation holds the volume. Another host's lock, or another
+// daemon's on the same host, is ErrInUse naming the holder; a
 // missing volume is ErrNotFound; a new lock on a volume busy with an
 // operation is ErrBusy (retry later). Acquiring the same mount ID twice is a
 // no-op.
@@ -127,11 +136,11 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 		if err != nil {
 			return config.Use{}, err
 		}
-		if cur != nil && cur.Hostname != req.Hostname {
-			return config.Use{}, fmt.Errorf("volume %s is mounted on host %q (since %s): %w",
-				ref, cur.Hostname, cur.Since.Format(time.RFC3339), config.ErrInUse)
+		if cur != nil && !cur.HeldBy(req.Hostname, req.Holder) {
+			return config.Use{}, fmt.Errorf("volume %s is mounted on %s (since %s): %w",
+				ref, cur.Owner(), cur.Since.Format(time.RFC3339), config.ErrInUse)
 		}
-		u := config.Use{Volume: ref, Hostname: req.Hostname, Lease: req.Lease, Since: time.Now().UTC()}
+		u := config.Use{Volume: ref, Hostname: req.Hostname, Holder: req.Holder, Lease: req.Lease, Since: time.Now().UTC()}
 		if cur != nil {
 			u.Since, u.MountIDs = cur.Since, cur.MountIDs
 		}
@@ -188,9 +197,10 @@ func (m *Manager) Acquire(ctx context.Context, ref config.VolumeRef, req config.
 	return config.Use{}, fmt.Errorf("lock %s: too much contention: %w", ref, config.ErrBusy)
 }
 
-// Release drops one mount ID of the host's lock and deletes the lock when no
-// ID is left. It returns the IDs still held. Releasing an ID that is not held
-// (or a lock that is gone) is not an error; another host's lock is ErrInUse.
+// Release drops one mount ID of the daemon's lock and deletes the lock when
+// no ID is left. It returns the IDs still held. Releasing an ID that is not
+// held (or a lock that is gone) is not an error; another host's lock, or
+// another daemon's on the same host, is ErrInUse.
 func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.MountRequest) ([]string, error) {
 	if err := validate(ref, req); err != nil {
 		return nil, err
@@ -207,8 +217,8 @@ func (m *Manager) Release(ctx context.Context, ref config.VolumeRef, req config.
 			// use until proven unmounted.
 			return []string{}, m.recordLateUnmount(ctx, ref, req.Hostname)
 		}
-		if cur.Hostname != req.Hostname {
-			return nil, fmt.Errorf("volume %s is locked by host %q, not %q: %w", ref, cur.Hostname, req.Hostname, config.ErrInUse)
+		if !cur.HeldBy(req.Hostname, req.Holder) {
+			return nil, fmt.Errorf("volume %s is locked by %s, not by this daemon of host %q: %w", ref, cur.Owner(), req.Hostname, config.ErrInUse)
 		}
 		rest := slices.DeleteFunc(slices.Clone(cur.MountIDs), func(id string) bool { return id == req.MountID })
 		ops := make([]clientv3.Op, 0, 2)

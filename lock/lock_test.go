@@ -26,11 +26,11 @@ func setup(t *testing.T) (*Manager, config.VolumeRef) {
 func TestMountLockRefCountsAndExcludesOtherHosts(t *testing.T) {
 	m, ref := setup(t)
 	ctx := context.Background()
-	a, err := m.Grant(ctx, "hostA", 30)
+	a, err := m.Grant(ctx, "hostA", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Grant(ctx, "hostB", 30)
+	b, err := m.Grant(ctx, "hostB", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestMountLockRefCountsAndExcludesOtherHosts(t *testing.T) {
 func TestLeaseExpiryFreesLocks(t *testing.T) {
 	m, ref := setup(t)
 	ctx := context.Background()
-	a, err := m.Grant(ctx, "hostA", 1)
+	a, err := m.Grant(ctx, "hostA", "", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestLeaseExpiryFreesLocks(t *testing.T) {
 	if ttl, err := m.KeepAlive(ctx, a.ID); err != nil || ttl < 1 {
 		t.Fatalf("KeepAlive = %d, %v", ttl, err)
 	}
-	b, _ := m.Grant(ctx, "hostB", 30)
+	b, _ := m.Grant(ctx, "hostB", "", 30)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := m.Acquire(ctx, ref, config.MountRequest{Hostname: "hostB", Lease: b.ID, MountID: "x"})
@@ -105,7 +105,7 @@ func TestLeaseExpiryFreesLocks(t *testing.T) {
 func TestAcquireRefusesMissingOrBusyVolumeAndBadInput(t *testing.T) {
 	m, ref := setup(t)
 	ctx := context.Background()
-	a, _ := m.Grant(ctx, "hostA", 30)
+	a, _ := m.Grant(ctx, "hostA", "", 30)
 	missing := config.VolumeRef{Policy: "p", Name: "nope"}
 	if _, err := m.Acquire(ctx, missing, config.MountRequest{Hostname: "hostA", Lease: a.ID, MountID: "m"}); !errors.Is(err, config.ErrNotFound) {
 		t.Fatalf("missing volume = %v", err)
@@ -124,7 +124,79 @@ func TestAcquireRefusesMissingOrBusyVolumeAndBadInput(t *testing.T) {
 			t.Errorf("Acquire(%+v) = %v, want ErrInvalid", req, err)
 		}
 	}
-	if _, err := m.Grant(ctx, "bad host", 30); !errors.Is(err, config.ErrInvalid) {
+	if _, err := m.Grant(ctx, "bad host", "", 30); !errors.Is(err, config.ErrInvalid) {
 		t.Errorf("Grant with a bad host name = %v", err)
+	}
+}
+
+// Two daemons given one host label (volplugin and volcsi on one machine)
+// must not share a lock: each would map and mount the image. The same
+// daemon after a restart (same holder, new lease) takes its lock back, and
+// a lock from before holders existed goes to whichever daemon relocks it.
+func TestMountLockTellsDaemonsOfOneHostApart(t *testing.T) {
+	m, ref := setup(t)
+	ctx := t.Context()
+	plugin, err := m.Grant(ctx, "node1", "volplugin.0a0b0c0d", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csi, err := m.Grant(ctx, "node1", "volcsi.0a0b0c0d", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPlugin := config.MountRequest{Hostname: "node1", Holder: "volplugin.0a0b0c0d", Lease: plugin.ID, MountID: "docker1"}
+	byCSI := config.MountRequest{Hostname: "node1", Holder: "volcsi.0a0b0c0d", Lease: csi.ID, MountID: "csi1"}
+	legacy := config.MountRequest{Hostname: "node1", Lease: plugin.ID, MountID: "old"}
+	if _, err := m.Acquire(ctx, ref, byPlugin); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []config.MountRequest{byCSI, legacy} {
+		_, err := m.Acquire(ctx, ref, req)
+		if !errors.Is(err, config.ErrInUse) || !strings.Contains(err.Error(), `host "node1" by volplugin.0a0b0c0d`) {
+			t.Fatalf("Acquire by %q on the same host = %v, want ErrInUse naming the holder", req.Holder, err)
+		}
+		if _, err := m.Release(ctx, ref, req); !errors.Is(err, config.ErrInUse) {
+			t.Fatalf("Release by %q of another daemon's lock = %v, want ErrInUse", req.Holder, err)
+		}
+	}
+	// A restart: the same daemon on a new lease moves its lock.
+	again, err := m.Grant(ctx, "node1", "volplugin.0a0b0c0d", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relock := byPlugin
+	relock.Lease = again.ID
+	if u, err := m.Acquire(ctx, ref, relock); err != nil || u.Lease != again.ID || u.Holder != byPlugin.Holder {
+		t.Fatalf("relock after a restart = %+v, %v", u, err)
+	}
+	if rest, err := m.Release(ctx, ref, relock); err != nil || len(rest) != 0 {
+		t.Fatalf("release = %v, %v", rest, err)
+	}
+	if _, err := m.Acquire(ctx, ref, byCSI); err != nil {
+		t.Fatalf("volcsi after volplugin released: %v", err)
+	}
+	if _, err := m.Release(ctx, ref, byCSI); err != nil {
+		t.Fatal(err)
+	}
+
+	// A lock written by a daemon older than holders.
+	if _, err := m.Acquire(ctx, ref, legacy); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := m.Acquire(ctx, ref, relock); err != nil || u.Holder != relock.Holder || !reflect.DeepEqual(u.MountIDs, []string{"old", "docker1"}) {
+		t.Fatalf("upgraded daemon relocking a lock without holder = %+v, %v", u, err)
+	}
+	if _, err := m.Acquire(ctx, ref, byCSI); !errors.Is(err, config.ErrInUse) {
+		t.Fatalf("volcsi after the upgrade relock = %v, want ErrInUse", err)
+	}
+	for _, bad := range []string{"a/b", "x y", strings.Repeat("h", 65)} {
+		req := byCSI
+		req.Holder = bad
+		if _, err := m.Acquire(ctx, ref, req); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("Acquire with holder %q = %v, want ErrInvalid", bad, err)
+		}
+		if _, err := m.Grant(ctx, "node1", bad, 30); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("Grant with holder %q = %v, want ErrInvalid", bad, err)
+		}
 	}
 }

@@ -11,14 +11,14 @@ import (
 func TestLeaseHost(t *testing.T) {
 	m, _ := setup(t)
 	ctx := context.Background()
-	first, err := m.Grant(ctx, "hostA", 30)
+	first, err := m.Grant(ctx, "hostA", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h, err := m.LeaseHost(ctx, first.ID, ""); err != nil || h != "hostA" {
 		t.Errorf("LeaseHost(first) = %q, %v; want hostA", h, err)
 	}
-	b, err := m.Grant(ctx, "hostB", 30)
+	b, err := m.Grant(ctx, "hostB", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestLeaseHost(t *testing.T) {
 	}
 	// A new grant moves hostA's record to the new lease: the old one, still
 	// alive, belongs to no host any more.
-	second, err := m.Grant(ctx, "hostA", 30)
+	second, err := m.Grant(ctx, "hostA", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +59,11 @@ func TestLeaseHost(t *testing.T) {
 func TestLeaseHostHint(t *testing.T) {
 	m, _ := setup(t)
 	ctx := t.Context()
-	a, err := m.Grant(ctx, "hostA", 30)
+	a, err := m.Grant(ctx, "hostA", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Grant(ctx, "hostB", 30)
+	b, err := m.Grant(ctx, "hostB", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,5 +82,36 @@ func TestLeaseHostHint(t *testing.T) {
 	}
 	if _, err := m.LeaseHost(ctx, a.ID, "hostA"); !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("LeaseHost(revoked, its own hint) = %v, want ErrNotFound", err)
+	}
+}
+
+// Each daemon of a host has its own lease record, so one daemon's new
+// lease does not leave the other's lease without a host (which --auth
+// would then refuse to renew).
+func TestLeaseHostOfTwoDaemonsOnOneHost(t *testing.T) {
+	m, _ := setup(t)
+	ctx := t.Context()
+	plugin, err := m.Grant(ctx, "node1", "volplugin.01020304", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csi, err := m.Grant(ctx, "node1", "volcsi.01020304", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := m.Grant(ctx, "node1-b", "", 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id         int64
+		hint, want string
+	}{
+		{plugin.ID, "node1", "node1"}, {csi.ID, "node1", "node1"}, {plugin.ID, "", "node1"}, {csi.ID, "", "node1"},
+		{other.ID, "node1", "node1-b"}, {plugin.ID, "node1-b", "node1"},
+	} {
+		if h, err := m.LeaseHost(ctx, c.id, c.hint); err != nil || h != c.want {
+			t.Errorf("LeaseHost(%d, hint %q) = %q, %v; want %s", c.id, c.hint, h, err, c.want)
+		}
 	}
 }

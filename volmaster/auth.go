@@ -289,7 +289,7 @@ type ownerFunc func(s *Server, r *http.Request, host string) ([]hostClaim, error
 
 // leaseRequestOwner: POST /v1/leases is for the host its body names.
 func leaseRequestOwner(_ *Server, r *http.Request, _ string) ([]hostClaim, error) {
-	var req leaseRequest
+	var req config.LeaseRequest
 	if err := peekJSON(r, &req); err != nil {
 		return nil, err
 	}

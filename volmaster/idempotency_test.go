@@ -214,7 +214,7 @@ func TestReleaseRetriedWithoutKey(t *testing.T) {
 	h.must(t, 200, "PUT", "/v1/policies/p", localPolicy)
 	h.must(t, 201, "POST", "/v1/volumes", `{"policy":"p","name":"v"}`)
 	ref := config.VolumeRef{Policy: "p", Name: "v"}
-	l, err := c.GrantLease(ctx, "h1")
+	l, err := c.GrantLease(ctx, "h1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,13 +223,13 @@ func TestReleaseRetriedWithoutKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rest, err := c.ReleaseUse(ctx, ref, "h1", "m1"); err != nil || len(rest) != 1 || rest[0] != "m2" {
+	if rest, err := c.ReleaseUse(ctx, ref, config.MountRequest{Hostname: "h1", MountID: "m1"}); err != nil || len(rest) != 1 || rest[0] != "m2" {
 		t.Errorf("release of m1 whose answer was lost = %v, %v; want [m2]", rest, err)
 	}
-	if _, err := c.ReleaseUse(ctx, ref, "h1", "m1"); err != nil && !errors.Is(err, config.ErrNotFound) {
+	if _, err := c.ReleaseUse(ctx, ref, config.MountRequest{Hostname: "h1", MountID: "m1"}); err != nil && !errors.Is(err, config.ErrNotFound) {
 		t.Errorf("a second release of m1 = %v; want it to change nothing", err)
 	}
-	if rest, err := c.ReleaseUse(ctx, ref, "h1", "m2"); err != nil && !errors.Is(err, config.ErrNotFound) || len(rest) != 0 {
+	if rest, err := c.ReleaseUse(ctx, ref, config.MountRequest{Hostname: "h1", MountID: "m2"}); err != nil && !errors.Is(err, config.ErrNotFound) || len(rest) != 0 {
 		t.Errorf("release of the last ID, answer lost = %v, %v; want done (none left or not found)", rest, err)
 	}
 	if _, err := c.Use(ctx, ref); !errors.Is(err, config.ErrNotFound) {

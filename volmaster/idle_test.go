@@ -86,7 +86,7 @@ func TestIdleRevisionGrowth(t *testing.T) {
 				return err
 			}
 		}
-		if lease, err = api.GrantLease(ctx, "host1"); err != nil {
+		if lease, err = api.GrantLease(ctx, "host1", ""); err != nil {
 			return err
 		}
 		_, err = api.AcquireUse(ctx, eph, config.MountRequest{Hostname: "host1", Lease: lease.ID, MountID: "m1"})

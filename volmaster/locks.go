@@ -10,11 +10,6 @@ import (
 	"github.com/volplugin/volplugin/internal/faultpoint"
 )
 
-// leaseRequest is the body of POST /v1/leases.
-type leaseRequest struct {
-	Host string `json:"host"`
-}
-
 func leaseVar(r *http.Request) (int64, error) {
 	s := mux.Vars(r)["id"]
 	id, err := strconv.ParseInt(s, 10, 64)
@@ -25,17 +20,17 @@ func leaseVar(r *http.Request) (int64, error) {
 }
 
 func (s *Server) grantLease(w http.ResponseWriter, r *http.Request) {
-	var req leaseRequest
+	var req config.LeaseRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
-	hl, err := s.locks.Grant(r.Context(), req.Host, s.global.Load().TTL)
+	hl, err := s.locks.Grant(r.Context(), req.Host, req.Holder, s.global.Load().TTL)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.WithField("host", hl.Host).WithField("lease", hl.ID).Info("host lease granted")
+	s.log.WithField("host", hl.Host).WithField("holder", hl.Holder).WithField("lease", hl.ID).Info("host lease granted")
 	writeJSON(w, http.StatusCreated, hl)
 }
 
@@ -97,7 +92,8 @@ func (s *Server) releaseUse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	req := config.MountRequest{Hostname: r.URL.Query().Get("host"), MountID: mux.Vars(r)["id"]}
+	q := r.URL.Query()
+	req := config.MountRequest{Hostname: q.Get("host"), Holder: q.Get("holder"), MountID: mux.Vars(r)["id"]}
 	rest, err := s.locks.Release(r.Context(), ref, req)
 	if err != nil {
 		writeError(w, err)

@@ -111,7 +111,7 @@ func TestRecoverInterrupted(t *testing.T) {
 
 	// A mount waits for the operation, and then for its recovery.
 	locks := lock.New(st.Client(), st.Keys(), 5*time.Second)
-	hl, err := locks.Grant(ctx, "h1", 60)
+	hl, err := locks.Grant(ctx, "h1", "", 60)
 	if err != nil {
 		t.Fatal(err)
 	}

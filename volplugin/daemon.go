@@ -207,7 +207,7 @@ func start(ctx context.Context, o Options, beforeLoad func() error) (d *Driver, 
 	}
 	limits := iolimit.NewManager(iolimit.Options{Logf: o.Log.Warnf})
 	d, err = New(Config{
-		API: api, Host: o.Host, Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
+		API: api, Host: o.Host, Holder: config.HolderID(o.PluginName, filepath.Dir(state.path)), Log: o.Log, Maintenance: o.Maintenance, Timeout: g.TimeoutDuration(),
 		Mounters: mounters, Limits: limits, Health: o.Health,
 	})
 	if err != nil {
@@ -338,6 +338,7 @@ type Info struct {
 	Process     diag.Process `json:"process"`
 	Health      Health       `json:"health"`
 	Host        string       `json:"host"`
+	Holder      string       `json:"holder,omitempty"`
 	Maintenance bool         `json:"maintenance"`
 	Lease       LeaseInfo    `json:"lease"`
 	Mounts      []MountInfo  `json:"mounts"`
@@ -362,7 +363,7 @@ type MountInfo struct {
 func (d *Driver) Info() Info {
 	id, ttl, renewed := d.lease.State()
 	st, _ := d.health.check()
-	info := Info{Process: diag.Info("volplugin", d.started), Health: st, Host: d.cfg.Host, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
+	info := Info{Process: diag.Info("volplugin", d.started), Health: st, Host: d.cfg.Host, Holder: d.cfg.Holder, Maintenance: d.cfg.Maintenance, Lease: LeaseInfo{ID: id, TTL: ttl.String(), Renewed: renewed}}
 	d.mu.Lock()
 	for ref, m := range d.mounts {
 		mi := MountInfo{Volume: ref.String(), Path: m.path, Lost: m.lost}

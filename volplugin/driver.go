@@ -25,6 +25,10 @@ import (
 type Config struct {
 	API  *client.Client
 	Host string
+	// Holder names this daemon in its host's locks (config.HolderID), so
+	// that another daemon given the same host label cannot share them.
+	// Empty only in tests of other parts.
+	Holder string
 	// Mounters maps a backend name to the Mounter for it on this host.
 	Mounters map[string]storage.Mounter
 	Log      *logrus.Logger
@@ -119,6 +123,9 @@ func New(cfg Config) (*Driver, error) {
 	if err := config.ValidateName("host", cfg.Host); err != nil {
 		return nil, fmt.Errorf("--host-label: %w", err)
 	}
+	if err := config.ValidateHolder(cfg.Holder); err != nil {
+		return nil, err
+	}
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
@@ -130,7 +137,7 @@ func New(cfg Config) (*Driver, error) {
 	d.timeout.Store(int64(cfg.Timeout))
 	d.logFloor = cfg.Log.GetLevel()
 	d.metrics = newMetrics(d)
-	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Log.WithField("host", cfg.Host), d.onNewLease)
+	d.lease = newHostLease(cfg.API, cfg.Host, cfg.Holder, cfg.Log.WithField("host", cfg.Host), d.onNewLease)
 	d.health = newHealth(cfg.Host, cfg.Health)
 	d.lease.onRenewFailure = func() {
 		d.metrics.renewFailures.Inc()
@@ -243,6 +250,9 @@ func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 	status := volumeStatus(&v)
 	if u, err := d.cfg.API.Use(ctx, ref); err == nil {
 		status["locked-by"] = u.Hostname
+		if u.Holder != "" {
+			status["lock-holder"] = u.Holder
+		}
 		status["mounts"] = len(u.MountIDs)
 	}
 	return &volume.GetResponse{Volume: &volume.Volume{
@@ -509,7 +519,7 @@ func (d *Driver) mountAgain(ctx context.Context, ref config.VolumeRef, m *mounte
 	}
 	if !known && !m.vol.Unlocked {
 		if lease := d.lease.current(); lease != 0 {
-			_, err := d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+			_, err := d.cfg.API.AcquireUse(ctx, ref, d.mountRequest(lease, id))
 			if err != nil {
 				if why := d.lockLost(ctx, ref, err); why != "" {
 					return nil, fmt.Errorf("lock %s: %w", ref, err)
@@ -577,7 +587,7 @@ func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) (
 		if err != nil {
 			return 0, err
 		}
-		_, err = d.cfg.API.AcquireUse(ctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+		_, err = d.cfg.API.AcquireUse(ctx, ref, d.mountRequest(lease, id))
 		d.metrics.locks.WithLabelValues(result(err)).Inc()
 		if err == nil {
 			return lease, nil
@@ -595,3 +605,11 @@ func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) (
 		wait = min(wait*2, time.Second)
 	}
 }
+
+// mountRequest asks for (or releases) mount ID id of this daemon on lease.
+func (d *Driver) mountRequest(lease int64, id string) config.MountRequest {
+	return config.MountRequest{Hostname: d.cfg.Host, Holder: d.cfg.Holder, Lease: lease, MountID: id}
+}
+
+// ownLock tells whether a lock is this daemon's.
+func (d *Driver) ownLock(u config.Use) bool { return u.HeldBy(d.cfg.Host, d.cfg.Holder) }

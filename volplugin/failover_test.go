@@ -45,7 +45,7 @@ func TestHostLeaseSurvivesLosingOneVolmaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var renewed, failed atomic.Int64
-	lease := newHostLease(api, "host1", quiet(), func(context.Context, int64) {})
+	lease := newHostLease(api, "host1", "", quiet(), func(context.Context, int64) {})
 	lease.onRenewed = func() { renewed.Add(1) }
 	lease.onRenewFailure = func() { failed.Add(1) }
 	go lease.Run(ctx)

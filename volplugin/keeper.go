@@ -106,7 +106,7 @@ func (d *Driver) syncLock(ctx context.Context, ref config.VolumeRef, lease int64
 	log := d.log.WithField("volume", ref.String())
 	for _, id := range ids {
 		cctx, cancel := context.WithTimeout(ctx, d.opTimeout())
-		_, err := d.cfg.API.AcquireUse(cctx, ref, config.MountRequest{Hostname: d.cfg.Host, Lease: lease, MountID: id})
+		_, err := d.cfg.API.AcquireUse(cctx, ref, d.mountRequest(lease, id))
 		cancel()
 		if err == nil {
 			continue
@@ -153,8 +153,8 @@ func (d *Driver) lockLost(ctx context.Context, ref config.VolumeRef, err error) 
 		return ""
 	}
 	u, uerr := d.cfg.API.Use(cctx, ref)
-	if uerr == nil && u.Hostname != d.cfg.Host {
-		return "locked by host " + u.Hostname
+	if uerr == nil && !d.ownLock(u) {
+		return "locked by " + u.Owner()
 	}
 	return ""
 }
@@ -165,7 +165,7 @@ func (d *Driver) lockLost(ctx context.Context, ref config.VolumeRef, err error) 
 // unmounted it while volmaster was away.
 func (d *Driver) release(ctx context.Context, ref config.VolumeRef, id string) {
 	cctx, cancel := context.WithTimeout(ctx, d.opTimeout())
-	_, err := d.cfg.API.ReleaseUse(cctx, ref, d.cfg.Host, id)
+	_, err := d.cfg.API.ReleaseUse(cctx, ref, d.mountRequest(0, id))
 	cancel()
 	if releaseDone(err) {
 		return
@@ -206,7 +206,7 @@ func (d *Driver) retryReleases(ctx context.Context) bool {
 		var err error
 		if !remounted {
 			cctx, cancel := context.WithTimeout(ctx, d.opTimeout())
-			_, err = d.cfg.API.ReleaseUse(cctx, r.Volume, d.cfg.Host, r.MountID)
+			_, err = d.cfg.API.ReleaseUse(cctx, r.Volume, d.mountRequest(0, r.MountID))
 			cancel()
 		}
 		unlock()

@@ -19,10 +19,11 @@ import (
 // so the driver can put its locks (recovered ones at start) on the lease;
 // onNew must not block (the renewals wait for it).
 type hostLease struct {
-	api   *client.Client
-	host  string
-	log   logrus.FieldLogger
-	onNew func(ctx context.Context, id int64)
+	api    *client.Client
+	host   string
+	holder string
+	log    logrus.FieldLogger
+	onNew  func(ctx context.Context, id int64)
 	// onRenewFailure and onRenewed, if set, are told of each failed and
 	// each successful renewal (metrics, self-health).
 	onRenewFailure, onRenewed func()
@@ -34,8 +35,8 @@ type hostLease struct {
 	ready   chan struct{}
 }
 
-func newHostLease(api *client.Client, host string, log logrus.FieldLogger, onNew func(context.Context, int64)) *hostLease {
-	return &hostLease{api: api, host: host, log: log, onNew: onNew, ready: make(chan struct{})}
+func newHostLease(api *client.Client, host, holder string, log logrus.FieldLogger, onNew func(context.Context, int64)) *hostLease {
+	return &hostLease{api: api, host: host, holder: holder, log: log, onNew: onNew, ready: make(chan struct{})}
 }
 
 // ID returns the current lease, waiting until there is one or ctx ends.
@@ -96,7 +97,7 @@ func (l *hostLease) Run(ctx context.Context) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout(ttl))
 		if id == 0 || time.Since(renewed) > ttl {
-			hl, err := l.api.GrantLease(cctx, l.host)
+			hl, err := l.api.GrantLease(cctx, l.host, l.holder)
 			cancel()
 			if err != nil {
 				l.log.WithError(err).Warn("cannot get a host lease from volmaster")

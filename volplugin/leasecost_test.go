@@ -84,7 +84,7 @@ func BenchmarkLeaseCost1000Locks(b *testing.B) {
 		}
 		window = 3 * time.Second
 	}
-	lease := newHostLease(api, "host1", quiet(), func(context.Context, int64) {})
+	lease := newHostLease(api, "host1", "", quiet(), func(context.Context, int64) {})
 	go lease.Run(ctx)
 	id, err := lease.ID(ctx)
 	if err != nil {

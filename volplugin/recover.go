@@ -90,7 +90,7 @@ func (d *Driver) recoverRemote(ctx context.Context) error {
 		return err
 	}
 	for _, u := range uses {
-		if u.Hostname != d.cfg.Host || d.mountpoint(u.Volume) != "" {
+		if !d.ownLock(u) || d.mountpoint(u.Volume) != "" {
 			continue
 		}
 		if err := d.recoverLock(ctx, u); err != nil {
@@ -215,9 +215,9 @@ func (d *Driver) adoptFound(ctx context.Context, ref config.VolumeRef, mnt stora
 	lost := ""
 	u, err := d.cfg.API.Use(ctx, ref)
 	switch {
-	case err == nil && u.Hostname != d.cfg.Host:
-		lost = "locked by host " + u.Hostname
-		log.WithField("holder", u.Hostname).Error("LOCK LOST: another host took this volume while volplugin was down; this host must not write to it")
+	case err == nil && !d.ownLock(u):
+		lost = "locked by " + u.Owner()
+		log.WithField("holder", u.Owner()).Error("LOCK LOST: another host (or another daemon of this host) took this volume while volplugin was down; this host must not write to it")
 	case err == nil:
 		ids = u.MountIDs
 	case !errors.Is(err, config.ErrNotFound):

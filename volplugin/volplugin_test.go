@@ -2,6 +2,7 @@ package volplugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -122,7 +123,7 @@ func (c *cluster) startHostWith(t testing.TB, name, mountRoot string, extra Opti
 	go func() {
 		done <- Serve(ctx, Options{
 			Volmaster: c.url, PluginName: "volplugin", SocketDir: sockDir, Host: name,
-			MountRoot: mountRoot, StateDir: filepath.Join(c.stateDir, name), LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
+			MountRoot: mountRoot, StateDir: cmp.Or(extra.StateDir, filepath.Join(c.stateDir, name)), LocalDataDir: c.dataDir, Maintenance: extra.Maintenance, Health: extra.Health, Log: quiet(),
 			CephConf: extra.CephConf, CephMapper: extra.CephMapper, CephRunDir: extra.CephRunDir,
 			MetricsListen: "127.0.0.1:0", MetricsStarted: func(u string) { metrics <- u },
 			Started: func(s string) { started <- s },

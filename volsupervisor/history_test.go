@@ -153,7 +153,7 @@ func TestSoakHistoryCompactsAndDefragments(t *testing.T) {
 
 	// 10,000 lock/unlock cycles on one host lease, one worker per volume.
 	locks := lock.New(cli, e.keys, 10*time.Second)
-	hl, err := locks.Grant(ctx, "host1", 60)
+	hl, err := locks.Grant(ctx, "host1", "", 60)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func TestUnprovenVolumeKeptUntilOperatorRecordsUnmount(t *testing.T) {
 	eph := e.volumeOf(t, "eph", `"ephemeral":true`)
 	recl := e.volumeOf(t, "recl", `"reclaim":{"unused-for":"1m","enabled":true}`)
 	locks := lock.New(e.cli, e.keys, 5*time.Second)
-	host, err := locks.Grant(ctx, "node7", 30)
+	host, err := locks.Grant(ctx, "node7", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestRemountAfterRecordedUnmountIsKept(t *testing.T) {
 	ctx := context.Background()
 	eph := e.volumeOf(t, "eph", `"ephemeral":true`)
 	locks := lock.New(e.cli, e.keys, 5*time.Second)
-	host, _ := locks.Grant(ctx, "node7", 30)
+	host, _ := locks.Grant(ctx, "node7", "", 30)
 	req := config.MountRequest{Hostname: "node7", Lease: host.ID, MountID: "m"}
 	if _, err := locks.Acquire(ctx, eph, req); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestRemountAfterRecordedUnmountIsKept(t *testing.T) {
 	}
 	// The host is alive: it takes its lock again (on a new lease), and then
 	// dies.
-	host2, _ := locks.Grant(ctx, "node7", 30)
+	host2, _ := locks.Grant(ctx, "node7", "", 30)
 	req.Lease = host2.ID
 	if _, err := locks.Acquire(ctx, eph, req); err != nil {
 		t.Fatal(err)

@@ -260,8 +260,8 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 	fresh := e.volumeOf(t, "fresh", `"ephemeral":true`)
 	keep := e.volumeOf(t, "keep", `"ephemeral":false`)
 	locks := lock.New(e.cli, e.keys, 5*time.Second)
-	hostA, _ := locks.Grant(ctx, "hostA", 30)
-	hostB, _ := locks.Grant(ctx, "hostB", 30)
+	hostA, _ := locks.Grant(ctx, "hostA", "", 30)
+	hostB, _ := locks.Grant(ctx, "hostB", "", 30)
 	for _, m := range []struct {
 		ref   config.VolumeRef
 		lease int64
@@ -314,7 +314,7 @@ func TestReclaimAndStatus(t *testing.T) {
 	report := e.volumeOf(t, "report", `"reclaim":{"unused-for":"1s"}`)
 	inuse := e.volumeOf(t, "inuse", `"reclaim":{"unused-for":"1s","enabled":true}`)
 	locks := lock.New(e.cli, e.keys, 5*time.Second)
-	host, _ := locks.Grant(ctx, "hostA", 30)
+	host, _ := locks.Grant(ctx, "hostA", "", 30)
 	if _, err := locks.Acquire(ctx, inuse, config.MountRequest{Hostname: "hostA", Lease: host.ID, MountID: "m"}); err != nil {
 		t.Fatal(err)
 	}

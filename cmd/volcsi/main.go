@@ -30,7 +30,7 @@ func main() {
 			&cli.StringFlag{Name: "driver-name", Value: csi.DefaultDriverName, Usage: "CSI driver `NAME` (CSIDriver and StorageClass provisioner)"},
 			&cli.StringFlag{Name: "volmaster", Value: client.DefaultURL, EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a plain http:// --volmaster beyond loopback (a trusted network only)"},
-			&cli.StringFlag{Name: "host-label", Value: host + "-csi", EnvVars: []string{"VOLCSI_HOST_LABEL"}, Usage: "node: this node's `NAME` in locks and leases, and its CSI node ID; never the label of a volplugin running on the same host"},
+			&cli.StringFlag{Name: "host-label", Value: host + "-csi", EnvVars: []string{"VOLCSI_HOST_LABEL"}, Usage: "node: this node's `NAME` in locks and leases, and its CSI node ID (a volplugin on the same host may share it: locks also name the daemon)"},
 			&cli.StringFlag{Name: "mount-root", Value: "/var/lib/volplugin/csi/mnt", Usage: "node: `DIR` volumes are mounted under before they are bound to the staging path; never a volplugin's mount root, whose mounts a restart would adopt"},
 			&cli.StringFlag{Name: "state-dir", Value: volplugin.DefaultStateDir, Usage: "node: `DIR` for the state file that keeps mounts and queued lock releases across restarts"},
 			&cli.StringFlag{Name: "local-data-dir", Value: "/var/lib/volplugin/local", Usage: "node: the local backend's image `DIR`: volmaster's --data-dir + /local"},

@@ -43,7 +43,7 @@ func TestBeginRemoveChecksUsage(t *testing.T) {
 		t.Fatalf("usage of a new volume = %+v, %d, %v", u, rev, err)
 	}
 	locks := lock.New(s.Client(), s.Keys(), 5*time.Second)
-	host, _ := locks.Grant(ctx, "h1", 30)
+	host, _ := locks.Grant(ctx, "h1", "", 30)
 	req := config.MountRequest{Hostname: "h1", Lease: host.ID, MountID: "m"}
 	if _, err := locks.Acquire(ctx, ref, req); err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestForceUnmount(t *testing.T) {
 		t.Fatalf("ForceUnmount of a volume never mounted = %v, want ErrNotFound", err)
 	}
 	locks := lock.New(s.Client(), s.Keys(), 5*time.Second)
-	host, _ := locks.Grant(ctx, "h1", 30)
+	host, _ := locks.Grant(ctx, "h1", "", 30)
 	if _, err := locks.Acquire(ctx, ref, config.MountRequest{Hostname: "h1", Lease: host.ID, MountID: "m"}); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestForceUnmount(t *testing.T) {
 	}
 	// The host mounts again and dies: its lease expires, the lock goes, the
 	// mount has no recorded unmount.
-	host2, _ := locks.Grant(ctx, "h2", 30)
+	host2, _ := locks.Grant(ctx, "h2", "", 30)
 	if _, err := locks.Acquire(ctx, ref, config.MountRequest{Hostname: "h2", Lease: host2.ID, MountID: "m"}); err != nil {
 		t.Fatal(err)
 	}

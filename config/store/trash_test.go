@@ -30,7 +30,7 @@ func TestForceRemoveClearsEveryRecord(t *testing.T) {
 		}
 	}
 	locks := lock.New(s.Client(), s.Keys(), 5*time.Second)
-	host, _ := locks.Grant(ctx, "h1", 30)
+	host, _ := locks.Grant(ctx, "h1", "", 30)
 	req := config.MountRequest{Hostname: "h1", Lease: host.ID, MountID: "m"}
 	if _, err := locks.Acquire(ctx, ref, req); err != nil {
 		t.Fatal(err)

@@ -10,11 +10,11 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-// GrantLease gets a new host lease for host; its TTL comes from the global
-// configuration. A retry is answered with the first attempt's lease (its
-// Idempotency-Key), never a second one.
-func (c *Client) GrantLease(ctx context.Context, host string) (config.HostLease, error) {
-	body, err := json.Marshal(map[string]string{"host": host})
+// GrantLease gets a new host lease for the daemon holder (config.HolderID)
+// on host; its TTL comes from the global configuration. A retry is answered
+// with the first attempt's lease (its Idempotency-Key), never a second one.
+func (c *Client) GrantLease(ctx context.Context, host, holder string) (config.HostLease, error) {
+	body, err := json.Marshal(config.LeaseRequest{Host: host, Holder: holder})
 	if err != nil {
 		return config.HostLease{}, err
 	}
@@ -44,17 +44,22 @@ func (c *Client) AcquireUse(ctx context.Context, ref config.VolumeRef, req confi
 	return out, c.do(ctx, http.MethodPut, "/v1/uses/"+refPath(ref), nil, body, &out)
 }
 
-// ReleaseUse drops one mount ID from the host's lock and returns the IDs
-// still held; the lock goes with the last one.
-func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, host, mountID string) ([]string, error) {
+// ReleaseUse drops one mount ID (req.MountID) from the lock of the daemon
+// req.Holder on req.Hostname and returns the IDs still held; the lock goes
+// with the last one. req.Lease is not used.
+func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, req config.MountRequest) ([]string, error) {
 	var out struct {
 		MountIDs []string `json:"mount-ids"`
 	}
-	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(mountID)
+	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(req.MountID)
+	q := url.Values{"host": {req.Hostname}}
+	if req.Holder != "" {
+		q.Set("holder", req.Holder)
+	}
 	// Without an Idempotency-Key (two etcd writes less on every unmount): a
 	// release is idempotent by itself. A repeat after the first attempt
 	// dropped the ID changes nothing, and answers the IDs left or, if the
 	// lock went with the last one, 404, which the caller takes as done.
-	err := c.doHeader(ctx, http.MethodDelete, path, url.Values{"host": {host}}, nil, &out, nil, idempotentWrite)
+	err := c.doHeader(ctx, http.MethodDelete, path, q, nil, &out, nil, idempotentWrite)
 	return out.MountIDs, err
 }

@@ -55,7 +55,7 @@ func fixtureVolumes() []config.Volume {
 
 func fixtureUses() []config.Use {
 	return []config.Use{
-		{Volume: config.VolumeRef{Policy: "db", Name: "orders"}, Hostname: "docker-host-3", Lease: 7587891234567890, MountIDs: []string{"a1b2", "c3d4"}, Since: t0.Add(30 * time.Minute)},
+		{Volume: config.VolumeRef{Policy: "db", Name: "orders"}, Hostname: "docker-host-3", Holder: "volplugin.1a2b3c4d", Lease: 7587891234567890, MountIDs: []string{"a1b2", "c3d4"}, Since: t0.Add(30 * time.Minute)},
 		{Volume: config.VolumeRef{Policy: "web", Name: "static"}, Hostname: "web1", MountIDs: []string{"e5f6"}, Since: t0.Add(3 * time.Hour)},
 	}
 }

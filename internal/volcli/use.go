@@ -77,6 +77,7 @@ func useListing(uses []config.Use) listing[config.Use] {
 			{name: "HOST", val: func(u config.Use) string { return u.Hostname }},
 			{name: "MOUNTS", val: func(u config.Use) string { return strconv.Itoa(len(u.MountIDs)) }},
 			{name: "SINCE", val: func(u config.Use) string { return stamp(u.Since) }},
+			{name: "HOLDER", wide: true, val: func(u config.Use) string { return u.Holder }},
 			{name: "LEASE", wide: true, val: func(u config.Use) string {
 				if u.Lease == 0 {
 					return ""

@@ -84,7 +84,7 @@ func TestManualRemove(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	ref := e.volume(t, "v", "")
-	host, _ := e.locks.Grant(ctx, "node7", 30)
+	host, _ := e.locks.Grant(ctx, "node7", "", 30)
 	req := config.MountRequest{Hostname: "node7", Lease: host.ID, MountID: "m"}
 	if _, err := e.locks.Acquire(ctx, ref, req); err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCollectRemove(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	ref := e.volume(t, "eph", `,"ephemeral":true`)
-	host, _ := e.locks.Grant(ctx, "node7", 30)
+	host, _ := e.locks.Grant(ctx, "node7", "", 30)
 	req := config.MountRequest{Hostname: "node7", Lease: host.ID, MountID: "m"}
 	if _, err := e.locks.Acquire(ctx, ref, req); err != nil {
 		t.Fatal(err)

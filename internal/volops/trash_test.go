@@ -78,7 +78,7 @@ func TestTrashRestoreKeepsData(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	ref := e.volume(t, "v", `,"trash":{"retention":"2h"}`)
-	host, err := e.locks.Grant(ctx, "node7", 30)
+	host, err := e.locks.Grant(ctx, "node7", "", 30)
 	if err != nil {
 		t.Fatal(err)
 	}
