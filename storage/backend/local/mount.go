@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/internal/faultpoint"
-	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
@@ -112,14 +111,8 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 	if err != nil {
 		return "", err
 	}
-	// A mount(8) killed by the timeout may have mounted all the same.
-	undo = append(undo, func(ctx context.Context) error {
-		if m, err := fsutil.MountAt(p.mount); err != nil || m == nil {
-			return err
-		}
-		_, err := sysexec.Run(ctx, b.timeout, "umount", p.mount)
-		return err
-	})
+	// A mount cut short by the timeout may have mounted all the same.
+	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.timeout, p.mount) })
 	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount, v.NoExec); err != nil {
 		return "", err
 	}

@@ -2,8 +2,9 @@
 // mounting a block device or export repeats: creating and rolling back mount
 // points, reading /proc/self/mountinfo, probing a device with blkid and
 // formatting it only if blank, and mount/umount. The local, Ceph and NFS
-// backends share it so that they behave (and fail) alike. Commands run
-// through internal/sysexec, each bounded by the caller's timeout.
+// backends share it so that they behave (and fail) alike. Tools run through
+// internal/sysexec and mount/umount are system calls; each is bounded by the
+// caller's timeout.
 package fsutil
 
 import (
@@ -19,9 +20,9 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -190,11 +191,23 @@ func MountOptions(fsType string, noexec bool) string {
 	return o
 }
 
-// Mount mounts dev (holding fsType) on path with MountOptions. The error is
-// sysexec's, as is: callers add their own context.
+// Mount mounts dev (holding fsType) on path with MountOptions. It calls
+// mount(2) itself: for a block device whose filesystem is known, mount(8)
+// adds nothing but starting a process (about 2 ms here, a tenth of a local
+// mount's whole work). NFS, which needs mount(8)'s helper, does not come
+// here.
 func Mount(ctx context.Context, timeout time.Duration, fsType, dev, path string, noexec bool) error {
-	_, err := sysexec.Run(ctx, timeout, "mount", "-o", MountOptions(fsType, noexec), dev, path)
-	return err
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	if noexec {
+		flags |= unix.MS_NOEXEC
+	}
+	data := ""
+	if fsType == "xfs" {
+		data = "nouuid" // see MountOptions
+	}
+	return bounded(ctx, timeout, fmt.Sprintf("mount %s (%s) on %s", dev, fsType, path), func() error {
+		return unix.Mount(dev, path, fsType, flags, data)
+	})
 }
 
 // UnmountAll unmounts everything mounted on path; a path with nothing
@@ -207,7 +220,12 @@ func UnmountAll(ctx context.Context, timeout time.Duration, path string) error {
 		if err != nil || m == nil {
 			return err
 		}
-		if _, err := sysexec.Run(ctx, timeout, "umount", path); err != nil {
+		err = bounded(ctx, timeout, "umount "+path, func() error { return unix.Unmount(path, 0) })
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("%w: %w", err, storage.ErrInUse)
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			// EINVAL: unmounted by someone else meanwhile; look again.
 			return err
 		}
 	}
@@ -215,6 +233,33 @@ func UnmountAll(ctx context.Context, timeout time.Duration, path string) error {
 		return errors.Join(err, fmt.Errorf("%s is still mounted: %w", path, storage.ErrInUse))
 	}
 	return nil
+}
+
+// bounded runs a system call that may block in the kernel (a mount of a
+// device that stopped answering) under ctx and timeout, as sysexec does for
+// tools. A call still blocked when they end is left to finish on its own
+// goroutine (the kernel cannot be interrupted there, nor could a killed
+// mount(8) be) and the caller gets an error wrapping ctx's error.
+func bounded(ctx context.Context, timeout time.Duration, what string, call func() error) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
 }
 
 // MountsOf returns the mounts whose source is one of sources, preferring one
