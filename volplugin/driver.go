@@ -18,6 +18,7 @@ import (
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/internal/iolimit"
+	"github.com/volplugin/volplugin/internal/vollock"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -86,7 +87,7 @@ type Driver struct {
 	cfg     Config
 	log     *logrus.Logger
 	lease   *hostLease
-	vlock   keyedMutex
+	vlock   vollock.Locker
 	metrics *metrics
 	started time.Time
 	health  *health
@@ -346,7 +347,7 @@ func (d *Driver) mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	if req.ID == "" {
 		return nil, errors.New("mount request without an ID")
 	}
-	unlock := d.vlock.lock(ref)
+	unlock := d.vlock.Hold(ref.Policy, ref.Name)
 	defer unlock()
 	ctx, cancel := d.ctx()
 	defer cancel()
@@ -448,7 +449,7 @@ func (d *Driver) unmount(req *volume.UnmountRequest) error {
 	if err != nil {
 		return err
 	}
-	unlock := d.vlock.lock(ref)
+	unlock := d.vlock.Hold(ref.Policy, ref.Name)
 	defer unlock()
 	log := d.log.WithFields(logrus.Fields{"volume": ref.String(), "id": req.ID})
 

@@ -88,7 +88,7 @@ func (d *Driver) syncLocks(ctx context.Context) bool {
 
 // syncLock puts ref's lock with all its mount IDs on lease.
 func (d *Driver) syncLock(ctx context.Context, ref config.VolumeRef, lease int64) bool {
-	unlock := d.vlock.lock(ref)
+	unlock := d.vlock.Hold(ref.Policy, ref.Name)
 	defer unlock()
 	d.mu.Lock()
 	m := d.mounts[ref]
@@ -197,7 +197,7 @@ func (d *Driver) retryReleases(ctx context.Context) bool {
 	}
 	var left []pendingRelease
 	for _, r := range todo {
-		unlock := d.vlock.lock(r.Volume)
+		unlock := d.vlock.Hold(r.Volume.Policy, r.Volume.Name)
 		d.mu.Lock()
 		// Mounted again here meanwhile with the same ID: not ours to drop.
 		m := d.mounts[r.Volume]

@@ -183,7 +183,7 @@ func (d *Driver) growMounted(ctx context.Context, ref config.VolumeRef, size str
 		return false, nil
 	}
 	// Not while a Docker request mounts or unmounts it.
-	unlock := d.vlock.lock(ref)
+	unlock := d.vlock.Hold(ref.Policy, ref.Name)
 	defer unlock()
 	d.mu.Lock()
 	m = d.mounts[ref]

@@ -103,7 +103,7 @@ func (d *Driver) recoverRemote(ctx context.Context) error {
 
 // recoverLock handles one lock of this host with no adopted mount.
 func (d *Driver) recoverLock(ctx context.Context, u config.Use) error {
-	unlock := d.vlock.lock(u.Volume)
+	unlock := d.vlock.Hold(u.Volume.Policy, u.Volume.Name)
 	defer unlock()
 	if d.mountpoint(u.Volume) != "" {
 		return nil // mounted by Docker meanwhile

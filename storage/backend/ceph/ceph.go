@@ -16,9 +16,9 @@ import (
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/vollock"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
-	"github.com/volplugin/volplugin/storage/internal/vollock"
 )
 
 var (

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/internal/vollock"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
-	"github.com/volplugin/volplugin/storage/internal/vollock"
 )
 
 var (

@@ -1,6 +1,8 @@
 // Package vollock serialises operations on one volume within a process. The
-// local and Ceph backends both need it (two concurrent Mounts of a volume must
-// not attach or map its device twice), so it lives here once.
+// local and Ceph backends need it (two concurrent Mounts of a volume must not
+// attach or map its device twice), and so does volplugin (a mount, an
+// unmount and a relock of one volume must not interleave), so it lives here
+// once.
 package vollock
 
 import (
@@ -59,6 +61,14 @@ func (l *Locker) Lock(ctx context.Context, policy, name string) (unlock func(), 
 		release()
 		return nil, ctx.Err()
 	}
+}
+
+// Hold is Lock without a deadline, for work that must not be given up
+// half-way once asked for (volplugin's steps on one volume); it waits as
+// long as the holder keeps the lock.
+func (l *Locker) Hold(policy, name string) (unlock func()) {
+	unlock, _ = l.Lock(context.Background(), policy, name) // fails only when its ctx ends
+	return unlock
 }
 
 // LockPair locks two volumes in a fixed order, so that two calls locking the

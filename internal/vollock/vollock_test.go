@@ -72,3 +72,37 @@ func TestLockPairBothOrders(t *testing.T) {
 	}
 	u()
 }
+
+// Hold waits for the holder like Lock and never gives up.
+func TestHoldWaitsForTheHolder(t *testing.T) {
+	var l Locker
+	unlock, err := l.Lock(context.Background(), "p", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan func(), 1)
+	go func() { held <- l.Hold("p", "v") }()
+	// Wait until Hold is queued behind the holder (two refs on the entry).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		refs := l.m[storage.ID{Policy: "p", Name: "v"}].refs
+		l.mu.Unlock()
+		if refs == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Hold never queued: %d refs", refs)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	select {
+	case <-held:
+		t.Fatal("Hold returned while another holds the volume")
+	default:
+	}
+	other := l.Hold("p", "w") // another volume is not held up
+	other()
+	unlock()
+	(<-held)()
+}
