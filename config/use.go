@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -23,6 +24,16 @@ type Use struct {
 	Lease    int64     `json:"lease,omitzero"`
 	MountIDs []string  `json:"mount-ids,omitempty"`
 	Since    time.Time `json:"since,omitzero"`
+}
+
+// DecodeUse reads a stored mount lock: the one decoder of the record for
+// the lock manager (lock/) that writes it and the store that lists it.
+func DecodeUse(b []byte) (Use, error) {
+	var u Use
+	if err := json.Unmarshal(b, &u); err != nil {
+		return Use{}, fmt.Errorf("stored mount lock is corrupt: %w", err)
+	}
+	return u, nil
 }
 
 // HeldBy tells whether the lock belongs to the daemon holder on host.
@@ -74,6 +85,15 @@ type Usage struct {
 	LastMounted   time.Time `json:"last-mounted,omitzero"`
 	LastUnmounted time.Time `json:"last-unmounted,omitzero"`
 	Host          string    `json:"host,omitempty"`
+}
+
+// DecodeUsage reads a stored usage record (see DecodeUse).
+func DecodeUsage(b []byte) (Usage, error) {
+	var u Usage
+	if err := json.Unmarshal(b, &u); err != nil {
+		return Usage{}, fmt.Errorf("stored usage record is corrupt: %w", err)
+	}
+	return u, nil
 }
 
 // LastUsed is when the volume was last in use as far as etcd knows: its

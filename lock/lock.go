@@ -266,8 +266,8 @@ func (m *Manager) recordLateUnmount(ctx context.Context, ref config.VolumeRef, h
 	if len(resp.Kvs) == 0 {
 		return nil
 	}
-	var us config.Usage
-	if err := json.Unmarshal(resp.Kvs[0].Value, &us); err != nil || us.Host != host || us.LastUnmounted.After(us.LastMounted) {
+	us, err := config.DecodeUsage(resp.Kvs[0].Value)
+	if err != nil || us.Host != host || us.LastUnmounted.After(us.LastMounted) {
 		return nil
 	}
 	us.Unmounted(host, time.Now().UTC())
@@ -298,7 +298,8 @@ func (m *Manager) usage(ctx context.Context, ref config.VolumeRef, change func(*
 	}
 	var us config.Usage
 	if len(resp.Kvs) == 1 {
-		_ = json.Unmarshal(resp.Kvs[0].Value, &us)
+		// A corrupt record is replaced: it only moves times forward.
+		us, _ = config.DecodeUsage(resp.Kvs[0].Value)
 	}
 	change(&us)
 	b, err := json.Marshal(us)
@@ -319,9 +320,9 @@ func (m *Manager) get(ctx context.Context, key string) (*config.Use, int64, erro
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
 	}
-	var u config.Use
-	if err := json.Unmarshal(resp.Kvs[0].Value, &u); err != nil {
-		return nil, 0, fmt.Errorf("lock %s is corrupt: %w", key, err)
+	u, err := config.DecodeUse(resp.Kvs[0].Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
 	return &u, resp.Kvs[0].ModRevision, nil
 }

@@ -52,9 +52,9 @@ func (s *Store) FinishTrash(ctx context.Context, ref config.VolumeRef, e config.
 		}
 		e.Usage = nil
 		if kvs := rangeKvs(cur, 2); len(kvs) == 1 {
-			var u config.Usage
-			if err := json.Unmarshal(kvs[0].Value, &u); err != nil {
-				return config.TrashEntry{}, 0, fmt.Errorf("usage record of %s is corrupt: %w", ref, err)
+			u, err := config.DecodeUsage(kvs[0].Value)
+			if err != nil {
+				return config.TrashEntry{}, 0, fmt.Errorf("%s: %w", ref, err)
 			}
 			e.Usage = &u
 		}

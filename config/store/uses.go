@@ -11,14 +11,6 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-func decodeUse(b []byte) (config.Use, error) {
-	var u config.Use
-	if err := json.Unmarshal(b, &u); err != nil {
-		return config.Use{}, fmt.Errorf("stored mount lock is corrupt: %w", err)
-	}
-	return u, nil
-}
-
 // ListUses returns every mount lock, sorted by volume.
 func (s *Store) ListUses(ctx context.Context) ([]config.Use, error) {
 	resp, err := s.get(ctx, "list uses", s.keys.Uses(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
@@ -27,7 +19,7 @@ func (s *Store) ListUses(ctx context.Context) ([]config.Use, error) {
 	}
 	out := make([]config.Use, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		u, err := decodeUse(kv.Value)
+		u, err := config.DecodeUse(kv.Value)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", kv.Key, err)
 		}
@@ -45,7 +37,7 @@ func (s *Store) GetUse(ctx context.Context, ref config.VolumeRef) (config.Use, e
 	if len(resp.Kvs) == 0 {
 		return config.Use{}, fmt.Errorf("no mount lock on volume %s: %w", ref, config.ErrNotFound)
 	}
-	return decodeUse(resp.Kvs[0].Value)
+	return config.DecodeUse(resp.Kvs[0].Value)
 }
 
 // ForcedUnmount is what ForceUnmount did.
@@ -75,7 +67,7 @@ func (s *Store) ForceUnmount(ctx context.Context, ref config.VolumeRef, now time
 		var out ForcedUnmount
 		useKvs, usageKvs := rangeKvs(resp, 0), rangeKvs(resp, 1)
 		if len(useKvs) == 1 {
-			u, err := decodeUse(useKvs[0].Value)
+			u, err := config.DecodeUse(useKvs[0].Value)
 			if err != nil {
 				return ForcedUnmount{}, err
 			}
@@ -83,9 +75,9 @@ func (s *Store) ForceUnmount(ctx context.Context, ref config.VolumeRef, now time
 		}
 		var us *config.Usage
 		if len(usageKvs) == 1 {
-			var u config.Usage
-			if err := json.Unmarshal(usageKvs[0].Value, &u); err != nil {
-				return ForcedUnmount{}, fmt.Errorf("usage record of %s is corrupt: %w", ref, err)
+			u, err := config.DecodeUsage(usageKvs[0].Value)
+			if err != nil {
+				return ForcedUnmount{}, fmt.Errorf("%s: %w", ref, err)
 			}
 			us = &u
 		}
@@ -147,9 +139,9 @@ func (s *Store) GetUsage(ctx context.Context, ref config.VolumeRef) (*config.Usa
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
 	}
-	var u config.Usage
-	if err := json.Unmarshal(resp.Kvs[0].Value, &u); err != nil {
-		return nil, 0, fmt.Errorf("usage record of %s is corrupt: %w", ref, err)
+	u, err := config.DecodeUsage(resp.Kvs[0].Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", ref, err)
 	}
 	return &u, resp.Kvs[0].ModRevision, nil
 }
@@ -166,9 +158,9 @@ func (s *Store) Usages(ctx context.Context) (map[config.VolumeRef]config.Usage, 
 		if !ok {
 			continue
 		}
-		var u config.Usage
-		if err := json.Unmarshal(kv.Value, &u); err != nil {
-			return nil, fmt.Errorf("usage record %s is corrupt: %w", kv.Key, err)
+		u, err := config.DecodeUsage(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kv.Key, err)
 		}
 		out[ref] = u
 	}

@@ -381,9 +381,8 @@ func whyBusy(ref config.VolumeRef, vol, use, oplock, intent []*mvccpb.KeyValue) 
 		return fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
 	}
 	if len(use) == 1 {
-		var u config.Use
-		_ = json.Unmarshal(use[0].Value, &u)
-		return fmt.Errorf("volume %s is mounted on host %q: %w", ref, u.Hostname, config.ErrInUse)
+		u, _ := config.DecodeUse(use[0].Value) // a corrupt lock still holds the volume
+		return fmt.Errorf("volume %s is mounted on %s: %w", ref, u.Owner(), config.ErrInUse)
 	}
 	if len(oplock) == 1 {
 		var l OpLock
