@@ -94,3 +94,73 @@ func TestHostLeaseSurvivesLosingOneVolmaster(t *testing.T) {
 		t.Fatalf("mount lock is %+v, want host1 on lease %x", u, id)
 	}
 }
+
+// Losing the host lease is an event: Lost(id) closes once volmaster has
+// been out of reach for the TTL, before anything uses the lease; a new lease
+// comes with an open channel when volmaster is back; Done closes with Run.
+func TestHostLeaseLostIsAnEvent(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	keys, _ := config.NewKeys("")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	// A cuttable TCP link between volplugin and volmaster (a fault injector).
+	link := etcdtest.NewLink(t, ts.URL)
+	api, err := client.New(link.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.PutGlobal(ctx, []byte(`{"TTL": 2, "Timeout": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	lease := newHostLease(api, "host1", "", quiet(), func(context.Context, int64) {})
+	runCtx, stop := context.WithCancel(ctx)
+	go lease.Run(runCtx)
+	first, err := lease.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lease.Lost(first):
+		t.Fatal("Lost closed while the lease is renewed")
+	default:
+	}
+	link.Cut()
+	select {
+	case <-lease.Lost(first):
+	case <-time.After(30 * time.Second):
+		t.Fatal("Lost never closed with volmaster out of reach")
+	}
+	if got := lease.current(); got != 0 {
+		t.Errorf("current() = %x after the lease was lost, want 0", got)
+	}
+	link.Restore()
+	deadline := time.Now().Add(30 * time.Second)
+	var second int64
+	for second == 0 || second == first {
+		if time.Now().After(deadline) {
+			t.Fatal("no new lease after volmaster came back")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+		second = lease.current()
+	}
+	select {
+	case <-lease.Lost(second):
+		t.Fatal("the new lease's Lost is closed")
+	case <-lease.Lost(first):
+	}
+	stop()
+	select {
+	case <-lease.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Done never closed after Run's context ended")
+	}
+}

@@ -29,8 +29,40 @@ func (d *Driver) kick() {
 
 // onNewLease is the host lease's onNew: every lock must move onto the new
 // lease. The keeper does it, so the lease's renewals never wait on volmaster
-// answers about single volumes.
-func (d *Driver) onNewLease(context.Context, int64) { d.kick() }
+// answers about single volumes. The lease's loss is watched from now on.
+func (d *Driver) onNewLease(ctx context.Context, id int64) {
+	go d.watchLease(ctx, id)
+	d.kick()
+}
+
+// watchLease acts on the loss of lease id when it happens: the locks on it
+// are gone from etcd, so until the keeper puts them on the next lease
+// another host could take a volume this host has mounted. It is said at
+// once (log, volplugin_leases_lost_total), the mounts no longer count as
+// locked, and the keeper starts over.
+func (d *Driver) watchLease(ctx context.Context, id int64) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.lease.Lost(id):
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	d.metrics.leasesLost.Inc()
+	d.mu.Lock()
+	held := 0
+	for _, m := range d.mounts {
+		if m.lockLease == id {
+			m.lockLease = 0
+			held++
+		}
+	}
+	d.mu.Unlock()
+	d.log.WithField("lease", id).WithField("locks", held).
+		Error("host lease lost: its mount locks are gone from etcd until they are taken again on a new lease; new mounts wait for it")
+	d.kick()
+}
 
 // keepLocks runs until ctx ends. It puts the lock of every locked volume
 // mounted here (and each of its mount IDs) on the current lease, and retries

@@ -18,6 +18,12 @@ import (
 // it grants a new one. After every grant, including the first, it calls onNew
 // so the driver can put its locks (recovered ones at start) on the lease;
 // onNew must not block (the renewals wait for it).
+//
+// Losing a lease is an event, as an etcd Session's Done is: Lost(id) is
+// closed the moment lease id is known gone (its TTL passed since the last
+// renewal this host saw succeed, volmaster answered that it expired, or a
+// newer lease replaced it), not at the next use. Done is closed when Run
+// returns.
 type hostLease struct {
 	api    *client.Client
 	host   string
@@ -33,10 +39,45 @@ type hostLease struct {
 	ttl     time.Duration
 	renewed time.Time
 	ready   chan struct{}
+	// lost is closed when lease id is lost; expiry closes it at
+	// renewed+ttl unless a renewal re-arms it first.
+	lost   chan struct{}
+	expiry *time.Timer
+	done   chan struct{}
 }
 
 func newHostLease(api *client.Client, host, holder string, log logrus.FieldLogger, onNew func(context.Context, int64)) *hostLease {
-	return &hostLease{api: api, host: host, holder: holder, log: log, onNew: onNew, ready: make(chan struct{})}
+	return &hostLease{api: api, host: host, holder: holder, log: log, onNew: onNew, ready: make(chan struct{}),
+		lost: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Lost returns a channel closed once lease id is lost (at once if it is
+// not the current lease).
+func (l *hostLease) Lost(id int64) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if id != l.id || id == 0 {
+		return closedChan
+	}
+	return l.lost
+}
+
+// Done is closed when Run has returned.
+func (l *hostLease) Done() <-chan struct{} { return l.done }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// markLost closes lease id's Lost channel if id is still the current lease.
+// The caller holds l.mu.
+func (l *hostLease) markLostLocked(id int64) {
+	if id != l.id {
+		return
+	}
+	select {
+	case <-l.lost:
+	default:
+		close(l.lost)
+	}
 }
 
 // ID returns the current lease, waiting until there is one or ctx ends.
@@ -84,6 +125,14 @@ func (l *hostLease) State() (id int64, ttl time.Duration, renewed time.Time) {
 // Run grants the lease and renews it every TTL/3 until ctx ends; then it
 // revokes nothing: locks of mounts that stay must outlive a restart.
 func (l *hostLease) Run(ctx context.Context) {
+	defer close(l.done)
+	defer func() {
+		l.mu.Lock()
+		if l.expiry != nil {
+			l.expiry.Stop()
+		}
+		l.mu.Unlock()
+	}()
 	readyOnce := sync.OnceFunc(func() { close(l.ready) })
 	for ctx.Err() == nil {
 		l.mu.Lock()
@@ -119,6 +168,7 @@ func (l *hostLease) Run(ctx context.Context) {
 				l.log.WithField("lease", id).Error("host lease expired: its mount locks are gone; taking a new lease and re-acquiring them")
 				l.mu.Lock()
 				l.renewed = time.Time{}
+				l.markLostLocked(id)
 				l.mu.Unlock()
 				continue
 			case err != nil:
@@ -141,8 +191,25 @@ func (l *hostLease) Run(ctx context.Context) {
 	}
 }
 
+// set records a grant or renewal of lease id and re-arms its expiry. A new
+// lease replaces the old one, whose Lost channel closes if it had not yet.
 func (l *hostLease) set(id int64, ttl time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if id != l.id {
+		l.markLostLocked(l.id)
+		l.lost = make(chan struct{})
+	}
 	l.id, l.ttl, l.renewed = id, ttl, time.Now()
+	if l.expiry != nil {
+		l.expiry.Stop()
+	}
+	l.expiry = time.AfterFunc(ttl, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		// A renewal that raced this timer moved renewed on: not lost.
+		if l.id == id && time.Since(l.renewed) >= l.ttl {
+			l.markLostLocked(id)
+		}
+	})
 }

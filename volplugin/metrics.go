@@ -27,6 +27,7 @@ type metrics struct {
 	unmountTime   prometheus.Histogram
 	locks         *prometheus.CounterVec
 	locksLost     prometheus.Counter
+	leasesLost    prometheus.Counter
 	renewFailures prometheus.Counter
 	refused       *prometheus.CounterVec
 	backend       *backendmetrics.Histogram
@@ -60,6 +61,9 @@ func newMetrics(d *Driver) *metrics {
 		locksLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "volplugin_locks_lost_total", Help: "Mount locks another host took while this host's lease was gone.",
 		}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "volplugin_leases_lost_total", Help: "Host leases lost (their TTL passed without a renewal, or volmaster said they expired): every lock on one was gone until put on the next lease.",
+		}),
 		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "volplugin_lease_renew_failures_total", Help: "Failed host-lease renewals.",
 		}),
@@ -81,7 +85,7 @@ func newMetrics(d *Driver) *metrics {
 	}
 	m.refused.WithLabelValues(refusedHealth)
 	m.refused.WithLabelValues(refusedMaintenance)
-	m.reg.MustRegister(m.mounts, m.unmounts, m.mountTime, m.unmountTime, m.locks, m.locksLost, m.renewFailures,
+	m.reg.MustRegister(m.mounts, m.unmounts, m.mountTime, m.unmountTime, m.locks, m.locksLost, m.leasesLost, m.renewFailures,
 		m.refused, m.backend.Collector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "volplugin_mounts_active", Help: "Volumes mounted on this host."},
