@@ -3,6 +3,7 @@ package volplugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -258,3 +259,45 @@ func (d *Driver) retryReleases(ctx context.Context) bool {
 	}
 	return rest == 0
 }
+
+// busyWait bounds how long a first mount waits for an operation on the
+// volume (a snapshot, say) to finish before it gives up.
+const busyWait = 10 * time.Second
+
+// acquire takes the host's lock on ref for one mount ID and returns the
+// lease it is on. A volume busy with an operation is retried for up to
+// busyWait.
+func (d *Driver) acquire(ctx context.Context, ref config.VolumeRef, id string) (int64, error) {
+	deadline := time.Now().Add(busyWait)
+	wait := 50 * time.Millisecond
+	for {
+		lease, err := d.lease.ID(ctx)
+		if err != nil {
+			return 0, err
+		}
+		_, err = d.cfg.API.AcquireUse(ctx, ref, d.mountRequest(lease, id))
+		d.metrics.locks.WithLabelValues(result(err)).Inc()
+		if err == nil {
+			return lease, nil
+		}
+		if !errors.Is(err, config.ErrBusy) || time.Now().Add(wait).After(deadline) {
+			return 0, fmt.Errorf("lock %s: %w", ref, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("lock %s: %w", ref, err)
+		case <-t.C:
+		}
+		wait = min(wait*2, time.Second)
+	}
+}
+
+// mountRequest asks for (or releases) mount ID id of this daemon on lease.
+func (d *Driver) mountRequest(lease int64, id string) config.MountRequest {
+	return config.MountRequest{Hostname: d.cfg.Host, Holder: d.cfg.Holder, Lease: lease, MountID: id}
+}
+
+// ownLock tells whether a lock is this daemon's.
+func (d *Driver) ownLock(u config.Use) bool { return u.HeldBy(d.cfg.Host, d.cfg.Holder) }
