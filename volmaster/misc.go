@@ -9,17 +9,22 @@ import (
 	"github.com/volplugin/volplugin/internal/diag"
 )
 
-// Health is the body of GET /healthz.
+// Health is the body of GET /healthz. A 503 also carries the error body
+// every other route answers with (error, code), so a client reading errors
+// the usual way gets etcd's error, not just the status.
 type Health struct {
 	Status string `json:"status"`
 	Etcd   string `json:"etcd"`
+	Error  string `json:"error,omitempty"`
+	Code   string `json:"code,omitempty"`
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.store.GetGlobal(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, Health{Status: "unavailable", Etcd: err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, Health{Status: "unavailable", Etcd: err.Error(),
+			Error: "etcd: " + err.Error(), Code: config.ErrorCode(config.ErrUnavailable)})
 		return
 	}
 	writeJSON(w, http.StatusOK, Health{Status: "ok", Etcd: "ok"})

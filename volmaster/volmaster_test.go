@@ -476,8 +476,11 @@ func TestEtcdDownIs503(t *testing.T) {
 		{"POST", "/v1/volumes", `{"policy":"p","name":"v"}`},
 		{"GET", "/healthz", ""},
 	} {
-		if code, body := h.do(t, c.method, c.path, c.body); code != 503 {
-			t.Errorf("%s %s with etcd down = %d %s, want 503", c.method, c.path, code, body)
+		code, body := h.do(t, c.method, c.path, c.body)
+		var e ErrorBody
+		// Every 503 carries the usual error body, /healthz's included.
+		if code != 503 || json.Unmarshal([]byte(body), &e) != nil || e.Code != "unavailable" || !strings.Contains(e.Error, "etcd") {
+			t.Errorf("%s %s with etcd down = %d %s, want 503 with an etcd error, code unavailable", c.method, c.path, code, body)
 		}
 	}
 	// And the cache serves again once etcd is back.
