@@ -86,7 +86,7 @@ func (s *Server) deleteUse(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, err := s.store.ForceUnmount(r.Context(), ref, s.now())
+	out, err := s.locks.ForceRelease(r.Context(), ref, s.now())
 	if err != nil {
 		writeError(w, err)
 		return

@@ -129,7 +129,7 @@ func TestUnprovenVolumeKeptUntilOperatorRecordsUnmount(t *testing.T) {
 	}
 
 	// The operator checked node7 and records the unmount of eph.
-	if _, err := e.st.ForceUnmount(ctx, eph, clock.Now()); err != nil {
+	if _, err := lock.New(e.cli, e.keys, 5*time.Second).ForceRelease(ctx, eph, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "eph to leave the unproven list", 20*time.Second, func() bool {
@@ -168,7 +168,7 @@ func TestRemountAfterRecordedUnmountIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := newClock(time.Now())
-	if _, err := e.st.ForceUnmount(ctx, eph, clock.Now()); err != nil {
+	if _, err := lock.New(e.cli, e.keys, 5*time.Second).ForceRelease(ctx, eph, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// The host is alive: it takes its lock again (on a new lease), and then

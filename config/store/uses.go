@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -38,95 +37,6 @@ func (s *Store) GetUse(ctx context.Context, ref config.VolumeRef) (config.Use, e
 		return config.Use{}, fmt.Errorf("no mount lock on volume %s: %w", ref, config.ErrNotFound)
 	}
 	return config.DecodeUse(resp.Kvs[0].Value)
-}
-
-// ForcedUnmount is what ForceUnmount did.
-type ForcedUnmount struct {
-	// Lock is the mount lock it broke, nil if there was none.
-	Lock *config.Use
-	// Usage is the usage record with the unmount recorded (zero if the
-	// volume no longer exists).
-	Usage    config.Usage
-	Revision int64
-}
-
-// ForceUnmount is volcli use force-remove: an operator who made sure the
-// volume is mounted nowhere any more breaks its mount lock, if any, and
-// records the unmount of its last mount at now, in one transaction. From then
-// on the volume counts as unmounted: a remove may go ahead, and volsupervisor
-// removes it (ephemeral, reclaim) once the grace has passed. ErrNotFound if
-// there is neither a lock nor a mount without a recorded unmount.
-func (s *Store) ForceUnmount(ctx context.Context, ref config.VolumeRef, now time.Time) (ForcedUnmount, error) {
-	useKey, usageKey, volKey := s.keys.Use(ref), s.keys.Usage(ref), s.keys.Volume(ref)
-	for range maxTxnRetries {
-		resp, err := s.txn(ctx, "read use of "+ref.String(), nil,
-			[]clientv3.Op{clientv3.OpGet(useKey), clientv3.OpGet(usageKey), clientv3.OpGet(volKey, clientv3.WithCountOnly())}, nil)
-		if err != nil {
-			return ForcedUnmount{}, err
-		}
-		var out ForcedUnmount
-		useKvs, usageKvs := rangeKvs(resp, 0), rangeKvs(resp, 1)
-		if len(useKvs) == 1 {
-			u, err := config.DecodeUse(useKvs[0].Value)
-			if err != nil {
-				return ForcedUnmount{}, err
-			}
-			out.Lock = &u
-		}
-		var us *config.Usage
-		if len(usageKvs) == 1 {
-			u, err := config.DecodeUsage(usageKvs[0].Value)
-			if err != nil {
-				return ForcedUnmount{}, fmt.Errorf("%s: %w", ref, err)
-			}
-			us = &u
-		}
-		if out.Lock == nil && (us == nil || !us.Unrecorded()) {
-			return ForcedUnmount{}, fmt.Errorf("no mount lock on volume %s and no mount without a recorded unmount: %w", ref, config.ErrNotFound)
-		}
-		volExists := resp.Responses[2].GetResponseRange().Count > 0
-		if !volExists && out.Lock == nil {
-			return ForcedUnmount{}, fmt.Errorf("volume %s: %w", ref, config.ErrNotFound)
-		}
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(useKey), "=", modRevision(useKvs)),
-			clientv3.Compare(clientv3.ModRevision(usageKey), "=", modRevision(usageKvs)),
-		}
-		var ops []clientv3.Op
-		if out.Lock != nil {
-			ops = append(ops, clientv3.OpDelete(useKey))
-		}
-		if volExists {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(volKey), ">", 0))
-			var nu config.Usage
-			if us != nil {
-				nu = *us
-			} else {
-				// A lock without a usage record (written before there were
-				// any): its mount is the last one.
-				nu = config.Usage{LastMounted: out.Lock.Since, Host: out.Lock.Hostname}
-			}
-			nu.Unmounted("", now.UTC())
-			b, err := json.Marshal(nu)
-			if err != nil {
-				return ForcedUnmount{}, err
-			}
-			ops = append(ops, clientv3.OpPut(usageKey, string(b)))
-			out.Usage = nu
-		} else {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(volKey), "=", 0))
-		}
-		tresp, err := s.txn(ctx, "force-remove use of "+ref.String(), cmps, ops, nil)
-		if err != nil {
-			return ForcedUnmount{}, err
-		}
-		if tresp.Succeeded {
-			out.Revision = tresp.Header.Revision
-			return out, nil
-		}
-		// A mount, unmount or remove came in between: read again.
-	}
-	return ForcedUnmount{}, fmt.Errorf("force-remove use of %s: too much contention: %w", ref, config.ErrBusy)
 }
 
 // GetUsage returns a volume's usage record (nil if it has none) and the

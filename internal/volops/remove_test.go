@@ -103,7 +103,7 @@ func TestManualRemove(t *testing.T) {
 	if d, _ := e.st.Dump(ctx); d[e.st.Keys().OpLock(ref)] != "" {
 		t.Error("a refused remove left an operation lock")
 	}
-	if _, err := e.st.ForceUnmount(ctx, ref, time.Now()); err != nil {
+	if _, err := e.locks.ForceRelease(ctx, ref, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ops.Remove(ctx, ref, Manual, e.h); err != nil {
