@@ -186,8 +186,9 @@ func BenchmarkSupervisor1000LocalVolumes(b *testing.B) {
 // CPU this process uses is the leader's alone. It reports how late the
 // snapshots after each volume's first came (p50, p99), the leader's and
 // etcd's CPU as a share of one core, etcd writes per snapshot (puts and
-// deletes: snapshot records, prunes, status), snapshots per second, and the
-// Go heap in use.
+// deletes: snapshot records, prunes, status) and requests per snapshot
+// (every gRPC call etcd answered, reads included), snapshots per second, and
+// the Go heap in use.
 func runScale(b *testing.B, n int, freq time.Duration, snaps *timedSnapshotter, create func(context.Context, config.Volume) error) {
 	ep := etcddev.Start(b, 1).Endpoints[0]
 	ctx := context.Background()
@@ -266,10 +267,12 @@ func runScale(b *testing.B, n int, freq time.Duration, snaps *timedSnapshotter, 
 	c0, t0, n0 := cpuTime(), time.Now(), snaps.count()
 	w0 := etcdMetric(b, ep, "etcd_mvcc_put_total") + etcdMetric(b, ep, "etcd_mvcc_delete_total")
 	e0 := etcdMetric(b, ep, "process_cpu_seconds_total")
+	r0 := etcdMetric(b, ep, "grpc_server_handled_total")
 	time.Sleep(window) // the measurement window itself, not synchronisation
 	c1, t1, n1 := cpuTime(), time.Now(), snaps.count()
 	w1 := etcdMetric(b, ep, "etcd_mvcc_put_total") + etcdMetric(b, ep, "etcd_mvcc_delete_total")
 	e1 := etcdMetric(b, ep, "process_cpu_seconds_total")
+	r1 := etcdMetric(b, ep, "grpc_server_handled_total")
 	b.StopTimer()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -284,6 +287,7 @@ func runScale(b *testing.B, n int, freq time.Duration, snaps *timedSnapshotter, 
 	b.ReportMetric(100*float64(c1-c0)/float64(elapsed), "cpu-%core")
 	b.ReportMetric(100*(e1-e0)/elapsed.Seconds(), "etcd-cpu-%core")
 	b.ReportMetric((w1-w0)/taken, "etcd-writes/snapshot")
+	b.ReportMetric((r1-r0)/taken, "etcd-requests/snapshot")
 	b.ReportMetric(taken/elapsed.Seconds(), "snapshots/s")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MB")
 	b.ReportMetric(float64(n), "volumes")

@@ -83,6 +83,7 @@ var Rows = []Row{
 		Target: 5, Note: "etcd runs as its own process (next row); target < 5 %"},
 	{Figure: "  etcd's CPU meanwhile", Bench: "Supervisor10000Volumes", Unit: "etcd-cpu-%core", Scale: 1, Show: "% of a core"},
 	{Figure: "volsupervisor: etcd writes per snapshot", Bench: "Supervisor10000Volumes", Unit: "etcd-writes/snapshot", Scale: 1, Show: ""},
+	{Figure: "volsupervisor: etcd requests per snapshot", Bench: "Supervisor10000Volumes", Unit: "etcd-requests/snapshot", Scale: 1, Show: "", Note: "every gRPC call etcd answered, reads included"},
 	{Figure: "volsupervisor: Go heap in use", Bench: "Supervisor10000Volumes", Unit: "heap-MB", Scale: 1, Show: "MiB"},
 	{Figure: "volsupervisor, real local backend: lateness p50, 1,000 volumes every minute", Bench: "Supervisor1000LocalVolumes", Unit: "late-p50-ms", Scale: 1, Show: "ms",
 		Target: 60000, Note: "real sparse copies of 8 MB images holding 256 KiB; -short: 50 volumes every 2 s"},
