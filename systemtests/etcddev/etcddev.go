@@ -41,7 +41,7 @@ func Start(tb testing.TB, n int) *Cluster {
 		tb.Fatal("etcddev: cannot locate scripts/etcd-dev")
 	}
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "etcd-dev")
-	port, err := freePorts(2 * n)
+	port, err := FreePorts(2 * n)
 	if err != nil {
 		tb.Fatalf("etcddev: %v", err)
 	}
@@ -126,10 +126,12 @@ func (c *Cluster) run(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// freePorts finds n consecutive free loopback ports (the script numbers
-// its members' ports from a base). Another process may take one before the
-// cluster starts; then up fails with etcd's bind error in its output.
-func freePorts(n int) (int, error) {
+// FreePorts finds n consecutive free loopback ports and returns the first
+// (the script numbers its members' ports from a base; tests that start
+// embedded etcd members on fixed ports use it too). Another process may take
+// one before the cluster starts; then up fails with etcd's bind error in its
+// output.
+func FreePorts(n int) (int, error) {
 	// Below the kernel's ephemeral range (32768 and up by default): a
 	// port found free there is not handed to another test's :0 listener or
 	// outgoing connection before etcd binds it, as one from the range can be.
