@@ -323,6 +323,9 @@ func TestHAControlPlaneLosses(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // polling the snapshot list, with the deadline above
 		}
 	}
+	// What the volsupervisor's restart cost in snapshots shows only now
+	// that the new leader has taken some: it belongs to the last step.
+	table[len(table)-1].missedSnaps += snapshotsMissed(stepStart, time.Now())
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nHA suite (systemtests/ha_docker_test.go): seconds until Docker works again; every counter but missed snaps must be 0\n")
