@@ -13,7 +13,7 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
-	"github.com/volplugin/volplugin/systemtests/etcddev"
+	"github.com/volplugin/volplugin/internal/etcdtest"
 )
 
 // embeddedMember is one volmaster process of an embedded cluster, on fixed
@@ -39,10 +39,10 @@ func (m *embeddedMember) launch(t *testing.T) func() {
 
 // startEmbeddedCluster runs n volmasters whose embedded etcd members form
 // one cluster, each with its own data dir (made ready by prep, if set) and
-// the flags extra. Ports come from below the ephemeral range (etcddev).
+// the flags extra. Ports come from below the ephemeral range (etcdtest).
 func startEmbeddedCluster(t *testing.T, n int, prep func(dir string), extra ...string) []*embeddedMember {
 	t.Helper()
-	base, err := etcddev.FreePorts(3 * n)
+	base, err := etcdtest.FreePorts(3 * n)
 	if err != nil {
 		t.Fatal(err)
 	}

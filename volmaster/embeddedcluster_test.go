@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,27 +19,8 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/etcdtest"
 )
-
-// freeLoopbackPorts returns n ports that were free a moment ago (a member's
-// peer URL must be known to all before any starts).
-func freeLoopbackPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return out
-}
 
 // clusterMember is one volmaster of an embedded cluster, run in process.
 type clusterMember struct {
@@ -67,7 +47,14 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three etcd members")
 	}
-	ports := freeLoopbackPorts(t, 12)
+	base, err := etcdtest.FreePorts(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []int
+	for i := range 12 {
+		ports = append(ports, base+i)
+	}
 	var ms []*clusterMember
 	var cluster, urls []string
 	for i := range 3 {
