@@ -96,9 +96,9 @@ func memberURLs(first *embeddedMember, ms []*embeddedMember) string {
 	return strings.Join(urls, ",")
 }
 
-// cli runs volcli through urls with token (none if empty) and fails the
+// volcliOK runs volcli through urls with token (none if empty) and fails the
 // test unless it exits 0; it returns stdout.
-func cli(t *testing.T, urls, token, stdin string, args ...string) string {
+func volcliOK(t *testing.T, urls, token, stdin string, args ...string) string {
 	t.Helper()
 	if token != "" {
 		args = append([]string{"--token", token}, args...)
@@ -117,14 +117,14 @@ type haTimes struct {
 }
 
 func (h haTimes) log(t *testing.T, what string) {
-	t.Logf("%s: kill -9 of the leader's volmaster -> API answered %.1fs, new etcd leader in view %.1fs, first write %.1fs; "+
-		"restart -> member healthy %.1fs after its start", what, h.answered, h.elected, h.wrote, h.rejoined)
+	t.Logf("%s: kill -9 of the leader's volmaster -> API answered %.1fs, new etcd leader in view %.1fs, new writes done %.1fs; "+
+		"restart -> member healthy %.1fs after the restart began", what, h.answered, h.elected, h.wrote, h.rejoined)
 }
 
 // killLeaderAndRejoin kills -9 the volmaster whose etcd member leads, checks
 // that the others answer with every record of want (volume names) through
-// the client list that names the killed one first, calls during (with the
-// survivors' URLs) for new writes, restarts the killed volmaster on its data
+// the client list that names the killed one first, calls during with that
+// list for new writes, restarts the killed volmaster on its data
 // dir and waits until its member is healthy again. It returns the killed
 // member and the times measured.
 func killLeaderAndRejoin(t *testing.T, ms []*embeddedMember, token string, want []string, during func(urls string)) (*embeddedMember, haTimes) {
@@ -186,7 +186,7 @@ func killLeaderAndRejoin(t *testing.T, ms []*embeddedMember, token string, want 
 	// Each survivor alone holds every record written before.
 	for _, u := range rest {
 		for _, v := range want {
-			cli(t, u, token, "", "volume", "get", v)
+			volcliOK(t, u, token, "", "volume", "get", v)
 		}
 	}
 	during(order)
@@ -224,30 +224,30 @@ func TestEmbeddedClusterKill9Leader(t *testing.T) {
 	var want []string
 	for i, m := range ms {
 		p := fmt.Sprintf("p%d", i+1)
-		cli(t, m.vm.URL, "", `{"backend":"nfs"}`, "policy", "upload", p)
+		volcliOK(t, m.vm.URL, "", `{"backend":"nfs"}`, "policy", "upload", p)
 		for j := range 3 {
 			v := fmt.Sprintf("%s/before-%d", p, j)
-			cli(t, m.vm.URL, "", "", "volume", "create", v)
+			volcliOK(t, m.vm.URL, "", "", "volume", "create", v)
 			want = append(want, v)
 		}
 	}
 	var wrote []string
 	killed, h := killLeaderAndRejoin(t, ms, "", want, func(urls string) {
-		cli(t, urls, "", `{"backend":"nfs"}`, "policy", "upload", "during")
+		volcliOK(t, urls, "", `{"backend":"nfs"}`, "policy", "upload", "during")
 		for _, v := range []string{"p1/during", "during/v"} {
-			cli(t, urls, "", "", "volume", "create", v)
+			volcliOK(t, urls, "", "", "volume", "create", v)
 			wrote = append(wrote, v)
 		}
 	})
-	out := cli(t, killed.vm.URL, "", "", "volume", "list-all")
+	out := volcliOK(t, killed.vm.URL, "", "", "volume", "list-all")
 	if got := strings.Fields(out); !containsAll(got, append(want, wrote...)) {
 		t.Fatalf("restarted %s lists %v; want %v and %v", killed.name, got, want, wrote)
 	}
-	cli(t, killed.vm.URL, "", "", "policy", "get", "during")
+	volcliOK(t, killed.vm.URL, "", "", "policy", "get", "during")
 	// And it takes writes again.
-	cli(t, killed.vm.URL, "", "", "volume", "create", "during/after-rejoin")
+	volcliOK(t, killed.vm.URL, "", "", "volume", "create", "during/after-rejoin")
 	for _, m := range ms {
-		cli(t, m.vm.URL, "", "", "volume", "get", "during/after-rejoin")
+		volcliOK(t, m.vm.URL, "", "", "volume", "get", "during/after-rejoin")
 	}
 	h.log(t, "embedded cluster, killed "+killed.name)
 }
@@ -314,12 +314,12 @@ func TestEmbeddedClusterAuth(t *testing.T) {
 		if _, e, code := volcli(t, m.vm.URL, "", "policy", "list"); code != 1 || !strings.Contains(e, "bearer token is required") {
 			t.Errorf("%s without a token: exit %d %s", m.name, code, e)
 		}
-		cli(t, m.vm.URL, admin, `{"backend":"nfs"}`, "policy", "upload", fmt.Sprintf("a%d", i+1))
+		volcliOK(t, m.vm.URL, admin, `{"backend":"nfs"}`, "policy", "upload", fmt.Sprintf("a%d", i+1))
 	}
 	var want []string
 	for i := range ms {
 		v := fmt.Sprintf("a%d/before", i+1)
-		cli(t, ms[(i+1)%len(ms)].vm.URL, admin, "", "volume", "create", v)
+		volcliOK(t, ms[(i+1)%len(ms)].vm.URL, admin, "", "volume", "create", v)
 		want = append(want, v)
 	}
 
@@ -354,20 +354,20 @@ func TestEmbeddedClusterAuth(t *testing.T) {
 
 	var tenant string
 	killed, h := killLeaderAndRejoin(t, ms, admin, want, func(urls string) {
-		cli(t, urls, admin, "", "volume", "create", "a1/during")
-		tenant = strings.TrimSpace(cli(t, urls, admin, "", "token", "create", "--role", "tenant", "--policy", "a1"))
+		volcliOK(t, urls, admin, "", "volume", "create", "a1/during")
+		tenant = strings.TrimSpace(volcliOK(t, urls, admin, "", "token", "create", "--role", "tenant", "--policy", "a1"))
 		for _, m := range ms {
 			if !m.vm.stopped { // not the killed one
-				if out := cli(t, m.vm.URL, tenant, "", "volume", "list-all"); !strings.Contains(out, "a1/during") || strings.Contains(out, "a2/") {
+				if out := volcliOK(t, m.vm.URL, tenant, "", "volume", "list-all"); !strings.Contains(out, "a1/during") || strings.Contains(out, "a2/") {
 					t.Errorf("tenant token through %s: %q", m.name, out)
 				}
 			}
 		}
 	})
-	if out := cli(t, killed.vm.URL, tenant, "", "volume", "list-all"); !strings.Contains(out, "a1/during") {
+	if out := volcliOK(t, killed.vm.URL, tenant, "", "volume", "list-all"); !strings.Contains(out, "a1/during") {
 		t.Errorf("tenant token made while %s was down, through it after its restart: %q", killed.name, out)
 	}
-	cli(t, killed.vm.URL, admin, "", "volume", "create", "a2/after-rejoin")
+	volcliOK(t, killed.vm.URL, admin, "", "volume", "create", "a2/after-rejoin")
 	if !slices.Contains(writers, killed.name) {
 		if _, err := os.Stat(filepath.Join(killed.dir, "admin.token")); err == nil {
 			t.Errorf("restarted %s wrote a second bootstrap token", killed.name)
