@@ -1,6 +1,7 @@
 package systemtests
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
@@ -57,11 +62,7 @@ func startEmbeddedCluster(t *testing.T, n int, prep func(dir string), extra ...s
 		cluster = append(cluster, m.name+"="+m.peer)
 	}
 	for i, m := range ms {
-		m.args = append([]string{
-			"--listen", fmt.Sprintf("127.0.0.1:%d", base+3*i), "--data-dir", m.dir, "--mount-root", filepath.Join(m.dir, "mnt"),
-			"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d", base+3*i+2), "--etcd-peer-listen", m.peer,
-			"--etcd-name", m.name, "--etcd-initial-cluster", strings.Join(cluster, ","),
-		}, extra...)
+		m.args = memberArgs(m, base+3*i, strings.Join(cluster, ","), extra)
 	}
 	var waits []func()
 	for _, m := range ms {
@@ -83,6 +84,16 @@ func startEmbeddedCluster(t *testing.T, n int, prep func(dir string), extra ...s
 		w()
 	}
 	return ms
+}
+
+// memberArgs are the flags of member m whose API listens on port, its
+// peer URL on port+1 and its etcd client URL on port+2.
+func memberArgs(m *embeddedMember, port int, cluster string, extra []string) []string {
+	return append([]string{
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", m.dir, "--mount-root", filepath.Join(m.dir, "mnt"),
+		"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d", port+2), "--etcd-peer-listen", m.peer,
+		"--etcd-name", m.name, "--etcd-initial-cluster", cluster,
+	}, extra...)
 }
 
 // memberURLs joins the members' API URLs, first's first.
@@ -368,10 +379,80 @@ func TestEmbeddedClusterAuth(t *testing.T) {
 		t.Errorf("tenant token made while %s was down, through it after its restart: %q", killed.name, out)
 	}
 	volcliOK(t, killed.vm.URL, admin, "", "volume", "create", "a2/after-rejoin")
+	joinWithAuth(t, ms, caDir, admin)
 	if !slices.Contains(writers, killed.name) {
 		if _, err := os.Stat(filepath.Join(killed.dir, "admin.token")); err == nil {
 			t.Errorf("restarted %s wrote a second bootstrap token", killed.name)
 		}
 	}
 	h.log(t, "embedded cluster with --auth, killed "+killed.name)
+}
+
+// joinWithAuth adds a fourth --auth volmaster to the running cluster ms the
+// documented way (the shared CA copied to its data dir, etcd's member add
+// with a member's certificate, then --etcd-join), checks that admin works
+// through it and the records are there, and removes it again.
+func joinWithAuth(t *testing.T, ms []*embeddedMember, caDir, admin string) {
+	t.Helper()
+	base, err := etcdtest.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4 := &embeddedMember{name: "m4", dir: t.TempDir(), peer: fmt.Sprintf("http://127.0.0.1:%d", base+1)}
+	copyCA(t, caDir)(m4.dir)
+	var cluster []string
+	for _, m := range append(slices.Clone(ms), m4) {
+		cluster = append(cluster, m.name+"="+m.peer)
+	}
+	m4.args = memberArgs(m4, base, strings.Join(cluster, ","), []string{"--auth", "--etcd-join"})
+
+	pkiDir := filepath.Join(ms[0].dir, "etcd-pki")
+	tlsCfg, err := client.TLSConfig(filepath.Join(pkiDir, "ca.crt"), filepath.Join(pkiDir, "volmaster.crt"), filepath.Join(pkiDir, "volmaster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecli, err := clientv3.New(clientv3.Config{Endpoints: []string{ms[0].vm.EtcdURL}, DialTimeout: 5 * time.Second, TLS: tlsCfg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ecli.Close()
+	// etcd refuses a membership change ("unhealthy cluster") until every
+	// member has been connected for its 5 s health interval: the restarted
+	// one (and then m4) are young.
+	reconfigure := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := f(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+			if !strings.Contains(err.Error(), rpctypes.ErrUnhealthy.Error()) || time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(200 * time.Millisecond) // etcd's own condition, with the deadline above
+		}
+	}
+	var added *clientv3.MemberAddResponse
+	reconfigure("member add m4", func(ctx context.Context) (err error) {
+		added, err = ecli.MemberAdd(ctx, []string{strings.Replace(m4.peer, "http://", "https://", 1)})
+		return err
+	})
+	m4.launch(t)()
+	if !strings.HasPrefix(m4.vm.EtcdURL, "https://") {
+		t.Errorf("joined m4 serves etcd at %s, want https", m4.vm.EtcdURL)
+	}
+	if out := volcliOK(t, m4.vm.URL, admin, "", "volume", "list-all"); !strings.Contains(out, "a1/during") {
+		t.Errorf("joined m4 lists %q; want the records", out)
+	}
+	volcliOK(t, m4.vm.URL, admin, "", "volume", "create", "a3/through-m4")
+	waitViewAs(t, ms[0].vm.URL, admin, "4 healthy members", func(st config.ClusterStatus) bool { n, _ := etcdSummary(st); return n == 4 })
+	reconfigure("member remove m4", func(ctx context.Context) error { _, err := ecli.MemberRemove(ctx, added.Member.ID); return err })
+	_ = m4.vm.stop()
+	waitViewAs(t, ms[0].vm.URL, admin, "3 healthy members after m4 left", func(st config.ClusterStatus) bool {
+		n, _ := etcdSummary(st)
+		return n == 3 && len(st.Etcd) == 3
+	})
 }
