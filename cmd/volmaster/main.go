@@ -22,7 +22,7 @@ func main() {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
 			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it); with --auth it serves https and only certificates volmaster issues (etcd-client-cert) get in"},
-			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
+			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL` (https with --auth: only the members' certificates get in)"},
 			&cli.StringFlag{Name: "etcd-name", Usage: "embedded cluster mode: this volmaster's etcd member `NAME` (unique in the cluster)"},
 			&cli.StringFlag{Name: "etcd-initial-cluster", Usage: "embedded cluster mode: the volmasters' etcd members as `NAME=PEERURL,...` (every member lists all, itself included; read only on first start; with --auth the members speak https and need the shared CA of volmaster etcd-ca)"},
 			&cli.BoolFlag{Name: "etcd-join", Usage: "embedded cluster mode: join a running cluster (after etcdctl member add) instead of forming a new one"},
