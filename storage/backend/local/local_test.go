@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
 )
@@ -225,5 +227,32 @@ func TestCreateLeavesNoTemporary(t *testing.T) {
 	}
 	if err := b.Create(ctx, v); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("Create twice = %v, want ErrExists", err)
+	}
+}
+
+// Capacity is the data dir filesystem's free space (in bytes, not blocks),
+// also before the data dir exists, which it does not make.
+func TestCapacity(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	b, err := New(Config{DataDir: filepath.Join(root, "not", "yet")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Capacity(ctx, storage.Volume{})
+	if err != nil || c.Available <= 0 || c.Store != "local:"+filepath.Join(root, "not", "yet") {
+		t.Fatalf("Capacity of a data dir not made yet = %+v, %v", c, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "not")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Capacity made the data dir: %v", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Other writers on the machine move it a little; a unit mistake moves
+	// it by a factor of 512 or more.
+	if want := int64(st.Bavail) * st.Bsize; c.Available < want/2 || c.Available > want*2 {
+		t.Errorf("Capacity = %d, statfs says %d", c.Available, want)
 	}
 }
