@@ -44,6 +44,7 @@ func (c controller) ControllerGetCapabilities(context.Context, *csipb.Controller
 var controllerCapabilities = []csipb.ControllerServiceCapability_RPC_Type{
 	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 	csipb.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	csipb.ControllerServiceCapability_RPC_GET_CAPACITY,
 	csipb.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 	csipb.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
