@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/storage/backend/local"
 )
 
 // GET /v1/policies/{policy}/capacity reports the local data dir's free
@@ -19,8 +20,11 @@ func TestCapacity(t *testing.T) {
 	if err := json.Unmarshal([]byte(h.must(t, 200, "GET", "/v1/policies/p/capacity", "")), &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Policy != "p" || c.Backend != config.BackendLocal || c.AvailableBytes <= 0 || c.Store != "local:"+h.dataDir {
+	if c.Policy != "p" || c.Backend != config.BackendLocal || c.AvailableBytes <= 0 {
 		t.Errorf("capacity = %+v", c)
+	}
+	if id, err := local.ReadStoreID(h.dataDir); err != nil || c.Store != local.StorePrefix+id {
+		t.Errorf("store %q; the data dir's identity is %q (%v)", c.Store, id, err)
 	}
 	h.must(t, 200, "PUT", "/v1/policies/n", `{"backend":"nfs","driver":{"options":{"source":"srv:/x"}}}`)
 	if out := h.must(t, 400, "GET", "/v1/policies/n/capacity", ""); !strings.Contains(out, "nfs") {
