@@ -18,14 +18,15 @@ import (
 // pool, on Ceph), and the policy's limits.max-size the largest volume; with
 // none it is the sum over every policy this controller may see, each store
 // (a data dir, a pool) counted once, mount-only policies left out.
-// Capabilities no volume of the policy could have leave no space for it.
+// Capabilities no volume of the policy could have, and a topology its
+// volumes are not usable in, leave no space for it.
 func (c controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityRequest) (*csipb.GetCapacityResponse, error) {
 	caps := req.GetVolumeCapabilities()
 	if err := checkCapabilityFields(caps...); err != nil {
 		return nil, statusError(err)
 	}
 	if len(req.GetParameters()) == 0 {
-		n, err := c.totalCapacity(ctx, caps)
+		n, err := c.totalCapacity(ctx, caps, req.GetAccessibleTopology())
 		if err != nil {
 			return nil, statusError(err)
 		}
@@ -59,13 +60,17 @@ func (c controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityReque
 	if err != nil {
 		return nil, statusError(err)
 	}
+	if ok, err := inTopology(capa, p.Backends, req.GetAccessibleTopology()); err != nil || !ok {
+		return resp, statusError(err)
+	}
 	resp.AvailableCapacity = capa.AvailableBytes
 	return resp, nil
 }
 
 // totalCapacity sums the space of every store the visible policies create
-// volumes in that fit caps, each store once.
-func (c controller) totalCapacity(ctx context.Context, caps []*csipb.VolumeCapability) (int64, error) {
+// volumes in that fit caps and are usable in topo (nil: anywhere), each
+// store once.
+func (c controller) totalCapacity(ctx context.Context, caps []*csipb.VolumeCapability, topo *csipb.Topology) (int64, error) {
 	pols, err := c.s.cfg.API.PoliciesDetail(ctx)
 	if err != nil {
 		return 0, err
@@ -87,6 +92,11 @@ func (c controller) totalCapacity(ctx context.Context, caps []*csipb.VolumeCapab
 		if err != nil {
 			return 0, err
 		}
+		if ok, err := inTopology(capa, p.Backends, topo); err != nil {
+			return 0, err
+		} else if !ok {
+			continue
+		}
 		if !seen[capa.Store] {
 			seen[capa.Store] = true
 			total += capa.AvailableBytes
@@ -103,4 +113,14 @@ func fitsPolicy(p config.Policy, opts map[string]string, caps []*csipb.VolumeCap
 		return false, err
 	}
 	return checkCapabilities(&v, caps) == "", nil
+}
+
+// inTopology tells whether volumes of a policy with backends b, whose
+// capacity answer is capa, are usable in topo (nil: anywhere asked).
+func inTopology(capa config.Capacity, b config.Backends, topo *csipb.Topology) (bool, error) {
+	if topo == nil {
+		return true, nil
+	}
+	acc, err := storeTopology(capa, b)
+	return err == nil && reaches(acc, topo), err
 }

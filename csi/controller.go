@@ -63,11 +63,20 @@ func (c controller) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	if err != nil {
 		return nil, statusError(err)
 	}
-	return &csipb.CreateVolumeResponse{Volume: &csipb.Volume{
+	// Checked again for a volume a previous call made.
+	acc, err := c.placement(ctx, v.Policy, v.Backends, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, statusError(err)
+	}
+	resp := &csipb.CreateVolumeResponse{Volume: &csipb.Volume{
 		VolumeId: v.Ref().String(), CapacityBytes: size,
 		VolumeContext: map[string]string{ParamPolicy: v.Policy, "name": v.Name},
 		ContentSource: req.GetVolumeContentSource(),
-	}}, nil
+	}}
+	if acc != nil {
+		resp.Volume.AccessibleTopology = []*csipb.Topology{acc}
+	}
+	return resp, nil
 }
 
 func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeRequest) (config.Volume, error) {
@@ -117,6 +126,9 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 		return config.Volume{}, fmt.Errorf("%s: %w", why, config.ErrInvalid)
 	}
 	if err := fitsRange(&want, req.GetCapacityRange()); err != nil {
+		return config.Volume{}, err
+	}
+	if _, err := c.placement(ctx, policy, want.Backends, req.GetAccessibilityRequirements()); err != nil {
 		return config.Volume{}, err
 	}
 	v, err = c.s.cfg.API.CreateVolume(ctx, config.VolumeRequest{Policy: ref.Policy, Name: ref.Name, Options: opts})

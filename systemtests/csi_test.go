@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/volplugin/volplugin/csi"
+	"github.com/volplugin/volplugin/storage/backend/local"
 	"github.com/volplugin/volplugin/systemtests/dockertest"
 )
 
@@ -118,6 +121,14 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 	node := csipb.NewNodeClient(cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// volmaster made its local data dir's identity at start; the node,
+	// on the same directory, reports it beside its host label.
+	info, err := node.NodeGetInfo(ctx, &csipb.NodeGetInfoRequest{})
+	id, _ := local.ReadStoreID(filepath.Join(data, "local"))
+	if want := map[string]string{csi.TopologyHost: "k8snode", csi.TopologyLocalStore: id}; err != nil || id == "" ||
+		!maps.Equal(info.GetAccessibleTopology().GetSegments(), want) {
+		t.Errorf("NodeGetInfo = %v, %v; want topology %v", info, err, want)
+	}
 
 	docker(t, d, "volume", "create", "-d", plugin, vol)
 	if b.conf != "" {
@@ -141,7 +152,7 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 	names := func(msg, host string) bool {
 		return strings.Contains(msg, "mounted on host") && strings.Contains(msg, host)
 	}
-	err := stage()
+	err = stage()
 	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !names(st.Message(), "dockerhost") {
 		t.Fatalf("stage while a container holds the volume: %v, want FailedPrecondition naming dockerhost", err)
 	}
