@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -236,5 +237,50 @@ func checkNoLeaks(t *testing.T, dir string) {
 	}
 	if p := rbdFusePIDs(dir); len(p) > 0 {
 		t.Errorf("rbd-fuse processes left under %s: %v", dir, p)
+	}
+}
+
+// volcsi's image as deploy/kubernetes names it, made without a registry:
+// scripts/plugin csi-image puts the built binary on the plugin's Debian
+// rootfs (its libraries resolve there) and `docker import`s it; the image
+// runs volcsi --help as its entrypoint and holds the tools the node
+// service runs.
+func TestVolcsiImage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		dockertest.SkipOrFail(t, "needs root for dockerd and the rootfs build")
+	}
+	manifest, err := os.ReadFile("../deploy/kubernetes/node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var image string
+	for line := range strings.Lines(string(manifest)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "image: "); ok && strings.Contains(v, "volcsi") {
+			image = v
+		}
+	}
+	if image == "" {
+		t.Fatal("deploy/kubernetes/node.yaml names no volcsi image")
+	}
+	d := dockertest.Start(t, "vp-csi-image")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "../scripts/plugin", "csi-image", image, filepath.Join(binDir, "volcsi"))
+	build.Env = d.Env()
+	start := time.Now()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/plugin csi-image: %v\n%s", err, out)
+	}
+	t.Logf("scripts/plugin csi-image took %s", time.Since(start).Round(time.Second))
+	help := docker(t, d, "run", "--rm", "--network", "none", image, "--help")
+	for _, want := range []string{"volcsi", "--endpoint", "--host-label", "--ceph-conf"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("volcsi --help in the image lacks %q:\n%s", want, help)
+		}
+	}
+	tools := []string{"mount", "umount", "losetup", "blkid", "mkfs.ext4", "mkfs.xfs", "e2fsck", "resize2fs", "xfs_growfs", "fsfreeze", "rbd-fuse"}
+	if out, errOut, err := d.Docker(ctx, append([]string{"run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c",
+		`for t in "$@"; do command -v "$t" >/dev/null || echo "missing $t"; done`, "sh"}, tools...)...); err != nil || out != "" {
+		t.Errorf("node tools in the image: %v %s %s", err, out, errOut)
 	}
 }
