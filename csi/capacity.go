@@ -2,8 +2,6 @@ package csi
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -36,10 +34,7 @@ func (c controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityReque
 	if err != nil {
 		return nil, statusError(err)
 	}
-	p, err := c.s.cfg.API.Policy(ctx, policy)
-	if errors.Is(err, config.ErrNotFound) {
-		err = fmt.Errorf("parameter %s: policy %q does not exist: %w", ParamPolicy, policy, config.ErrInvalid)
-	}
+	p, err := c.parameterPolicy(ctx, policy)
 	if err != nil {
 		return nil, statusError(err)
 	}

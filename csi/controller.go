@@ -108,10 +108,7 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	if src != nil {
 		return c.createFromSnapshot(ctx, ref, src.GetSnapshot().GetSnapshotId(), req)
 	}
-	p, err := c.s.cfg.API.Policy(ctx, policy)
-	if errors.Is(err, config.ErrNotFound) {
-		return config.Volume{}, fmt.Errorf("parameter %s: policy %q does not exist: %w", ParamPolicy, policy, config.ErrInvalid)
-	}
+	p, err := c.parameterPolicy(ctx, policy)
 	if err != nil {
 		return config.Volume{}, err
 	}
@@ -168,6 +165,16 @@ func volumeOptions(params map[string]string, rng *csipb.CapacityRange) (string, 
 		opts[config.OptSize] = strconv.FormatInt(req, 10)
 	}
 	return policy, opts, nil
+}
+
+// parameterPolicy is the policy the StorageClass parameter names; one that
+// does not exist is bad input, not a missing object.
+func (c controller) parameterPolicy(ctx context.Context, name string) (config.Policy, error) {
+	p, err := c.s.cfg.API.Policy(ctx, name)
+	if errors.Is(err, config.ErrNotFound) {
+		return config.Policy{}, fmt.Errorf("parameter %s: policy %q does not exist: %w", ParamPolicy, name, config.ErrInvalid)
+	}
+	return p, err
 }
 
 // sizeBytes is v's size, 0 for a volume without one (nfs).
