@@ -145,6 +145,11 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Made now, not at the first volume: a volcsi node on this host reports
+	// the identity as its topology when it registers.
+	if _, err := lb.StoreID(); err != nil {
+		return err
+	}
 	crud := map[string]storage.CRUD{config.BackendLocal: lb}
 	snaps := map[string]storage.Snapshotter{config.BackendLocal: lb}
 	if o.CephConf != "" {
