@@ -19,7 +19,7 @@ export CGO_ENABLED := 1
 # that toolchain through the module proxy.
 export GOTOOLCHAIN ?= auto
 
-.PHONY: all deps build test vet fmt-check bench run stop clean fuzz plugin
+.PHONY: all deps build test vet fmt-check bench run stop clean fuzz plugin csi-image
 
 all: build
 
@@ -115,6 +115,12 @@ clean:
 PLUGIN ?= volplugin:latest
 plugin: build
 	scripts/plugin create $(PLUGIN) $(BIN)/volplugin
+
+# volcsi's container image on the plugin's rootfs, `docker import`ed into the
+# engine DOCKER_HOST names; deploy/kubernetes names this tag.
+CSI_IMAGE ?= volplugin/volcsi:latest
+csi-image: build
+	scripts/plugin csi-image $(CSI_IMAGE) $(BIN)/volcsi
 
 # Installation. `make build` first, then as root `make install`. PREFIX is
 # where the binaries live at run time (the units' ExecStart= is rewritten to

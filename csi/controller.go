@@ -44,6 +44,7 @@ func (c controller) ControllerGetCapabilities(context.Context, *csipb.Controller
 var controllerCapabilities = []csipb.ControllerServiceCapability_RPC_Type{
 	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 	csipb.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	csipb.ControllerServiceCapability_RPC_GET_CAPACITY,
 	csipb.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	csipb.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 	csipb.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
@@ -62,11 +63,20 @@ func (c controller) CreateVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	if err != nil {
 		return nil, statusError(err)
 	}
-	return &csipb.CreateVolumeResponse{Volume: &csipb.Volume{
+	// Checked again for a volume a previous call made.
+	acc, err := c.placement(ctx, v.Policy, v.Backends, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, statusError(err)
+	}
+	resp := &csipb.CreateVolumeResponse{Volume: &csipb.Volume{
 		VolumeId: v.Ref().String(), CapacityBytes: size,
 		VolumeContext: map[string]string{ParamPolicy: v.Policy, "name": v.Name},
 		ContentSource: req.GetVolumeContentSource(),
-	}}, nil
+	}}
+	if acc != nil {
+		resp.Volume.AccessibleTopology = []*csipb.Topology{acc}
+	}
+	return resp, nil
 }
 
 func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeRequest) (config.Volume, error) {
@@ -98,10 +108,7 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 	if src != nil {
 		return c.createFromSnapshot(ctx, ref, src.GetSnapshot().GetSnapshotId(), req)
 	}
-	p, err := c.s.cfg.API.Policy(ctx, policy)
-	if errors.Is(err, config.ErrNotFound) {
-		return config.Volume{}, fmt.Errorf("parameter %s: policy %q does not exist: %w", ParamPolicy, policy, config.ErrInvalid)
-	}
+	p, err := c.parameterPolicy(ctx, policy)
 	if err != nil {
 		return config.Volume{}, err
 	}
@@ -116,6 +123,9 @@ func (c controller) createVolume(ctx context.Context, req *csipb.CreateVolumeReq
 		return config.Volume{}, fmt.Errorf("%s: %w", why, config.ErrInvalid)
 	}
 	if err := fitsRange(&want, req.GetCapacityRange()); err != nil {
+		return config.Volume{}, err
+	}
+	if _, err := c.placement(ctx, policy, want.Backends, req.GetAccessibilityRequirements()); err != nil {
 		return config.Volume{}, err
 	}
 	v, err = c.s.cfg.API.CreateVolume(ctx, config.VolumeRequest{Policy: ref.Policy, Name: ref.Name, Options: opts})
@@ -155,6 +165,16 @@ func volumeOptions(params map[string]string, rng *csipb.CapacityRange) (string, 
 		opts[config.OptSize] = strconv.FormatInt(req, 10)
 	}
 	return policy, opts, nil
+}
+
+// parameterPolicy is the policy the StorageClass parameter names; one that
+// does not exist is bad input, not a missing object.
+func (c controller) parameterPolicy(ctx context.Context, name string) (config.Policy, error) {
+	p, err := c.s.cfg.API.Policy(ctx, name)
+	if errors.Is(err, config.ErrNotFound) {
+		return config.Policy{}, fmt.Errorf("parameter %s: policy %q does not exist: %w", ParamPolicy, name, config.ErrInvalid)
+	}
+	return p, err
 }
 
 // sizeBytes is v's size, 0 for a volume without one (nfs).

@@ -87,6 +87,11 @@ func startClusterOn(t testing.TB, backend, cephConf string) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// As the volmaster daemon does at start: nodes on this data dir
+		// find its identity.
+		if _, err := lb.StoreID(); err != nil {
+			t.Fatal(err)
+		}
 		crud = lb
 	}
 	srv, err := volmaster.New(volmaster.Config{Client: cli, Keys: keys, Log: quiet(), Backends: map[string]storage.CRUD{backend: crud},
@@ -180,7 +185,7 @@ func (c *cluster) startPlugin(t testing.TB, host, dir string) *plugin {
 		cancel()
 		t.Fatal(err)
 	}
-	srv, err := csi.New(csi.Config{API: c.api, Controller: true, Node: d, Log: quiet(), Version: "test"})
+	srv, err := csi.New(csi.Config{API: c.api, Controller: true, Node: d, LocalDataDir: c.dataDir, Log: quiet(), Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

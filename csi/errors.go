@@ -41,6 +41,8 @@ func statusError(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, config.ErrTooMany):
 		code = codes.ResourceExhausted
+	case errors.Is(err, errTopology):
+		code = codes.ResourceExhausted
 	case errors.Is(err, errOutOfRange):
 		code = codes.OutOfRange
 	case errors.Is(err, errBadToken):

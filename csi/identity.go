@@ -19,6 +19,10 @@ func (i identity) GetPluginInfo(context.Context, *csipb.GetPluginInfoRequest) (*
 
 func (i identity) GetPluginCapabilities(context.Context, *csipb.GetPluginCapabilitiesRequest) (*csipb.GetPluginCapabilitiesResponse, error) {
 	var caps []*csipb.PluginCapability
+	// Local-backend volumes are usable only where volmaster's data dir is
+	// (topology.go); the controller says so and nodes report it.
+	caps = append(caps, &csipb.PluginCapability{Type: &csipb.PluginCapability_Service_{Service: &csipb.PluginCapability_Service{
+		Type: csipb.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS}}})
 	if i.s.cfg.Controller {
 		caps = append(caps,
 			&csipb.PluginCapability{Type: &csipb.PluginCapability_Service_{Service: &csipb.PluginCapability_Service{

@@ -55,9 +55,15 @@ func (n node) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesReq
 	return &csipb.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
 }
 
-// NodeGetInfo: the node ID is the host label the node's locks carry.
+// NodeGetInfo: the node ID is the host label the node's locks carry; the
+// topology is the host label and, where the node sees volmaster's local
+// data dir, its identity (nodeTopology).
 func (n node) NodeGetInfo(context.Context, *csipb.NodeGetInfoRequest) (*csipb.NodeGetInfoResponse, error) {
-	return &csipb.NodeGetInfoResponse{NodeId: n.s.cfg.Node.HostLabel()}, nil
+	topo, err := n.s.nodeTopology()
+	if err != nil {
+		return nil, statusError(err)
+	}
+	return &csipb.NodeGetInfoResponse{NodeId: n.s.cfg.Node.HostLabel(), AccessibleTopology: topo}, nil
 }
 
 // stageID is the holder ID a staging path mounts a volume under, beside

@@ -39,7 +39,11 @@ type Config struct {
 	Controller bool
 	// Node, if set, serves the Node service through it.
 	Node Host
-	Log  *logrus.Logger
+	// LocalDataDir is the node's local backend image directory: when it
+	// is volmaster's (it holds the same identity), the node says so in its
+	// topology.
+	LocalDataDir string
+	Log          *logrus.Logger
 }
 
 // Server is a CSI plugin: Identity always, Controller and Node as

@@ -222,6 +222,16 @@ func (c controller) createFromSnapshot(ctx context.Context, ref config.VolumeRef
 	if err != nil {
 		return config.Volume{}, err
 	}
+	if len(req.GetAccessibilityRequirements().GetRequisite()) > 0 {
+		// The copy is made where the source is.
+		sv, err := c.s.cfg.API.Volume(ctx, src)
+		if err != nil {
+			return config.Volume{}, err
+		}
+		if _, err := c.placement(ctx, src.Policy, sv.Backends, req.GetAccessibilityRequirements()); err != nil {
+			return config.Volume{}, err
+		}
+	}
 	v, err := c.s.cfg.API.CopySnapshot(ctx, src, snap, ref.Name)
 	if err != nil {
 		return config.Volume{}, fmt.Errorf("copy snapshot %s to %s: %w", id, ref, err)

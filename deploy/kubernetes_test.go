@@ -204,6 +204,16 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("the controller Deployment has no %s sidecar", want)
 		}
 	}
+	// volcsi advertises VOLUME_ACCESSIBILITY_CONSTRAINTS: the provisioner
+	// must pass topology requirements on and honour the volumes' topology,
+	// which its Topology gate (off by default) turns on.
+	for _, d := range m.deployments {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if strings.Contains(c.Image, "/csi-provisioner:") && !slices.Contains(c.Args, "--feature-gates=Topology=true") {
+				t.Errorf("Deployment %s: csi-provisioner without --feature-gates=Topology=true", d.Name)
+			}
+		}
+	}
 	for _, b := range m.bindings {
 		checkBinding(t, m, "ClusterRoleBinding "+b.Name, b.RoleRef, b.Subjects)
 	}

@@ -453,3 +453,39 @@ func TestFailoverDocMatchesClient(t *testing.T) {
 		t.Errorf("operator-guide.md's failover section does not say %q", want)
 	}
 }
+
+// TestDocsNameRealTestsAndSubcommands checks that every test the documents
+// cite (`TestName`) and every `volmaster SUBCOMMAND` they show exists.
+func TestDocsNameRealTestsAndSubcommands(t *testing.T) {
+	docs, err := filepath.Glob("*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, d := range append(docs, filepath.Join(root, "README.md")) {
+		text.WriteString(read(t, d))
+	}
+	var tests strings.Builder
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		tests.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("`(Test[A-Z][A-Za-z0-9]*)`").FindAllStringSubmatch(text.String(), -1) {
+		if !strings.Contains(tests.String(), "func "+m[1]+"(") {
+			t.Errorf("the documents cite %s, which is no test", m[1])
+		}
+	}
+	main := read(t, filepath.Join(root, "cmd", "volmaster", "main.go"))
+	for _, m := range regexp.MustCompile(`volmaster (etcd-[a-z-]+)`).FindAllStringSubmatch(text.String(), -1) {
+		if !regexp.MustCompile(`Name:\s+"` + m[1] + `"`).MatchString(main) {
+			t.Errorf("the documents show volmaster %s, which is no subcommand", m[1])
+		}
+	}
+}

@@ -3,7 +3,10 @@ package docs
 import (
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+
+	"github.com/volplugin/volplugin/csi"
 )
 
 // TestKubernetesPageListsEveryVolcsiFlag compares cmd/volcsi's flags with
@@ -22,4 +25,15 @@ func TestKubernetesPageListsEveryVolcsiFlag(t *testing.T) {
 		documented[m[1]] = true
 	}
 	compare(t, "cmd/volcsi", code, "kubernetes.md ## volcsi flags", documented)
+}
+
+// TestKubernetesPageNamesTheTopologyKeys: the Topology section names the
+// keys volcsi reports, which become node labels.
+func TestKubernetesPageNamesTheTopologyKeys(t *testing.T) {
+	doc := section(t, read(t, "kubernetes.md"), "## Topology")
+	for _, k := range []string{csi.TopologyHost, csi.TopologyLocalStore} {
+		if !strings.Contains(doc, "`"+k+": ") {
+			t.Errorf("kubernetes.md ## Topology does not name the key %s", k)
+		}
+	}
 }

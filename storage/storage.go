@@ -191,3 +191,23 @@ type Trasher interface {
 	// the handle is not in the trash (purged already).
 	Purge(ctx context.Context, v Volume, handle string) error
 }
+
+// Capacity is the free space a CapacityReporter sees for a volume's images.
+type Capacity struct {
+	// Store names the space counted (a directory's filesystem, a Ceph
+	// pool): volumes with the same Store draw on the same bytes, so a sum
+	// over several counts each Store once.
+	Store string
+	// Available is how many bytes new images may still be given. Images
+	// are thin (sparse files, RBD), so it is space not yet written, not
+	// the sizes still to promise.
+	Available int64
+}
+
+// CapacityReporter is a CRUD backend that can tell how much space is left
+// for new images. It is optional: a backend without it cannot tell.
+type CapacityReporter interface {
+	// Capacity reports the space left where images of v (its pool,
+	// client and options; name and size are not needed) are created.
+	Capacity(ctx context.Context, v Volume) (Capacity, error)
+}

@@ -47,8 +47,11 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		t.Fatalf("global upload: %s", e)
 	}
 	// The writers' volumes are snapshotted every 2 s by the volsupervisor
-	// leader; the probes' (policy q) are not.
-	const snapEvery = 2 * time.Second
+	// leader; the probes' (policy q) are not. The leader looks for due
+	// snapshots once a second (its tick), so one is taken up to a tick after
+	// it is due; snapGrace adds a second for a loaded machine. A snapshot
+	// due by the schedule and not in the list within snapGrace is missed.
+	const snapEvery, snapGrace = 2 * time.Second, 2 * time.Second
 	if _, e, code := volcli(t, urls, `{"backend":"local","create":{"size":"16MB"},"runtime":{"snapshots":true,"snapshot":{"frequency":"2s","keep":1000}}}`, "policy", "upload", "p"); code != 0 {
 		t.Fatalf("policy upload: %s", e)
 	}
@@ -184,6 +187,29 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		}
 		return total, dup
 	}
+	// snapshotsMissed counts, over the writers' real snapshot lists, the
+	// snapshots due by the schedule (every snapEvery after the one before,
+	// from each volume's first) that were not taken within snapGrace, and
+	// whose grace ended in (from, to]: each missed one counts in the step
+	// during which it became late, once.
+	snapshotsMissed := func(from, to time.Time) int {
+		missed := 0
+		for _, w := range writers {
+			times := snapshots(w.vol)
+			for i, last := range times {
+				next := to
+				if i+1 < len(times) {
+					next = times[i+1]
+				}
+				for due := last.Add(snapEvery); due.Add(snapGrace).Before(next) && !due.Add(snapGrace).After(to); due = due.Add(snapEvery) {
+					if due.Add(snapGrace).After(from) {
+						missed++
+					}
+				}
+			}
+		}
+		return missed
+	}
 	waitProgress := func(what string) {
 		t.Helper()
 		before := make([]int, len(writers))
@@ -219,9 +245,11 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		createS, runS        float64
 		failed, lost, double int
 		snaps, dupSnaps      int
+		missedSnaps          int
 	}
 	var table []row
 	probe, snapsBefore := 0, 0
+	var stepStart time.Time // the previous step's end (zero: count from each volume's first snapshot)
 	check := func(step string) {
 		t.Helper()
 		probe++
@@ -244,11 +272,13 @@ func TestHAControlPlaneLosses(t *testing.T) {
 		})
 		waitProgress(step)
 		r.failed, r.lost, r.double = failedWrites(), locksLost(), doubleMounts()
+		end := time.Now()
 		total, dup := snapshotCounts()
 		r.snaps, r.dupSnaps, snapsBefore = total-snapsBefore, dup, total
+		r.missedSnaps, stepStart = snapshotsMissed(stepStart, end), end
 		table = append(table, r)
-		t.Logf("%-34s create %5.1fs  run %5.1fs  failed writes %d  locks lost %d  double mounts %d  snapshots +%d  duplicated %d",
-			step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps)
+		t.Logf("%-34s create %5.1fs  run %5.1fs  failed writes %d  locks lost %d  double mounts %d  snapshots +%d  duplicated %d  missed %d",
+			step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps, r.missedSnaps)
 	}
 
 	check("start")
@@ -293,13 +323,17 @@ func TestHAControlPlaneLosses(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // polling the snapshot list, with the deadline above
 		}
 	}
+	// What the volsupervisor's restart cost in snapshots shows only now
+	// that the new leader has taken some: it belongs to the last step.
+	table[len(table)-1].missedSnaps += snapshotsMissed(stepStart, time.Now())
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nHA suite (systemtests/ha_docker_test.go): seconds until Docker works again; every counter must be 0\n")
-	fmt.Fprintf(&b, "%-34s %9s %9s %13s %10s %13s %10s %10s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts", "snapshots", "dup snaps")
+	fmt.Fprintf(&b, "\nHA suite (systemtests/ha_docker_test.go): seconds until Docker works again; every counter but missed snaps must be 0\n")
+	fmt.Fprintf(&b, "(missed snaps: due every %s after the one before and not taken within %s, on 3 volumes; counted, not asserted)\n", snapEvery, snapGrace)
+	fmt.Fprintf(&b, "%-34s %9s %9s %13s %10s %13s %10s %10s %12s\n", "step", "create s", "run s", "failed writes", "locks lost", "double mounts", "snapshots", "dup snaps", "missed snaps")
 	bad := false
 	for _, r := range table {
-		fmt.Fprintf(&b, "%-34s %9.1f %9.1f %13d %10d %13d %10d %10d\n", r.step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps)
+		fmt.Fprintf(&b, "%-34s %9.1f %9.1f %13d %10d %13d %10d %10d %12d\n", r.step, r.createS, r.runS, r.failed, r.lost, r.double, r.snaps, r.dupSnaps, r.missedSnaps)
 		bad = bad || r.failed != 0 || r.lost != 0 || r.double != 0 || r.dupSnaps != 0
 	}
 	t.Log(b.String())

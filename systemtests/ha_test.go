@@ -16,7 +16,17 @@ import (
 // clusterView runs volcli info through urls and returns its cluster part.
 func clusterView(t *testing.T, urls string) config.ClusterStatus {
 	t.Helper()
-	out, e, code := volcli(t, urls, "", "info")
+	return clusterViewAs(t, urls, "")
+}
+
+// clusterViewAs is clusterView with a bearer token (none if empty).
+func clusterViewAs(t *testing.T, urls, token string) config.ClusterStatus {
+	t.Helper()
+	args := []string{"info"}
+	if token != "" {
+		args = []string{"--token", token, "info"}
+	}
+	out, e, code := volcli(t, urls, "", args...)
 	if code != 0 {
 		t.Fatalf("volcli info: %s", e)
 	}
@@ -33,9 +43,15 @@ func clusterView(t *testing.T, urls string) config.ClusterStatus {
 // waitView polls volcli info until ok holds (30 s at most).
 func waitView(t *testing.T, urls, what string, ok func(config.ClusterStatus) bool) config.ClusterStatus {
 	t.Helper()
+	return waitViewAs(t, urls, "", what, ok)
+}
+
+// waitViewAs is waitView with a bearer token (none if empty).
+func waitViewAs(t *testing.T, urls, token, what string, ok func(config.ClusterStatus) bool) config.ClusterStatus {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st := clusterView(t, urls)
+		st := clusterViewAs(t, urls, token)
 		if ok(st) {
 			return st
 		}

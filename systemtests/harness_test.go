@@ -92,6 +92,18 @@ func startProcVia(tb testing.TB, wrap []string, name string, args []string, keys
 // (VOLPLUGIN_FAULTPOINT=step, say).
 func startProcEnv(tb testing.TB, wrap, env []string, name string, args []string, keys ...string) *proc {
 	tb.Helper()
+	p, wait := launchProc(tb, wrap, env, name, args, keys...)
+	wait(tb)
+	return p
+}
+
+// launchProc starts bin/name like startProcEnv but returns at once, with a
+// wait that blocks until it has printed a line for each key: daemons that
+// become ready only together (etcd members waiting for a quorum) are all
+// launched first and waited for after. It is stopped with SIGTERM when the
+// test ends, ready or not.
+func launchProc(tb testing.TB, wrap, env []string, name string, args []string, keys ...string) (*proc, func(testing.TB)) {
+	tb.Helper()
 	argv := append(append(slices.Clone(wrap), filepath.Join(binDir, name)), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if env != nil {
@@ -130,17 +142,23 @@ func startProcEnv(tb testing.TB, wrap, env []string, name string, args []string,
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	go func() { p.done <- cmd.Wait() }()
-	select {
-	case p.lines = <-ready:
-	case err := <-p.done:
-		tb.Fatalf("%s exited at start: %v\n%s", name, err, p.logs())
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		tb.Fatalf("%s did not start within 60s\n%s", name, p.logs())
-	}
+	// exited is closed when the process ends; done keeps its exit error for
+	// signal.
+	exited := make(chan struct{})
+	go func() { p.done <- cmd.Wait(); close(exited) }()
 	tb.Cleanup(func() { _ = p.stop() })
-	return p
+	wait := func(tb testing.TB) {
+		tb.Helper()
+		select {
+		case p.lines = <-ready:
+		case <-exited:
+			tb.Fatalf("%s exited at start: %s\n%s", name, cmd.ProcessState, p.logs())
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			tb.Fatalf("%s did not start within 60s\n%s", name, p.logs())
+		}
+	}
+	return p, wait
 }
 
 // stop sends SIGTERM and waits for the exit; it returns the exit error.

@@ -104,12 +104,13 @@ func Serve(ctx context.Context, o Options) error {
 			Name:                o.EtcdName, InitialCluster: o.EtcdInitialCluster, JoinExisting: o.EtcdJoin,
 		}
 		if o.Auth {
-			files, err := embeddedEtcdPKI(o.DataDir, o.EtcdListen)
+			files, err := embeddedEtcdPKI(o.DataDir, o.EtcdInitialCluster != "", o.EtcdListen, o.EtcdPeerListen)
 			if err != nil {
 				return err
 			}
 			ecfg.TLS = &files.server
 			ecfg.ClientURL, ecfg.PeerURL = httpsURL(o.EtcdListen), httpsURL(o.EtcdPeerListen)
+			ecfg.InitialCluster = httpsCluster(o.EtcdInitialCluster)
 			o.EtcdCA, o.EtcdCert, o.EtcdKey = files.server.CA, files.clientCert, files.clientKey
 		}
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -142,6 +143,11 @@ func Serve(ctx context.Context, o Options) error {
 
 	lb, err := local.New(local.Config{DataDir: filepath.Join(o.DataDir, "local"), MountRoot: o.MountRoot})
 	if err != nil {
+		return err
+	}
+	// Made now, not at the first volume: a volcsi node on this host reports
+	// the identity as its topology when it registers.
+	if _, err := lb.StoreID(); err != nil {
 		return err
 	}
 	crud := map[string]storage.CRUD{config.BackendLocal: lb}
@@ -260,12 +266,6 @@ func checkExposure(o Options) error {
 		return fmt.Errorf("--etcd-join needs --etcd-initial-cluster (the running members and this one): %w", config.ErrInvalid)
 	}
 	if o.EtcdInitialCluster != "" {
-		if o.Auth {
-			// Each volmaster's etcd CA is its own (DATA-DIR/etcd-pki):
-			// members would refuse each other's certificates.
-			return fmt.Errorf("--etcd-initial-cluster with --auth is not supported yet (each volmaster's etcd CA is its own); "+
-				"use an external etcd cluster with TLS (--etcd, --etcd-ca): %w", config.ErrInvalid)
-		}
 		if o.EtcdName == "" {
 			return fmt.Errorf("--etcd-initial-cluster needs --etcd-name (this member's name in it): %w", config.ErrInvalid)
 		}
@@ -273,10 +273,12 @@ func checkExposure(o Options) error {
 		if err != nil || p.Host == "" {
 			return fmt.Errorf("--etcd-peer-listen %q must look like http://10.0.0.5:9380: %w", o.EtcdPeerListen, config.ErrInvalid)
 		}
-		// Peers replicate every record, tokens included, unauthenticated.
-		if !loopback(p.Hostname()) && !o.InsecureListenAny {
-			return fmt.Errorf("--etcd-peer-listen %s is reachable beyond this host and etcd peers authenticate nobody here: "+
-				"say --insecure-listen-any (a trusted network only) or use an external etcd cluster with TLS: %w", o.EtcdPeerListen, config.ErrInvalid)
+		// Peers replicate every record, tokens included: without --auth
+		// (TLS with the cluster's shared CA) they do it unauthenticated.
+		if !loopback(p.Hostname()) && !o.Auth && !o.InsecureListenAny {
+			return fmt.Errorf("--etcd-peer-listen %s is reachable beyond this host and etcd peers authenticate nobody without --auth: "+
+				"use --auth (peers then need a certificate from the cluster's shared CA, see volmaster etcd-ca) "+
+				"or say --insecure-listen-any (a trusted network only): %w", o.EtcdPeerListen, config.ErrInvalid)
 		}
 	}
 	u, err := url.Parse(o.EtcdListen)

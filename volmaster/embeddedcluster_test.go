@@ -2,8 +2,11 @@ package volmaster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
-	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,27 +19,8 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
+	"github.com/volplugin/volplugin/internal/etcdtest"
 )
-
-// freeLoopbackPorts returns n ports that were free a moment ago (a member's
-// peer URL must be known to all before any starts).
-func freeLoopbackPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return out
-}
 
 // clusterMember is one volmaster of an embedded cluster, run in process.
 type clusterMember struct {
@@ -63,7 +47,14 @@ func TestEmbeddedClusterOfThreeVolmasters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three etcd members")
 	}
-	ports := freeLoopbackPorts(t, 12)
+	base, err := etcdtest.FreePorts(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []int
+	for i := range 12 {
+		ports = append(ports, base+i)
+	}
 	var ms []*clusterMember
 	var cluster, urls []string
 	for i := range 3 {
@@ -255,7 +246,6 @@ func TestEmbeddedClusterFlagsChecked(t *testing.T) {
 		want string
 	}{
 		{"no name", func(o *Options) { o.EtcdInitialCluster = "a=http://127.0.0.1:9380" }, "--etcd-name"},
-		{"with --auth", func(o *Options) { o.EtcdInitialCluster, o.EtcdName, o.Auth = "a=http://127.0.0.1:9380", "a", true }, "--auth"},
 		{"peer beyond loopback", func(o *Options) {
 			o.EtcdInitialCluster, o.EtcdName, o.EtcdPeerListen = "a=http://10.0.0.5:9380", "a", "http://10.0.0.5:9380"
 		}, "--insecure-listen-any"},
@@ -267,5 +257,69 @@ func TestEmbeddedClusterFlagsChecked(t *testing.T) {
 		if err := checkExposure(o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
 		}
+	}
+	// With --auth the peers authenticate each other (TLS, the shared CA):
+	// a peer port beyond loopback is fine.
+	o := base
+	o.EtcdInitialCluster, o.EtcdName, o.Auth = "a=http://10.0.0.5:9380", "a", true
+	o.EtcdPeerListen = "http://10.0.0.5:9380"
+	if err := checkExposure(o); err != nil {
+		t.Errorf("--auth member with a peer port beyond loopback: %v", err)
+	}
+}
+
+// An --auth member of an embedded cluster never makes a CA of its own (its
+// peers would refuse it): without the shared one it stops, saying how to
+// make it, and leaves the data dir without one.
+func TestEmbeddedClusterAuthNeedsSharedCA(t *testing.T) {
+	dir := t.TempDir()
+	_, err := embeddedEtcdPKI(dir, true, "http://127.0.0.1:9379", "http://127.0.0.1:9380")
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "volmaster etcd-ca") {
+		t.Fatalf("cluster member without the shared CA: %v", err)
+	}
+	if !missing(filepath.Join(EtcdPKIDir(dir), "ca.crt")) {
+		t.Fatal("a CA was made in the data dir")
+	}
+	shared := filepath.Join(t.TempDir(), "ca")
+	if err := NewEtcdClusterCA(shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewEtcdClusterCA(shared); !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("etcd-ca over an existing CA: %v", err)
+	}
+	if err := os.MkdirAll(EtcdPKIDir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		b, err := os.ReadFile(filepath.Join(shared, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(EtcdPKIDir(dir), f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := embeddedEtcdPKI(dir, true, "http://127.0.0.1:9379", "http://10.0.0.5:9380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its member certificate is signed by the shared CA and valid for the
+	// peer host.
+	pair, err := tls.LoadX509KeyPair(files.server.Cert, files.server.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	b, _ := os.ReadFile(filepath.Join(shared, "ca.crt"))
+	roots.AppendCertsFromPEM(b)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "10.0.0.5"}); err != nil {
+		t.Errorf("member certificate for the peer host 10.0.0.5 under the shared CA: %v", err)
+	}
+	if got := httpsCluster("a=http://h1:2380,b=https://h2:2380"); got != "a=https://h1:2380,b=https://h2:2380" {
+		t.Errorf("httpsCluster: %s", got)
 	}
 }

@@ -32,6 +32,7 @@ func Routes() []Route {
 		{"GET", "/v1/policies/{policy}", Read, (*Server).getPolicy, nil},
 		{"PUT", "/v1/policies/{policy}", Admin, (*Server).putPolicy, nil},
 		{"DELETE", "/v1/policies/{policy}", Admin, (*Server).deletePolicy, nil},
+		{"GET", "/v1/policies/{policy}/capacity", Read, (*Server).getCapacity, nil},
 		{"GET", "/v1/policies/{policy}/revisions", Read, (*Server).listRevisions, nil},
 		{"GET", "/v1/policies/{policy}/revisions/{rev}", Read, (*Server).getRevision, nil},
 		{"GET", "/v1/volumes", List, (*Server).listVolumes, nil},

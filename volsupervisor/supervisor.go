@@ -197,7 +197,7 @@ func (s *Supervisor) term(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("election session: %w", err)
 	}
-	defer sess.Close()
+	defer s.endSession(ctx, sess)
 	el := concurrency.NewElection(sess, s.cfg.Keys.Leader())
 	s.publish(ctx, sess)
 	if err := el.Campaign(ctx, s.cfg.Name); err != nil {
@@ -228,4 +228,19 @@ func (s *Supervisor) term(ctx context.Context) error {
 			s.rounds.Add(1)
 		}
 	}
+}
+
+// revokeTimeout bounds the revocation of the election lease at the end of a
+// term.
+const revokeTimeout = 5 * time.Second
+
+// endSession revokes the election lease, so that the next volsupervisor
+// leads at once rather than after the TTL (its scheduled snapshots would
+// be late by that much). The session's own Close cannot: it revokes on the
+// session's context, which is ctx and ended already on a stop.
+func (s *Supervisor) endSession(ctx context.Context, sess *concurrency.Session) {
+	sess.Orphan()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+	defer cancel()
+	_, _ = s.cfg.Client.Revoke(rctx, sess.Lease())
 }

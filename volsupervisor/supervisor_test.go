@@ -202,6 +202,31 @@ func TestOneLeaderActsAndAnotherTakesOver(t *testing.T) {
 	}
 }
 
+// A leader that stops gives up its election lease as it goes: nothing of it
+// is left in etcd for the TTL (60 s here), and the next one leads at once.
+func TestStoppedLeaderResigns(t *testing.T) {
+	e := setup(t, 60)
+	s1, stop1 := e.supervisor(t, "s1")
+	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s1.Status().Leading })
+	stop1()
+	resp, err := e.cli.Get(context.Background(), e.keys.Leader(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		t.Errorf("election key %s=%s left by the stopped leader", kv.Key, kv.Value)
+	}
+	leases, err := e.cli.Leases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leases.Leases) != 0 {
+		t.Errorf("the stopped leader left %d leases", len(leases.Leases))
+	}
+	s2, _ := e.supervisor(t, "s2")
+	waitFor(t, "s2 to lead", 10*time.Second, func() bool { return s2.Status().Leading })
+}
+
 // A leader whose lease is gone (it was paused past its TTL) cannot act: the
 // guarded transaction refuses and the backend keeps no snapshot.
 func TestDeposedLeaderCannotAct(t *testing.T) {

@@ -67,7 +67,7 @@ func main() {
 					return err
 				}
 				defer stop()
-				cfg.Node = d
+				cfg.Node, cfg.LocalDataDir = d, o.LocalDataDir
 			}
 			srv, err := csi.New(cfg)
 			if err != nil {

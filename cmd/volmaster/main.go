@@ -22,9 +22,9 @@ func main() {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9005", Usage: "API address `HOST:PORT`"},
 			&cli.StringSliceFlag{Name: "etcd", Usage: "etcd client `URL`s (comma-separated or repeated); absent: run an embedded etcd in --data-dir"},
 			&cli.StringFlag{Name: "etcd-listen", Value: "http://127.0.0.1:9379", Usage: "embedded etcd client `URL` (other daemons dial it); with --auth it serves https and only certificates volmaster issues (etcd-client-cert) get in"},
-			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL`"},
+			&cli.StringFlag{Name: "etcd-peer-listen", Value: "http://127.0.0.1:9380", Usage: "embedded etcd peer `URL` (https with --auth: only the members' certificates get in)"},
 			&cli.StringFlag{Name: "etcd-name", Usage: "embedded cluster mode: this volmaster's etcd member `NAME` (unique in the cluster)"},
-			&cli.StringFlag{Name: "etcd-initial-cluster", Usage: "embedded cluster mode: the volmasters' etcd members as `NAME=PEERURL,...` (every member lists all, itself included; read only on first start)"},
+			&cli.StringFlag{Name: "etcd-initial-cluster", Usage: "embedded cluster mode: the volmasters' etcd members as `NAME=PEERURL,...` (every member lists all, itself included; read only on first start; with --auth the members speak https and need the shared CA of volmaster etcd-ca)"},
 			&cli.BoolFlag{Name: "etcd-join", Usage: "embedded cluster mode: join a running cluster (after etcdctl member add) instead of forming a new one"},
 			&cli.DurationFlag{Name: "etcd-compaction-retention", Value: etcdserver.DefaultCompactionRetention, Usage: "embedded etcd: compact history older than `DURATION` (etcd's periodic auto-compaction; 0 keeps all history)"},
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/volplugin", Usage: "`DIR` for the embedded etcd and the local backend's images"},
@@ -62,6 +62,22 @@ func main() {
 			})
 		}),
 		Commands: []*cli.Command{{
+			Name:  "etcd-ca",
+			Usage: "make the etcd CA that the volmasters of an embedded cluster with --auth share",
+			Description: "Writes OUT/ca.crt and OUT/ca.key (0600, never over existing files). Copy both to DATA-DIR/etcd-pki/ of every " +
+				"volmaster of the cluster before its first start (over an authenticated channel such as scp; the key lets its holder into etcd), " +
+				"then start them with --auth and --etcd-initial-cluster.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "out", Required: true, Usage: "`DIR` to write ca.crt and ca.key to"},
+			},
+			Action: func(c *cli.Context) error {
+				if err := volmaster.NewEtcdClusterCA(c.String("out")); err != nil {
+					return err
+				}
+				fmt.Printf("wrote %s/{ca.crt,ca.key}\n", c.String("out"))
+				return nil
+			},
+		}, {
 			Name:  "etcd-client-cert",
 			Usage: "issue a client certificate for the embedded etcd of a volmaster run with --auth (for a volsupervisor)",
 			Description: "Writes OUT/ca.crt, OUT/NAME.crt and OUT/NAME.key (0600), signed by the CA in DATA-DIR/etcd-pki. " +

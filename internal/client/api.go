@@ -306,3 +306,10 @@ func (c *Client) Info(ctx context.Context) (json.RawMessage, error) {
 	var out json.RawMessage
 	return out, c.do(ctx, http.MethodGet, "/info", nil, nil, &out)
 }
+
+// Capacity is the space the backend of policy's volumes has left for new
+// ones; a policy whose backend cannot tell is config.ErrInvalid.
+func (c *Client) Capacity(ctx context.Context, policy string) (config.Capacity, error) {
+	var out config.Capacity
+	return out, c.do(ctx, http.MethodGet, "/v1/policies/"+url.PathEscape(policy)+"/capacity", nil, nil, &out)
+}

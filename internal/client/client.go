@@ -116,6 +116,16 @@ func New(list string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// Each returns a client per volmaster URL of c, with c's settings and no
+// failover: for what each volmaster keeps to itself (its audit ring).
+func (c *Client) Each() []*Client {
+	out := make([]*Client, len(c.bases))
+	for i, b := range c.bases {
+		out[i] = &Client{bases: []*url.URL{b}, hc: c.hc, token: c.token, retries: c.retries, backoff: c.backoff, timeout: c.timeout}
+	}
+	return out
+}
+
 // Current is the URL of the volmaster the next call goes to first.
 func (c *Client) Current() string { return c.bases[c.cur.Load()].String() }
 

@@ -56,6 +56,9 @@ type Config struct {
 // TLSFiles are the PEM files of mutual TLS.
 type TLSFiles struct {
 	CA, Cert, Key string
+	// PeerName, if set, is the only certificate common name the peer port
+	// accepts: the members', not every client certificate CA signed.
+	PeerName string
 }
 
 // DefaultCompactionRetention is how much etcd history volmaster's embedded
@@ -114,6 +117,9 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		}
 		info := transport.TLSInfo{CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, TrustedCAFile: c.TLS.CA, ClientCertAuth: true}
 		cfg.ClientTLSInfo, cfg.PeerTLSInfo = info, info
+		if c.TLS.PeerName != "" {
+			cfg.PeerTLSInfo.AllowedCNs = []string{c.TLS.PeerName}
+		}
 	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}

@@ -7,10 +7,6 @@ package etcddev
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/volplugin/volplugin/internal/etcdtest"
 )
 
 // Cluster is a running etcd cluster.
@@ -41,7 +39,7 @@ func Start(tb testing.TB, n int) *Cluster {
 		tb.Fatal("etcddev: cannot locate scripts/etcd-dev")
 	}
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "etcd-dev")
-	port, err := freePorts(2 * n)
+	port, err := etcdtest.FreePorts(2 * n)
 	if err != nil {
 		tb.Fatalf("etcddev: %v", err)
 	}
@@ -124,37 +122,4 @@ func (c *Cluster) run(args ...string) (string, error) {
 		return out.String() + errb.String(), err
 	}
 	return out.String(), nil
-}
-
-// freePorts finds n consecutive free loopback ports (the script numbers
-// its members' ports from a base). Another process may take one before the
-// cluster starts; then up fails with etcd's bind error in its output.
-func freePorts(n int) (int, error) {
-	// Below the kernel's ephemeral range (32768 and up by default): a
-	// port found free there is not handed to another test's :0 listener or
-	// outgoing connection before etcd binds it, as one from the range can be.
-	for range 50 {
-		base := 20000 + rand.IntN(12000-n)
-		if allFree(base, n) {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no run of free loopback ports found")
-}
-
-func allFree(base, n int) bool {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for p := base; p < base+n; p++ {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			return false
-		}
-		ls = append(ls, l)
-	}
-	return true
 }

@@ -100,3 +100,8 @@ func (*Backend) Restore(context.Context, storage.Volume, string) error { return 
 
 // Purge fails.
 func (*Backend) Purge(context.Context, storage.Volume, string) error { return errNoCeph }
+
+// Capacity fails.
+func (*Backend) Capacity(context.Context, storage.Volume) (storage.Capacity, error) {
+	return storage.Capacity{}, errNoCeph
+}

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/storage"
@@ -225,5 +228,52 @@ func TestCreateLeavesNoTemporary(t *testing.T) {
 	}
 	if err := b.Create(ctx, v); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("Create twice = %v, want ErrExists", err)
+	}
+}
+
+// Capacity is the data dir filesystem's free space (in bytes, not blocks);
+// its Store is the data dir's identity, made on first use, the same for
+// every backend on that directory and another for another directory.
+func TestCapacity(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "not", "yet")
+	if id, err := ReadStoreID(dir); id != "" || err != nil {
+		t.Errorf("ReadStoreID of a data dir not made yet = %q, %v", id, err)
+	}
+	b, err := New(Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Capacity(ctx, storage.Volume{})
+	if err != nil || c.Available <= 0 || !strings.HasPrefix(c.Store, StorePrefix) {
+		t.Fatalf("Capacity of a data dir not made yet = %+v, %v", c, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Other writers on the machine move it a little; a unit mistake moves
+	// it by a factor of 512 or more.
+	if want := int64(st.Bavail) * st.Bsize; c.Available < want/2 || c.Available > want*2 {
+		t.Errorf("Capacity = %d, statfs says %d", c.Available, want)
+	}
+	id, err := ReadStoreID(dir)
+	if err != nil || StorePrefix+id != c.Store {
+		t.Errorf("ReadStoreID = %q, %v; Capacity's store is %q", id, err, c.Store)
+	}
+	again, _ := New(Config{DataDir: dir})
+	if got, err := again.StoreID(); got != id || err != nil {
+		t.Errorf("StoreID of a second backend on the data dir = %q, %v; want %q", got, err, id)
+	}
+	other, _ := New(Config{DataDir: filepath.Join(root, "other")})
+	if got, err := other.StoreID(); got == id || err != nil {
+		t.Errorf("StoreID of another data dir = %q, %v; the first is %q", got, err, id)
+	}
+	if err := os.WriteFile(filepath.Join(root, "other", storeIDFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Capacity(ctx, storage.Volume{}); err == nil || !strings.Contains(err.Error(), "hex") {
+		t.Errorf("Capacity with a damaged identity = %v", err)
 	}
 }
