@@ -82,12 +82,17 @@ func TestOneVolumeDockerAndCSI(t *testing.T) {
 			if b.name == "ceph" {
 				cephConf(t)
 			}
-			oneVolumeDockerAndCSI(t, b)
+			oneVolumeDockerAndCSI(t, b, "k8snode")
 		})
 	}
+	// The same, with volcsi given volplugin's own host label: the lock's
+	// holder (which daemon of the host) keeps them apart.
+	t.Run("local-one-label", func(t *testing.T) { oneVolumeDockerAndCSI(t, csiBackends()[0], "dockerhost") })
 }
 
-func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
+// oneVolumeDockerAndCSI runs the test on b with volcsi labelled csiLabel
+// (volplugin's is dockerhost).
+func oneVolumeDockerAndCSI(t *testing.T, b csiBackend, csiLabel string) {
 	data, csiDir := t.TempDir(), t.TempDir()
 	vm := startVolmaster(t, data, b.volmasterArgs...)
 	// The Ceph cluster is shared: a policy of its own keeps this run's
@@ -118,7 +123,7 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 	d := dockertest.Start(t, "vp-csi-"+b.name)
 	img := d.Image(t)
 	csiArgs := b.hostArgs(filepath.Join(csiDir, "run-csi"))
-	first, cc := startVolcsi(t, vm, data, csiDir, "k8snode", csiArgs...)
+	first, cc := startVolcsi(t, vm, data, csiDir, csiLabel, csiArgs...)
 	node := csipb.NewNodeClient(cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -126,7 +131,7 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 	// on the same directory, reports it beside its host label.
 	info, err := node.NodeGetInfo(ctx, &csipb.NodeGetInfoRequest{})
 	id, _ := local.ReadStoreID(filepath.Join(data, "local"))
-	if want := map[string]string{csi.TopologyHost: "k8snode", csi.TopologyLocalStore: id}; err != nil || id == "" ||
+	if want := map[string]string{csi.TopologyHost: csiLabel, csi.TopologyLocalStore: id}; err != nil || id == "" ||
 		!maps.Equal(info.GetAccessibleTopology().GetSegments(), want) {
 		t.Errorf("NodeGetInfo = %v, %v; want topology %v", info, err, want)
 	}
@@ -149,13 +154,15 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 		_, err := node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: vol, StagingTargetPath: staging, TargetPath: target, VolumeCapability: writer})
 		return err
 	}
-	// The refusal names the holder; its exact words are the lock's.
-	names := func(msg, host string) bool {
-		return strings.Contains(msg, "mounted on host") && strings.Contains(msg, host)
+	// The refusal names the holder; its exact words are the lock's. With
+	// one label for both, it names the holding daemon too.
+	names := func(msg, host, daemon string) bool {
+		return strings.Contains(msg, "mounted on host") && strings.Contains(msg, host) &&
+			(csiLabel != "dockerhost" || strings.Contains(msg, "by "+daemon+"."))
 	}
 	err = stage()
-	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !names(st.Message(), "dockerhost") {
-		t.Fatalf("stage while a container holds the volume: %v, want FailedPrecondition naming dockerhost", err)
+	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !names(st.Message(), "dockerhost", plugin) {
+		t.Fatalf("stage while a container holds the volume: %v, want FailedPrecondition naming dockerhost (and %s)", err, plugin)
 	}
 
 	docker(t, d, "rm", "-f", "holder")
@@ -169,22 +176,22 @@ func oneVolumeDockerAndCSI(t *testing.T, b csiBackend) {
 		t.Fatalf("the pod's view reads %q %v", got, err)
 	}
 	_, errOut, err := d.Docker(ctx, "run", "--rm", "-v", vol+":/data", img, "true")
-	if err == nil || !names(errOut, "k8snode") {
-		t.Fatalf("docker run while the CSI node holds the volume: %v %s, want an error naming k8snode", err, errOut)
+	if err == nil || !names(errOut, csiLabel, "volcsi") {
+		t.Fatalf("docker run while the CSI node holds the volume: %v %s, want an error naming %s (and volcsi)", err, errOut, csiLabel)
 	}
 
 	// volcsi dies hard; the kubelet re-issues stage and publish to the next.
 	if err := first.signal(syscall.SIGKILL); err == nil {
 		t.Fatal("volcsi survived SIGKILL")
 	}
-	_, cc = startVolcsi(t, vm, data, csiDir, "k8snode", csiArgs...)
+	_, cc = startVolcsi(t, vm, data, csiDir, csiLabel, csiArgs...)
 	node = csipb.NewNodeClient(cc)
 	for _, step := range []func() error{stage, publish} {
 		if err := step(); err != nil {
 			t.Fatalf("re-issued call after the restart: %v", err)
 		}
 	}
-	if out, _, _ := volcli(t, vm.URL, "", "--json", "use", "get", vol); !strings.Contains(out, `"hostname": "k8snode"`) {
+	if out, _, _ := volcli(t, vm.URL, "", "--json", "use", "get", vol); !strings.Contains(out, `"hostname": "`+csiLabel+`"`) || !strings.Contains(out, `"holder": "volcsi.`) {
 		t.Errorf("lock after the restart: %s", out)
 	}
 	if got, err := os.ReadFile(filepath.Join(target, "f")); err != nil || string(got) != "from-docker\n" {
