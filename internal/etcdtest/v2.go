@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,24 +68,14 @@ func install(tb testing.TB) {
 	}
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func startV2(tb testing.TB) (string, error) {
-	client, err := freePort()
+	// Fixed ports (FreePorts: below the ephemeral range, where another
+	// test's :0 listener cannot take them before the server binds them).
+	base, err := FreePorts(2)
 	if err != nil {
 		return "", err
 	}
-	peer, err := freePort()
-	if err != nil {
-		return "", err
-	}
+	client, peer := fmt.Sprintf("127.0.0.1:%d", base), fmt.Sprintf("127.0.0.1:%d", base+1)
 	dir := tb.TempDir()
 	clientURL, peerURL := "http://"+client, "http://"+peer
 	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
