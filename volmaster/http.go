@@ -16,7 +16,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/storage"
 )
 
 // maxBody bounds request bodies; policies and options are small.
@@ -47,27 +46,6 @@ func statusOf(err error) int {
 		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
-	}
-}
-
-// backendErr gives a storage error the matching config kind, so that it maps
-// to the right status and client error.
-func backendErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%w: %w", err, config.ErrNotFound)
-	case errors.Is(err, storage.ErrExists):
-		return fmt.Errorf("%w: %w", err, config.ErrExists)
-	case errors.Is(err, storage.ErrInUse):
-		return fmt.Errorf("%w: %w", err, config.ErrInUse)
-	case errors.Is(err, storage.ErrUnsupported), errors.Is(err, storage.ErrWrongFilesystem):
-		return fmt.Errorf("%w: %w", err, config.ErrInvalid)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", err, config.ErrUnavailable)
-	default:
-		return err
 	}
 }
 

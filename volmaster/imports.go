@@ -120,7 +120,7 @@ func (s *Server) importVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	snaps, notes, err := s.backendSnapshots(r.Context(), &v)
 	if err != nil {
-		writeError(w, backendErr(err))
+		writeError(w, err)
 		return
 	}
 	action, adopted, rev, err := s.store.ImportVolume(r.Context(), v, snaps, dry)
@@ -153,9 +153,11 @@ func (s *Server) backendSnapshots(ctx context.Context, v *config.Volume) ([]conf
 	if err != nil {
 		return nil, nil, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	names, err := b.ListSnapshots(bctx, sv)
-	cancel()
+	var names []string
+	err = s.volOps().Call(ctx, v.Backends.Snapshot, "list-snapshots", func(bctx context.Context) (err error) {
+		names, err = b.ListSnapshots(bctx, sv)
+		return err
+	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, []string{fmt.Sprintf("image %s/%s not found: the record is imported, but the volume cannot be mounted until the image is there", v.Driver.Pool, v.Image)}, nil
 	}

@@ -70,7 +70,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	if req.Label != "" {
 		snap, made, err := ops.TakeLabelled(r.Context(), ref, req.Label, s.limits(ref.Policy).MaxKeep, h)
 		if err != nil {
-			writeError(w, backendErr(err))
+			writeError(w, err)
 			return
 		}
 		status := http.StatusOK
@@ -83,7 +83,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
-		writeError(w, backendErr(err))
+		writeError(w, err)
 		return
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
@@ -116,7 +116,7 @@ func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.volOps().RemoveSnapshot(r.Context(), ref, snap, h); err != nil {
-		writeError(w, backendErr(err))
+		writeError(w, err)
 		return
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap).Info("snapshot removed")
@@ -207,18 +207,18 @@ func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap s
 	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, s.limits(to.Policy), from.String()+"@"+snap); err != nil {
 		return config.Volume{}, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	err = b.CopySnapshot(bctx, srcSV, snaps[i].BackendName(), dstSV)
-	cancel()
+	err = s.volOps().Call(ctx, src.Backends.Snapshot, "copy", func(bctx context.Context) error {
+		return b.CopySnapshot(bctx, srcSV, snaps[i].BackendName(), dstSV)
+	})
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		rev, rerr := s.store.RollbackCreate(cctx, to, h)
 		if rerr != nil {
-			return config.Volume{}, errors.Join(backendErr(err), rerr)
+			return config.Volume{}, errors.Join(err, rerr)
 		}
 		s.settle(cctx, rev)
-		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, backendErr(err))
+		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, err)
 	}
 	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), to, h)
 	if err != nil {

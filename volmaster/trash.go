@@ -94,7 +94,7 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef, opts co
 	}
 	res, err := ops.Discard(ctx, ref, check, h)
 	if err != nil {
-		return nil, backendErr(err)
+		return nil, err
 	}
 	s.settle(ctx, res.Revision)
 	if res.Trash != nil {
@@ -171,7 +171,7 @@ func (s *Server) restoreTrash(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The caller reads its own (undone) write: no volume.
 		s.settle(r.Context(), rev)
-		writeError(w, backendErr(err))
+		writeError(w, err)
 		return
 	}
 	s.settle(r.Context(), rev)
@@ -188,7 +188,7 @@ func (s *Server) purgeTrash(w http.ResponseWriter, r *http.Request) {
 	ops := s.volOps()
 	rev, err := ops.Purge(r.Context(), tref)
 	if err != nil {
-		writeError(w, backendErr(err))
+		writeError(w, err)
 		return
 	}
 	s.settle(r.Context(), rev)

@@ -120,22 +120,18 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	}
 	faultpoint.Hit(ctx, "create.recorded", ref.String())
 	if backend != nil {
-		bctx, cancel := context.WithTimeout(ctx, s.timeout())
-		start := time.Now()
-		err = backend.Create(bctx, sv)
-		cancel()
-		s.metrics.observeBackend(v.Backends.CRUD, "create", start, err)
+		err = s.volOps().Call(ctx, v.Backends.CRUD, "create", func(bctx context.Context) error { return backend.Create(bctx, sv) })
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 			defer cancel()
 			rev, rerr := s.store.RollbackCreate(cctx, ref, h)
 			if rerr != nil {
 				s.log.WithError(rerr).WithField("volume", ref.String()).Error("rolling back a failed create")
-				return config.Volume{}, errors.Join(backendErr(err), rerr)
+				return config.Volume{}, errors.Join(err, rerr)
 			}
 			// The caller reads its own (undone) write: no volume.
 			s.settle(cctx, rev)
-			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, backendErr(err))
+			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, err)
 		}
 		faultpoint.Hit(ctx, "create.made", ref.String())
 	}
@@ -296,15 +292,13 @@ func (s *Server) resizeLocked(ctx context.Context, locked config.Volume, size st
 	}
 	// Not cancelled with the request: a filesystem check or grow killed
 	// half-way is worse than a late answer.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())
-	start := time.Now()
-	err = backend.Resize(bctx, sv, n)
-	cancel()
-	s.metrics.observeBackend(locked.Backends.CRUD, "resize", start, err)
+	err = s.volOps().Call(context.WithoutCancel(ctx), locked.Backends.CRUD, "resize", func(bctx context.Context) error {
+		return backend.Resize(bctx, sv, n)
+	})
 	notGrown := errors.Is(err, storage.ErrNotGrown)
 	if err != nil && !notGrown {
 		release()
-		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, backendErr(err))
+		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, err)
 	}
 	// An image that grew is recorded at its new size even when its
 	// filesystem did not grow: images never shrink back, and the record

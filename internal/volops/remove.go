@@ -121,39 +121,13 @@ func (t *Ops) Discard(ctx context.Context, ref config.VolumeRef, check RemoveChe
 	return t.trash(ctx, &v, trasher, sv, h, guard)
 }
 
-func (t *Ops) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
-	}
-	return time.Now()
-}
-
-// crud returns v's CRUD backend and its storage view; nil for a
-// mount-only volume.
-func (t *Ops) crud(v *config.Volume) (storage.CRUD, storage.Volume, error) {
-	if v.Backends.CRUD == "" {
-		return nil, storage.Volume{}, nil
-	}
-	b, ok := t.CRUD[v.Backends.CRUD]
-	if !ok {
-		return nil, storage.Volume{}, fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
-	}
-	sv, err := storage.FromConfig(v)
-	if err != nil {
-		return nil, storage.Volume{}, err
-	}
-	return b, sv, nil
-}
-
 // destroy destroys v's image (if it has one) and then deletes its records.
 func (t *Ops) destroy(ctx context.Context, v *config.Volume, b storage.CRUD, sv storage.Volume, h store.Holder) (Removed, error) {
 	ref := v.Ref()
 	if b != nil {
-		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
-		err := t.fencingStale(bctx, b, sv, func() error { return b.Destroy(bctx, sv) })
-		cancel()
-		t.observe(v.Backends.CRUD, "destroy", start, err)
+		err := t.Call(ctx, v.Backends.CRUD, "destroy", func(bctx context.Context) error {
+			return t.fencingStale(bctx, b, sv, func() error { return b.Destroy(bctx, sv) })
+		})
 		// An image already gone is what we wanted.
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.release(ctx, ref, h)
@@ -176,15 +150,13 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 	keep := v.Trash.RetentionOrDefault()
 	e := config.TrashEntry{ID: config.TrashID(now), RemovedAt: now, RemovedBy: t.By, Expires: now.Add(keep)}
 	if b != nil {
-		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
 		var handle string
-		err := t.fencingStale(bctx, b, sv, func() (err error) {
-			handle, err = b.Trash(bctx, sv, keep)
-			return err
+		err := t.Call(ctx, v.Backends.CRUD, "trash", func(bctx context.Context) error {
+			return t.fencingStale(bctx, b, sv, func() (err error) {
+				handle, err = b.Trash(bctx, sv, keep)
+				return err
+			})
 		})
-		cancel()
-		t.observe(v.Backends.CRUD, "trash", start, err)
 		if err != nil {
 			t.release(ctx, ref, h)
 			return Removed{}, fmt.Errorf("remove volume %s: %w", ref, err)
