@@ -18,7 +18,7 @@ type Route struct {
 	Method string
 	Path   string
 	Access Access
-	handle func(*Server, http.ResponseWriter, *http.Request)
+	handle handlerFunc
 	owner  ownerFunc
 }
 
@@ -75,12 +75,19 @@ func Routes() []Route {
 	}
 }
 
+// handlerFunc is a route's handler: it decodes, calls and writes its answer,
+// or returns an error, which the router writes (status and code from its
+// kind) as the answer. A handler that returns an error has written nothing.
+type handlerFunc func(*Server, http.ResponseWriter, *http.Request) error
+
 func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	for _, rt := range Routes() {
 		handle := rt.handle
 		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, s.authorize(rt, s.idempotent(func(w http.ResponseWriter, req *http.Request) {
-			handle(s, w, req)
+			if err := handle(s, w, req); err != nil {
+				writeError(w, err)
+			}
 		})))).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -15,22 +15,20 @@ import (
 	"github.com/volplugin/volplugin/storage"
 )
 
-func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if _, err := s.cache.Volume(ref); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	snaps, err := s.store.ListSnapshots(r.Context(), ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, snaps)
+	return nil
 }
 
 // takeRequest is the optional body of POST .../snapshots.
@@ -43,35 +41,30 @@ type takeRequest struct {
 // takeSnapshot takes an on-demand snapshot now. Without a label it is
 // pruned by the volume's keep count like a scheduled one; with one it is
 // kept until removed, and a repeated request returns it (200).
-func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var req takeRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ops := s.volOps()
 	if req.Label != "" {
 		snap, made, err := ops.TakeLabelled(r.Context(), ref, req.Label, s.limits(ref.Policy).MaxKeep, h)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		status := http.StatusOK
 		if made {
@@ -79,12 +72,11 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 			s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).WithField("label", snap.Label).Info("snapshot taken")
 		}
 		writeJSON(w, status, snap)
-		return
+		return nil
 	}
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
 	// Pruned like a scheduled one, even where scheduled snapshots are off.
@@ -95,32 +87,30 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusCreated, snap)
+	return nil
 }
 
 // removeSnapshot removes one snapshot (backend and record) under the
 // volume's operation lock.
-func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	snap := mux.Vars(r)["snap"]
 	if _, err := config.ParseSnapshotName(snap); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.volOps().RemoveSnapshot(r.Context(), ref, snap, h); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap).Info("snapshot removed")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // copyRequest is the body of POST .../snapshots/{snap}/copy.
@@ -131,33 +121,29 @@ type copyRequest struct {
 // copySnapshot creates a new volume (same policy) from a snapshot. The
 // source volume's operation lock keeps the snapshot from being pruned
 // meanwhile; the new volume's record is rolled back if the copy fails.
-func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	snap := mux.Vars(r)["snap"]
 	if _, err := config.ParseSnapshotName(snap); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var req copyRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	to := config.VolumeRef{Policy: ref.Policy, Name: req.Name}
 	if err := to.Validate(); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	v, err := s.CopySnapshot(r.Context(), ref, snap, to)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, v)
+	return nil
 }
 
 // CopySnapshot creates volume to from snapshot snap of volume from.

@@ -19,45 +19,42 @@ import (
 // cancelled.
 const cleanupTimeout = time.Minute
 
-func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 	policy := ""
 	if _, ok := mux.Vars(r)["policy"]; ok {
 		var err error
 		if policy, err = policyVar(r); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	if wantDetail(r) {
 		vols, err := s.cache.Volumes(policy)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, visibleOnly(r, vols, func(v config.Volume) string { return v.Policy }))
-		return
+		return nil
 	}
 	refs, err := s.cache.VolumeRefs(policy)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, visibleOnly(r, refs, func(v config.VolumeRef) string { return v.Policy }))
+	return nil
 }
 
-func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	b, err := s.cache.VolumeJSON(ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+	return nil
 }
 
 // crud returns the backend that creates and destroys v's image, nil for a
@@ -73,18 +70,17 @@ func (s *Server) crud(v *config.Volume) (storage.CRUD, error) {
 	return b, nil
 }
 
-func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 	var req config.VolumeRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, fmt.Errorf("volume request: %w", err))
-		return
+		return fmt.Errorf("volume request: %w", err)
 	}
 	v, err := s.CreateVolume(r.Context(), req)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, v)
+	return nil
 }
 
 // CreateVolume validates the request, writes the record and creates the
@@ -144,66 +140,59 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	return v, nil
 }
 
-func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	v, err := s.cache.Volume(ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, v.Runtime)
+	return nil
 }
 
-func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rt, err := config.DecodeRuntime(body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.limits(ref.Policy).CheckRuntime(rt); err != nil {
-		writeError(w, fmt.Errorf("runtime of %s: %w", ref, err))
-		return
+		return fmt.Errorf("runtime of %s: %w", ref, err)
 	}
 	rev, err := s.store.PutRuntime(r.Context(), ref, rt)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	writeJSON(w, http.StatusOK, rt)
+	return nil
 }
 
-func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var req config.ResizeRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, fmt.Errorf("resize request: %w", err))
-		return
+		return fmt.Errorf("resize request: %w", err)
 	}
 	v, err := s.ResizeVolume(r.Context(), ref, req.Size)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
 // ResizeVolume grows a volume's image (and, where the backend can do it
