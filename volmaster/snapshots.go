@@ -3,16 +3,11 @@ package volmaster
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"slices"
-	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/storage"
 )
 
 func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
@@ -146,71 +141,21 @@ func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// CopySnapshot creates volume to from snapshot snap of volume from.
+// CopySnapshot creates volume to from snapshot snap of volume from
+// (volops.Ops.Copy).
 func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap string, to config.VolumeRef) (config.Volume, error) {
 	h, err := s.holder(ctx)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	snaps, err := s.store.ListSnapshots(ctx, from)
+	nv, rev, err := s.volOps().Copy(ctx, from, snap, to, s.limits(to.Policy), h)
+	if rev > 0 {
+		// The caller reads its own write (or its undoing).
+		s.settle(context.WithoutCancel(ctx), rev)
+	}
 	if err != nil {
 		return config.Volume{}, err
 	}
-	i := slices.IndexFunc(snaps, func(sn config.Snapshot) bool { return sn.Name == snap })
-	if i < 0 {
-		return config.Volume{}, fmt.Errorf("snapshot %s of volume %s: %w", snap, from, config.ErrNotFound)
-	}
-	src, err := s.store.BeginOp(ctx, from, "copy", h, false)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		_, _ = s.store.ReleaseOp(cctx, from, h)
-	}()
-	b, ok := s.ops.Backends[src.Backends.Snapshot]
-	if !ok {
-		return config.Volume{}, fmt.Errorf("volume %s: snapshot backend %q is not configured here: %w", from, src.Backends.Snapshot, config.ErrUnavailable)
-	}
-	nv := src
-	// The copy is a new image under the name the backend derives.
-	nv.Name, nv.CreatedAt, nv.Image = to.Name, s.now().UTC(), ""
-	// The copy is formatted if the snapshot was taken after the source's
-	// first mkfs was recorded; otherwise its first mount checks it as any
-	// volume not marked yet (and marks it if it holds a filesystem).
-	if snaps[i].Time.Before(src.FormattedAt) {
-		nv.FormattedAt = time.Time{}
-	}
-	srcSV, err := storage.FromConfig(&src)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	dstSV, err := storage.FromConfig(&nv)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, s.limits(to.Policy), from.String()+"@"+snap); err != nil {
-		return config.Volume{}, err
-	}
-	err = s.volOps().Call(ctx, src.Backends.Snapshot, "copy", func(bctx context.Context) error {
-		return b.CopySnapshot(bctx, srcSV, snaps[i].BackendName(), dstSV)
-	})
-	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		rev, rerr := s.store.RollbackCreate(cctx, to, h)
-		if rerr != nil {
-			return config.Volume{}, errors.Join(err, rerr)
-		}
-		s.settle(cctx, rev)
-		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, err)
-	}
-	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), to, h)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	s.settle(ctx, rev)
 	s.log.WithFields(map[string]any{"volume": to.String(), "from": from.String(), "snapshot": snap}).Info("volume copied from snapshot")
 	return nv, nil
 }

@@ -26,17 +26,9 @@ func (s *Server) listReclaimable(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	vols = visibleOnly(r, vols, func(v config.Volume) string { return v.Policy })
-	usage, err := s.store.Usages(r.Context())
+	usage, locked, err := s.ops.Usage(r.Context())
 	if err != nil {
 		return err
-	}
-	uses, err := s.store.ListUses(r.Context())
-	if err != nil {
-		return err
-	}
-	locked := make(map[config.VolumeRef]bool, len(uses))
-	for _, u := range uses {
-		locked[u.Volume] = true
 	}
 	out := config.FindReclaimable(vols, usage, locked, config.RemovalGrace(s.global.Load().TTL), s.now())
 	if out == nil {

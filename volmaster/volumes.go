@@ -11,7 +11,6 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
-	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -99,43 +98,18 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	if err != nil {
 		return config.Volume{}, err
 	}
-	backend, err := s.crud(&v)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	sv, err := storage.FromConfig(&v)
-	if err != nil {
-		return config.Volume{}, err
-	}
 	h, err := s.holder(ctx)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolumeWithin(ctx, v, h, pol.Policy.Limits); err != nil {
-		return config.Volume{}, err
+	rev, err := s.volOps().Create(ctx, v, pol.Policy.Limits, h)
+	if rev > 0 {
+		// The caller reads its own write (or its undoing).
+		s.settle(context.WithoutCancel(ctx), rev)
 	}
-	faultpoint.Hit(ctx, "create.recorded", ref.String())
-	if backend != nil {
-		err = s.volOps().Call(ctx, v.Backends.CRUD, "create", func(bctx context.Context) error { return backend.Create(bctx, sv) })
-		if err != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			defer cancel()
-			rev, rerr := s.store.RollbackCreate(cctx, ref, h)
-			if rerr != nil {
-				s.log.WithError(rerr).WithField("volume", ref.String()).Error("rolling back a failed create")
-				return config.Volume{}, errors.Join(err, rerr)
-			}
-			// The caller reads its own (undone) write: no volume.
-			s.settle(cctx, rev)
-			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, err)
-		}
-		faultpoint.Hit(ctx, "create.made", ref.String())
-	}
-	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), ref, h)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	s.settle(ctx, rev)
 	s.log.WithField("volume", ref.String()).Info("volume created")
 	return v, nil
 }
@@ -240,74 +214,21 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 }
 
 // resizeLocked grows locked (the record read under the operation lock h
-// holds) to size and drops the lock: the rest of ResizeVolume, and the
-// recovery of a resize cut short.
+// holds) to size and drops the lock (volops.Ops.ResizeLocked): the rest of
+// ResizeVolume, and the recovery of a resize cut short.
 func (s *Server) resizeLocked(ctx context.Context, locked config.Volume, size string, h store.Holder) (config.Volume, error) {
 	ref := locked.Ref()
-	release := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if rev, err := s.store.ReleaseOp(rctx, ref, h); err == nil {
-			s.settle(rctx, rev)
-		}
+	grown, rev, err := s.volOps().ResizeLocked(ctx, locked, size, h)
+	if rev > 0 {
+		s.settle(context.WithoutCancel(ctx), rev)
 	}
-	backend, err := s.crud(&locked)
-	if err == nil && backend == nil {
-		err = fmt.Errorf("volume %s is mount-only: %w", ref, config.ErrInvalid)
-	}
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	grown, n, err := locked.Grow(size, s.now())
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	sv, err := storage.FromConfig(&locked)
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	// With the operation lock held no new mount lock can appear, so this
-	// read says for the whole resize whether a host has (or is making) a
-	// mount: then its filesystem is that host's to grow, never offline here.
-	switch _, err := s.store.GetUse(ctx, ref); {
-	case err == nil:
-		sv.Mounted = true
-	case !errors.Is(err, config.ErrNotFound):
-		release()
-		return config.Volume{}, err
-	}
-	// Not cancelled with the request: a filesystem check or grow killed
-	// half-way is worse than a late answer.
-	err = s.volOps().Call(context.WithoutCancel(ctx), locked.Backends.CRUD, "resize", func(bctx context.Context) error {
-		return backend.Resize(bctx, sv, n)
-	})
-	notGrown := errors.Is(err, storage.ErrNotGrown)
-	if err != nil && !notGrown {
-		release()
-		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, err)
-	}
-	// An image that grew is recorded at its new size even when its
-	// filesystem did not grow: images never shrink back, and the record
-	// must say what the image is. The new size (and resized-at) makes the
-	// next mount, or the mounting host, grow the filesystem.
-	growErr := err
-	faultpoint.Hit(ctx, "resize.grown", ref.String())
-	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
-	if err != nil {
-		// The lock is on volmaster's own long-lived lease: drop it, or mounts
-		// and a retry stay refused (a no-op if the commit did go through).
-		release()
-		return config.Volume{}, err
-	}
-	s.settle(ctx, rev)
-	if notGrown {
-		s.log.WithError(growErr).WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).
+	if errors.Is(err, storage.ErrNotGrown) {
+		s.log.WithError(err).WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).
 			Warn("volume image resized, filesystem not grown")
-		return config.Volume{}, fmt.Errorf("resize volume %s: its image and record are now %s, but its filesystem was not grown "+
-			"(it grows at the next mount, or run the same resize again): %w", ref, grown.Create.Size, growErr)
+		return config.Volume{}, err
+	}
+	if err != nil {
+		return config.Volume{}, err
 	}
 	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
 	return grown, nil

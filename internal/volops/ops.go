@@ -1,8 +1,11 @@
-// Package volops runs the multi-step volume operations that both volmaster
-// and volsupervisor perform — snapshot, prune, remove — each under the
-// volume's operation lock, so a snapshot and a remove of the same volume
-// never overlap. Each step that changes etcd can carry a guard (a
-// volsupervisor's leadership) so a deposed leader cannot act.
+// Package volops runs every multi-step volume operation — create, copy,
+// resize, snapshot, prune, remove, restore and purge — for volmaster and
+// volsupervisor alike: the record, the volume's operation lock (so a
+// snapshot and a remove of the same volume never overlap), the backend call
+// (Ops.Call: under the timeout, with metrics), and the rollback that leaves
+// no record without an image nor an image without a record. Each step that
+// changes etcd can carry a guard (a volsupervisor's leadership) so a deposed
+// leader cannot act. The callers decode, call and log; nothing here logs.
 package volops
 
 import (

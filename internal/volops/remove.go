@@ -56,6 +56,25 @@ func Collect(grace time.Duration) RemoveCheck {
 	}
 }
 
+// Usage reads what the removal rule (config.Decide) needs beside the
+// volumes: every usage record, and which volumes hold a mount lock. Both
+// the reclaim list (volmaster) and the removals (volsupervisor) start here.
+func (t *Ops) Usage(ctx context.Context) (map[config.VolumeRef]config.Usage, map[config.VolumeRef]bool, error) {
+	usage, err := t.Store.Usages(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	uses, err := t.Store.ListUses(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	locked := make(map[config.VolumeRef]bool, len(uses))
+	for _, u := range uses {
+		locked[u.Volume] = true
+	}
+	return usage, locked, nil
+}
+
 // Removed says what a removal did.
 type Removed struct {
 	// Revision is the etcd revision of the record's removal.
