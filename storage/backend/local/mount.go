@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/internal/faultpoint"
-	"github.com/volplugin/volplugin/internal/sysexec"
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
 )
@@ -61,19 +60,8 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 }
 
 func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev string, err error) {
-	var undo []func(context.Context) error
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Roll back even if ctx was cancelled; each step still has its timeout.
-		rctx := context.WithoutCancel(ctx)
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](rctx); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback: %w", uerr))
-			}
-		}
-	}()
+	var undo fsutil.Undo
+	defer func() { err = undo.Run(ctx, err) }()
 
 	devs, err := b.loops(ctx, p.image)
 	if err != nil {
@@ -89,44 +77,14 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 		}
 		// A copy: dev is the result, which a failing return sets to "".
 		attached := dev
-		undo = append(undo, func(ctx context.Context) error { return b.detach(ctx, attached) })
+		undo.Push(func(ctx context.Context) error { return b.detach(ctx, attached) })
 	}
 
 	// A repair runs on the image file itself: dev is detached again when
 	// the mount fails.
 	faultpoint.Hit(context.WithoutCancel(ctx), "local.mount.attached", v.Policy+"/"+v.Name)
-	fsType, err := fsutil.FormatIfBlank(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true})
-	if err != nil {
+	if err := fsutil.MountDevice(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true}, b.mountRoot, p.mount, &undo); err != nil {
 		return "", err
-	}
-	if v.Grow {
-		if err := fsutil.GrowBeforeMount(ctx, b.timeout, dev, fsType); err != nil {
-			return "", err
-		}
-	}
-
-	created, err := fsutil.MkdirMount(b.mountRoot, p.mount)
-	if created != "" {
-		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(p.mount, created) })
-	}
-	if err != nil {
-		return "", err
-	}
-	// A mount(8) killed by the timeout may have mounted all the same.
-	undo = append(undo, func(ctx context.Context) error {
-		if m, err := fsutil.MountAt(p.mount); err != nil || m == nil {
-			return err
-		}
-		_, err := sysexec.Run(ctx, b.timeout, "umount", p.mount)
-		return err
-	})
-	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount, v.NoExec); err != nil {
-		return "", err
-	}
-	if v.Grow {
-		if err := fsutil.GrowMounted(ctx, b.timeout, fsType, p.mount); err != nil {
-			return "", err
-		}
 	}
 	return dev, nil
 }
