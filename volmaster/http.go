@@ -21,12 +21,6 @@ import (
 // maxBody bounds request bodies; policies and options are small.
 const maxBody = 1 << 20
 
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
 type ctxKey int
 
 const requestIDKey ctxKey = iota
@@ -53,7 +47,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(ErrorBody{Error: "encode response: " + err.Error(), Code: config.CodeInternal})
+		b, _ = json.Marshal(config.ErrorBody{Error: "encode response: " + err.Error(), Code: config.CodeInternal})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -61,7 +55,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, statusOf(err), ErrorBody{Error: err.Error(), Code: config.ErrorCode(err)})
+	writeJSON(w, statusOf(err), config.ErrorBody{Error: err.Error(), Code: config.ErrorCode(err)})
 }
 
 // readBody reads the whole body, refusing an empty, oversized or truncated

@@ -10,11 +10,6 @@ import (
 	"github.com/volplugin/volplugin/internal/faultpoint"
 )
 
-// leaseRequest is the body of POST /v1/leases.
-type leaseRequest struct {
-	Host string `json:"host"`
-}
-
 func leaseVar(r *http.Request) (int64, error) {
 	s := mux.Vars(r)["id"]
 	id, err := strconv.ParseInt(s, 10, 64)
@@ -25,7 +20,7 @@ func leaseVar(r *http.Request) (int64, error) {
 }
 
 func (s *Server) grantLease(w http.ResponseWriter, r *http.Request) error {
-	var req leaseRequest
+	var req config.LeaseRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -81,11 +76,6 @@ func (s *Server) acquireUse(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// releaseResponse lists the mount IDs still held after a release.
-type releaseResponse struct {
-	MountIDs []string `json:"mount-ids"`
-}
-
 func (s *Server) releaseUse(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
@@ -96,6 +86,6 @@ func (s *Server) releaseUse(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, releaseResponse{MountIDs: rest})
+	writeJSON(w, http.StatusOK, config.ReleaseResponse{MountIDs: rest})
 	return nil
 }

@@ -91,10 +91,10 @@ func (s *Server) router() *mux.Router {
 		})))).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})
+		writeJSON(w, http.StatusNotFound, config.ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path), Code: config.CodeInvalid})
+		writeJSON(w, http.StatusMethodNotAllowed, config.ErrorBody{Error: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path), Code: config.CodeInvalid})
 	})
 	return r
 }

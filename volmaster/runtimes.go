@@ -65,13 +65,6 @@ func pollCaller(r *http.Request) string {
 	return "client " + clientAddr(r)
 }
 
-// runtimeQuery is what a runtime long poll asks for.
-type runtimeQuery struct {
-	Volumes []string `json:"volumes"`
-	Since   int64    `json:"since"`
-	Wait    string   `json:"wait"`
-}
-
 // watchRuntimes answers GET /v1/runtimes?volume=P/N&...&since=REV&wait=D.
 // The query is parsed strictly: one Go would cut short (more than 10,000
 // parameters) is a 400, not a poll of nothing.
@@ -85,7 +78,7 @@ func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("unknown parameter %q (volume, since, wait): %w", k, config.ErrInvalid)
 		}
 	}
-	rq := runtimeQuery{Volumes: q["volume"], Wait: q.Get("wait")}
+	rq := config.RuntimePoll{Volumes: q["volume"], Wait: q.Get("wait")}
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
@@ -99,7 +92,7 @@ func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) error {
 // watchRuntimesBody answers POST /v1/runtimes/watch, the same long poll with
 // {"volumes": [...], "since": REV, "wait": "30s"} as its body: no URL limit.
 func (s *Server) watchRuntimesBody(w http.ResponseWriter, r *http.Request) error {
-	var rq runtimeQuery
+	var rq config.RuntimePoll
 	if err := decodeBody(w, r, &rq); err != nil {
 		return fmt.Errorf("runtime poll: %w", err)
 	}
@@ -113,7 +106,7 @@ func (s *Server) watchRuntimesBody(w http.ResponseWriter, r *http.Request) error
 // one of the named volumes' runtime records changes after since (at once
 // for since 0 or a change already there), or with no changes after wait.
 // volplugin holds one per host instead of polling each mounted volume.
-func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq runtimeQuery) error {
+func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq config.RuntimePoll) error {
 	if len(rq.Volumes) > maxRuntimeRefs {
 		return fmt.Errorf("%d volumes in one poll, at most %d: %w", len(rq.Volumes), maxRuntimeRefs, config.ErrInvalid)
 	}

@@ -26,13 +26,6 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// takeRequest is the optional body of POST .../snapshots.
-type takeRequest struct {
-	// Label names the snapshot for its caller: the volume's snapshot with
-	// this label is returned if there is one, and it is never pruned.
-	Label string `json:"label,omitempty"`
-}
-
 // takeSnapshot takes an on-demand snapshot now. Without a label it is
 // pruned by the volume's keep count like a scheduled one; with one it is
 // kept until removed, and a repeated request returns it (200).
@@ -45,7 +38,7 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req takeRequest
+	var req config.SnapshotRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
 			return err
@@ -108,11 +101,6 @@ func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// copyRequest is the body of POST .../snapshots/{snap}/copy.
-type copyRequest struct {
-	Name string `json:"name"`
-}
-
 // copySnapshot creates a new volume (same policy) from a snapshot. The
 // source volume's operation lock keeps the snapshot from being pruned
 // meanwhile; the new volume's record is rolled back if the copy fails.
@@ -125,7 +113,7 @@ func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) error {
 	if _, err := config.ParseSnapshotName(snap); err != nil {
 		return err
 	}
-	var req copyRequest
+	var req config.CopyRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}

@@ -171,7 +171,7 @@ func TestNotFoundPaths(t *testing.T) {
 		{"GET", "/v1/nothing"},
 	} {
 		code, body := h.do(t, p.method, p.path, "")
-		var eb ErrorBody
+		var eb config.ErrorBody
 		if code != 404 || json.Unmarshal([]byte(body), &eb) != nil || eb.Code != config.CodeNotFound || eb.Error == "" {
 			t.Errorf("%s %s = %d %s, want 404 not-found", p.method, p.path, code, body)
 		}
@@ -217,7 +217,7 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		code, body := h.do(t, c.method, c.path, c.body)
-		var eb ErrorBody
+		var eb config.ErrorBody
 		if code != 400 || json.Unmarshal([]byte(body), &eb) != nil || eb.Code != config.CodeInvalid {
 			t.Errorf("%s %s %q = %d %s, want 400 invalid", c.method, c.path, c.body, code, body)
 		}

@@ -273,10 +273,7 @@ func (c *Client) once(ctx context.Context, method string, target *url.URL, body 
 	}
 	if resp.StatusCode >= 300 {
 		e := &Error{Status: resp.StatusCode}
-		var eb struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
+		var eb config.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 			e.Code, e.Message = eb.Code, eb.Error
 		} else {

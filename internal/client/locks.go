@@ -14,7 +14,7 @@ import (
 // configuration. A retry is answered with the first attempt's lease (its
 // Idempotency-Key), never a second one.
 func (c *Client) GrantLease(ctx context.Context, host string) (config.HostLease, error) {
-	body, err := json.Marshal(map[string]string{"host": host})
+	body, err := json.Marshal(config.LeaseRequest{Host: host})
 	if err != nil {
 		return config.HostLease{}, err
 	}
@@ -47,9 +47,7 @@ func (c *Client) AcquireUse(ctx context.Context, ref config.VolumeRef, req confi
 // ReleaseUse drops one mount ID from the host's lock and returns the IDs
 // still held; the lock goes with the last one.
 func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, host, mountID string) ([]string, error) {
-	var out struct {
-		MountIDs []string `json:"mount-ids"`
-	}
+	var out config.ReleaseResponse
 	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(mountID)
 	// Without an Idempotency-Key (two etcd writes less on every unmount): a
 	// release is idempotent by itself. A repeat after the first attempt
