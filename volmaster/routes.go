@@ -111,3 +111,14 @@ func refVar(r *http.Request) (config.VolumeRef, error) {
 	ref := config.VolumeRef{Policy: v["policy"], Name: v["name"]}
 	return ref, ref.Validate()
 }
+
+// snapVar returns the validated {policy}/{name} and {snap} path variables.
+func snapVar(r *http.Request) (config.VolumeRef, string, error) {
+	ref, err := refVar(r)
+	if err != nil {
+		return ref, "", err
+	}
+	snap := mux.Vars(r)["snap"]
+	_, err = config.ParseSnapshotName(snap)
+	return ref, snap, err
+}

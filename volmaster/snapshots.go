@@ -5,8 +5,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/gorilla/mux"
-
 	"github.com/volplugin/volplugin/config"
 )
 
@@ -81,12 +79,8 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 // removeSnapshot removes one snapshot (backend and record) under the
 // volume's operation lock.
 func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) error {
-	ref, err := refVar(r)
+	ref, snap, err := snapVar(r)
 	if err != nil {
-		return err
-	}
-	snap := mux.Vars(r)["snap"]
-	if _, err := config.ParseSnapshotName(snap); err != nil {
 		return err
 	}
 	h, err := s.holder(r.Context())
@@ -105,12 +99,8 @@ func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) error {
 // source volume's operation lock keeps the snapshot from being pruned
 // meanwhile; the new volume's record is rolled back if the copy fails.
 func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) error {
-	ref, err := refVar(r)
+	ref, snap, err := snapVar(r)
 	if err != nil {
-		return err
-	}
-	snap := mux.Vars(r)["snap"]
-	if _, err := config.ParseSnapshotName(snap); err != nil {
 		return err
 	}
 	var req config.CopyRequest
