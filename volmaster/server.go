@@ -123,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s, slices.Sorted(maps.Keys(cfg.Backends)))
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
-	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now,
+	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Daemon: "volmaster", Now: cfg.Now,
 		Observe: s.metrics.observeBackend}
 	g := config.DefaultGlobal()
 	s.global.Store(&g)

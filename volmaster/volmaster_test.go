@@ -505,3 +505,19 @@ func keysWith(d map[string]string, prefix string) []string {
 	}
 	return out
 }
+
+// A policy whose backend this volmaster does not run: creating a volume is
+// 503 with the message the troubleshooting guide lists, and changes nothing.
+func TestCreateOnBackendNotConfiguredIs503(t *testing.T) {
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/c", `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"10MB"}}`)
+	before := h.dump(t)
+	code, body := h.do(t, "POST", "/v1/volumes", `{"policy":"c","name":"v"}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend ceph is not configured on this volmaster") ||
+		!strings.Contains(body, `"code":"unavailable"`) {
+		t.Errorf("create on a missing backend = %d %s", code, body)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Errorf("failed create left records behind: %v", after)
+	}
+}

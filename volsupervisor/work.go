@@ -44,7 +44,7 @@ func (w *worker) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ops := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name,
+	ops := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name, Daemon: "volsupervisor",
 		Timeout: g.TimeoutDuration(), Now: s.cfg.Now, Observe: s.metrics.backend.Observe}
 	now := s.cfg.Now()
 	var lastErr error

@@ -31,6 +31,10 @@ type Ops struct {
 	CRUD map[string]storage.CRUD
 	// By names who acts, in snapshot records.
 	By string
+	// Daemon names the daemon these operations run in ("volmaster"), for
+	// the error of a backend it does not have: "backend ceph is not
+	// configured on this volmaster".
+	Daemon string
 	// Timeout bounds each backend call.
 	Timeout time.Duration
 	Now     func() time.Time
@@ -60,6 +64,13 @@ func (t *Ops) observe(backend, op string, start time.Time, err error) {
 	}
 }
 
+func (t *Ops) daemon() string {
+	if t.Daemon != "" {
+		return t.Daemon
+	}
+	return "host"
+}
+
 func (t *Ops) now() time.Time {
 	if t.Now != nil {
 		return t.Now()
@@ -75,7 +86,7 @@ func (t *Ops) crud(v *config.Volume) (storage.CRUD, storage.Volume, error) {
 	}
 	b, ok := t.CRUD[v.Backends.CRUD]
 	if !ok {
-		return nil, storage.Volume{}, fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
+		return nil, storage.Volume{}, fmt.Errorf("backend %s is not configured on this %s: %w", v.Backends.CRUD, t.daemon(), config.ErrUnavailable)
 	}
 	sv, err := storage.FromConfig(v)
 	if err != nil {
