@@ -6,11 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
@@ -134,28 +129,19 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 		return volErr("unmount", v, err)
 	}
 	defer unlock()
-	if err := fsutil.UnmountAll(ctx, b.host.timeout, vl.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	if err := fsutil.UnmountAt(ctx, b.host.timeout, v.MountedAt, vl.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	mp, err := b.getMapper(ctx)
-	switch {
-	case errors.Is(err, mapper.ErrUnavailable):
-		// Nothing can be mapped on a host without a mapper.
-	case err != nil:
-		return volErr("unmount", v, err)
-	default:
-		if err := mp.Unmap(ctx, vl.mapperImage()); err != nil {
-			return volErr("unmount", v, err)
+	err = fsutil.UnmountDevice(ctx, b.host.timeout, vl.mount, v.MountedAt, func(ctx context.Context) error {
+		mp, err := b.getMapper(ctx)
+		if errors.Is(err, mapper.ErrUnavailable) {
+			return nil // nothing can be mapped on a host without a mapper
 		}
-	}
-	// A mount point someone wrote into while unmounted is left alone.
-	if err := os.Remove(vl.mount); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		if err != nil {
+			return err
+		}
+		return mp.Unmap(ctx, vl.mapperImage())
+	})
+	if err != nil {
 		return volErr("unmount", v, err)
 	}
-	_ = os.Remove(filepath.Dir(vl.mount)) // the policy dir, if now empty
 	return nil
 }
 

@@ -2,15 +2,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
@@ -101,23 +97,16 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 		return volErr("unmount", v, err)
 	}
 	defer unlock()
-	if err := fsutil.UnmountAll(ctx, b.timeout, p.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	if err := fsutil.UnmountAt(ctx, b.timeout, v.MountedAt, p.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	// With the image gone losetup cannot match it; nothing of ours is left.
-	if _, err := os.Stat(p.image); err == nil {
-		if err := b.detachAll(ctx, p.image); err != nil {
-			return volErr("unmount", v, err)
+	err = fsutil.UnmountDevice(ctx, b.timeout, p.mount, v.MountedAt, func(ctx context.Context) error {
+		// With the image gone losetup cannot match it; nothing of ours is left.
+		if _, err := os.Stat(p.image); err != nil {
+			return nil
 		}
-	}
-	// A mount point someone wrote into while unmounted is left alone.
-	if err := os.Remove(p.mount); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return b.detachAll(ctx, p.image)
+	})
+	if err != nil {
 		return volErr("unmount", v, err)
 	}
-	removeEmpty(filepath.Dir(p.mount))
 	return nil
 }
 

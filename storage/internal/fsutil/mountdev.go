@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/volplugin/volplugin/storage"
+	"golang.org/x/sys/unix"
 )
 
 // Undo is a stack of steps taking back what a multi-step set-up did.
@@ -62,5 +66,28 @@ func MountDevice(ctx context.Context, timeout time.Duration, v storage.Volume, d
 	if v.Grow {
 		return GrowMounted(ctx, timeout, fsType, path)
 	}
+	return nil
+}
+
+// UnmountDevice is the host side of every block backend's Unmount: unmount
+// path (everything stacked there) and mountedAt (where an adopted mount is,
+// if elsewhere), release the device (detach the loop, unmap the image), and
+// remove the mount point and then its policy directory if they are empty. A
+// mount point someone wrote into while unmounted is left alone. Nothing
+// mounted or attached is not an error.
+func UnmountDevice(ctx context.Context, timeout time.Duration, path, mountedAt string, release func(context.Context) error) error {
+	if err := UnmountAll(ctx, timeout, path); err != nil {
+		return err
+	}
+	if err := UnmountAt(ctx, timeout, mountedAt, path); err != nil {
+		return err
+	}
+	if err := release(ctx); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return err
+	}
+	_ = os.Remove(filepath.Dir(path)) // the policy directory, if now empty
 	return nil
 }
