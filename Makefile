@@ -4,8 +4,8 @@
 GO      ?= go
 TAGS    ?= pacific
 BIN     := bin
-# Every command under cmd/ (volmaster, volcli; volplugin and volsupervisor as
-# they land).
+# Every command under cmd/ (volmaster, volplugin, volsupervisor, volcli,
+# volcsi).
 CMDS    := $(notdir $(wildcard cmd/*))
 RUN_DIR ?= $(CURDIR)/.run
 # `make bench` prints one table of every figure (internal/benchtable);

@@ -41,6 +41,10 @@ var (
 	ErrSchema = errors.New("unsupported etcd schema")
 )
 
+// Kind returns a sentinel error with its own message that is also a kind
+// of parent: errors.Is matches both. storage's sentinels are kinds of these.
+func Kind(msg string, parent error) error { return &kindError{msg: msg, parent: parent} }
+
 // kindError is a sentinel that is also a kind of a broader one.
 type kindError struct {
 	msg    string

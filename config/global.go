@@ -30,6 +30,16 @@ const (
 	maxTimeout       = 24 * 60
 )
 
+// Host paths and bounds every daemon and volcli share, defined here once.
+const (
+	// DefaultPluginDir is where Docker looks for plugin sockets
+	// (volplugin --socket-dir, volcli doctor --plugin-dir).
+	DefaultPluginDir = "/run/docker/plugins"
+	// DefaultEtcdTimeout bounds one etcd call, or the first contact with
+	// etcd, when the caller sets none.
+	DefaultEtcdTimeout = 10 * time.Second
+)
+
 // DefaultGlobal is the configuration in force before any upload.
 func DefaultGlobal() Global {
 	return Global{TTL: DefaultTTL, Timeout: DefaultTimeout, MountPath: DefaultMountPath}

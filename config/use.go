@@ -62,13 +62,6 @@ type HostLease struct {
 	Since  time.Time `json:"since,omitzero"`
 }
 
-// LeaseRequest asks for a new host lease (POST /v1/leases).
-type LeaseRequest struct {
-	Host string `json:"host"`
-	// Holder is the daemon asking (see Use); empty from older daemons.
-	Holder string `json:"holder,omitempty"`
-}
-
 // MountRequest asks for (or releases) one Docker mount of a volume by a host.
 type MountRequest struct {
 	Hostname string `json:"hostname"`

@@ -22,9 +22,6 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-// DefaultTimeout bounds each etcd call when none is given.
-const DefaultTimeout = 10 * time.Second
-
 // maxTxnRetries bounds the read-modify-write loops on one lock.
 const maxTxnRetries = 20
 
@@ -38,7 +35,7 @@ type Manager struct {
 // New returns a Manager; each etcd call is bounded by timeout.
 func New(cli *clientv3.Client, keys config.Keys, timeout time.Duration) *Manager {
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = config.DefaultEtcdTimeout
 	}
 	return &Manager{cli: cli, keys: keys, timeout: timeout}
 }

@@ -11,47 +11,46 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/volplugin/volplugin/config"
 )
 
-// Sentinel errors returned by backends; check them with errors.Is.
+// Sentinel errors returned by backends; check them with errors.Is. Each is
+// a kind of one of config's sentinels (not found, already exists, in use,
+// invalid), so a backend error keeps its kind up to the REST edge and in
+// every daemon without being translated on the way.
 var (
-	// ErrNotFound: the image, snapshot or mount does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrExists: the image or snapshot already exists.
-	ErrExists = errors.New("already exists")
+	// ErrNotFound: the image, snapshot or mount does not exist. A kind of
+	// config.ErrNotFound.
+	ErrNotFound error = config.Kind("not found", config.ErrNotFound)
+	// ErrExists: the image or snapshot already exists. A kind of
+	// config.ErrExists.
+	ErrExists error = config.Kind("already exists", config.ErrExists)
 	// ErrInUse: the image is mounted, mapped or locked and cannot be changed.
-	ErrInUse = errors.New("in use")
+	// A kind of config.ErrInUse.
+	ErrInUse error = config.Kind("in use", config.ErrInUse)
 	// ErrWrongFilesystem: the device holds a filesystem other than the one
-	// asked for; it is never reformatted.
-	ErrWrongFilesystem = errors.New("device holds a different filesystem")
-	// ErrUnsupported: the backend cannot do this (e.g. shrink, or snapshot on NFS).
-	ErrUnsupported = errors.New("not supported by this backend")
+	// asked for; it is never reformatted. A kind of config.ErrInvalid.
+	ErrWrongFilesystem error = config.Kind("device holds a different filesystem", config.ErrInvalid)
+	// ErrUnsupported: the backend cannot do this (e.g. shrink, or snapshot
+	// on NFS). A kind of config.ErrInvalid.
+	ErrUnsupported error = config.Kind("not supported by this backend", config.ErrInvalid)
 	// ErrDamaged: a volume formatted before (Volume.Formatted) holds no
 	// filesystem blkid recognises, e.g. a damaged superblock. It is never
 	// reformatted; the error names the repair command. A kind of
 	// ErrWrongFilesystem.
-	ErrDamaged error = &kindError{msg: "filesystem not recognised on a formatted volume", parent: ErrWrongFilesystem}
+	ErrDamaged error = config.Kind("filesystem not recognised on a formatted volume", ErrWrongFilesystem)
 	// ErrNotBlank: a device about to be formatted for the first time holds
 	// something blkid does not recognise (data in its first MiB, an ext or
 	// xfs backup superblock): perhaps a damaged filesystem, so it is not
 	// formatted. A kind of ErrWrongFilesystem.
-	ErrNotBlank error = &kindError{msg: "device is not blank", parent: ErrWrongFilesystem}
+	ErrNotBlank error = config.Kind("device is not blank", ErrWrongFilesystem)
 	// ErrNotGrown: Resize grew the image to its new size but not its
 	// filesystem (or not a mapping of it). Images never shrink, so the
 	// caller records the new size; the filesystem grows at the next mount or
 	// when Resize is called again with the same size.
 	ErrNotGrown = errors.New("image grown, filesystem not grown")
 )
-
-// kindError is a sentinel that is also a kind of a broader one, so that
-// errors.Is matches both.
-type kindError struct {
-	msg    string
-	parent error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.parent }
 
 // Volume is what a backend needs to know about one volume.
 type Volume struct {

@@ -152,17 +152,17 @@ func (s *Server) audited(rt Route, w http.ResponseWriter, r *http.Request, who s
 
 // listAudit answers GET /v1/audit: the kept entries, oldest first; with
 // refused=true the requests refused before they ran.
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	refused := false
 	if v := r.URL.Query().Get("refused"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			writeError(w, errInvalidf("refused=%q must be true or false", v))
-			return
+			return errInvalidf("refused=%q must be true or false", v)
 		}
 		refused = b
 	}
 	writeJSON(w, http.StatusOK, s.audit.entries(refused))
+	return nil
 }
 
 // auditFile appends each entry as a JSON line to a file. When the file is

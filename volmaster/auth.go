@@ -77,7 +77,7 @@ func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
 			if errors.Is(err, config.ErrUnavailable) {
 				status = http.StatusServiceUnavailable
 			}
-			writeJSON(w, status, ErrorBody{Error: err.Error(), Code: codeOf(status)})
+			writeJSON(w, status, config.ErrorBody{Error: err.Error(), Code: codeOf(status)})
 			if mutating {
 				s.audit.refuse(newEntry(r, rt, "unauthenticated", "", status))
 			}
@@ -89,7 +89,7 @@ func (s *Server) authorize(rt Route, next http.HandlerFunc) http.HandlerFunc {
 			if !errors.Is(err, errForbidden) {
 				status, code = statusOf(err), config.ErrorCode(err)
 			}
-			writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
+			writeJSON(w, status, config.ErrorBody{Error: err.Error(), Code: code})
 			if mutating {
 				s.audit.refuse(newEntry(r, rt, tok.ID, tok.Role, status))
 			}

@@ -99,24 +99,22 @@ func (s *Server) endRegistration(ctx context.Context, sess *concurrency.Session)
 // health and leader, and the volsupervisors with their leader. A part that
 // cannot be read is reported in the answer, not as a failed request, so
 // that the view still shows what is down.
-func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	out := config.ClusterStatus{Answered: s.id}
 	var err error
 	if out.Volmasters, err = s.store.Volmasters(ctx); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if out.Etcd, err = s.store.EtcdMembers(ctx, etcdStatusTimeout); err != nil {
 		out.EtcdError = err.Error()
 	}
 	if out.SupervisorLeader, err = s.store.SupervisorLeader(ctx); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if out.Supervisors, err = s.store.SupervisorStatuses(ctx); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -18,9 +18,7 @@ import (
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/etcdclient"
 	"github.com/volplugin/volplugin/internal/etcdserver"
-	"github.com/volplugin/volplugin/storage"
-	"github.com/volplugin/volplugin/storage/backend/ceph"
-	"github.com/volplugin/volplugin/storage/backend/local"
+	"github.com/volplugin/volplugin/storage/backend"
 )
 
 // Options are volmaster's command-line settings.
@@ -141,28 +139,19 @@ func Serve(ctx context.Context, o Options) error {
 		defer func() { dcancel(); <-done }()
 	}
 
-	lb, err := local.New(local.Config{DataDir: filepath.Join(o.DataDir, "local"), MountRoot: o.MountRoot})
+	backends, err := backend.Open(backend.Options{LocalDataDir: filepath.Join(o.DataDir, "local"), MountRoot: o.MountRoot, CephConf: o.CephConf})
 	if err != nil {
 		return err
 	}
+	defer backends.Close()
 	// Made now, not at the first volume: a volcsi node on this host reports
 	// the identity as its topology when it registers.
-	if _, err := lb.StoreID(); err != nil {
+	if _, err := backends.Local.StoreID(); err != nil {
 		return err
-	}
-	crud := map[string]storage.CRUD{config.BackendLocal: lb}
-	snaps := map[string]storage.Snapshotter{config.BackendLocal: lb}
-	if o.CephConf != "" {
-		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, MountRoot: o.MountRoot})
-		if err != nil {
-			return fmt.Errorf("--ceph-conf: %w", err)
-		}
-		defer cb.Close()
-		crud[config.BackendCeph], snaps[config.BackendCeph] = cb, cb
 	}
 	s, err := New(Config{
 		Client: cli, Keys: keys, Log: o.Log, Auth: o.Auth,
-		Backends: crud, Snapshotters: snaps, AuditFile: o.AuditLog,
+		Backends: backends.CRUD, Snapshotters: backends.Snapshotters, AuditFile: o.AuditLog,
 	})
 	if err != nil {
 		return err

@@ -12,25 +12,21 @@ import (
 // /v1/volumes/{policy}/{name}/formatted, from the volplugin that mounted
 // it). Idempotent: a volume already marked keeps its first mark. It answers
 // with the volume record.
-func (s *Server) markFormatted(w http.ResponseWriter, r *http.Request) {
+func (s *Server) markFormatted(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var req config.FormattedRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, fmt.Errorf("formatted request: %w", err))
-		return
+		return fmt.Errorf("formatted request: %w", err)
 	}
 	if err := config.ValidateName("host", req.Host); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	v, rev, err := s.store.MarkFormatted(r.Context(), ref, req.CreatedAt, s.now())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if rev != 0 {
 		s.settle(r.Context(), rev)
@@ -40,6 +36,7 @@ func (s *Server) markFormatted(w http.ResponseWriter, r *http.Request) {
 		v = cached // with its runtime options
 	}
 	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
 // formattedOwner: PUT .../formatted is for the host its body names, which

@@ -16,17 +16,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/storage"
 )
 
 // maxBody bounds request bodies; policies and options are small.
 const maxBody = 1 << 20
-
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
 
 type ctxKey int
 
@@ -50,32 +43,11 @@ func statusOf(err error) int {
 	}
 }
 
-// backendErr gives a storage error the matching config kind, so that it maps
-// to the right status and client error.
-func backendErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("%w: %w", err, config.ErrNotFound)
-	case errors.Is(err, storage.ErrExists):
-		return fmt.Errorf("%w: %w", err, config.ErrExists)
-	case errors.Is(err, storage.ErrInUse):
-		return fmt.Errorf("%w: %w", err, config.ErrInUse)
-	case errors.Is(err, storage.ErrUnsupported), errors.Is(err, storage.ErrWrongFilesystem):
-		return fmt.Errorf("%w: %w", err, config.ErrInvalid)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", err, config.ErrUnavailable)
-	default:
-		return err
-	}
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(ErrorBody{Error: "encode response: " + err.Error(), Code: config.CodeInternal})
+		b, _ = json.Marshal(config.ErrorBody{Error: "encode response: " + err.Error(), Code: config.CodeInternal})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -83,7 +55,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	writeJSON(w, statusOf(err), ErrorBody{Error: err.Error(), Code: config.ErrorCode(err)})
+	writeJSON(w, statusOf(err), config.ErrorBody{Error: err.Error(), Code: config.ErrorCode(err)})
 }
 
 // readBody reads the whole body, refusing an empty, oversized or truncated

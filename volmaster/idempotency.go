@@ -46,7 +46,7 @@ func (s *Server) doneLease(ctx context.Context) (clientv3.LeaseID, error) {
 	if l.id != 0 && s.now().Sub(l.granted) < requestMemory {
 		return l.id, nil
 	}
-	gctx, cancel := context.WithTimeout(ctx, store.DefaultTimeout)
+	gctx, cancel := context.WithTimeout(ctx, config.DefaultEtcdTimeout)
 	defer cancel()
 	g, err := s.store.Client().Grant(gctx, int64(2*requestMemory/time.Second))
 	if err != nil {

@@ -33,26 +33,22 @@ func dryRun(r *http.Request) (bool, error) {
 	return b, nil
 }
 
-func (s *Server) importGlobal(w http.ResponseWriter, r *http.Request) {
+func (s *Server) importGlobal(w http.ResponseWriter, r *http.Request) error {
 	dry, err := dryRun(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	g, err := config.DecodeGlobal(body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	action, cur, rev, err := s.store.ImportGlobal(r.Context(), g, dry)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	res := config.ImportResult{Action: action}
 	if action == config.ImportKept {
@@ -63,76 +59,68 @@ func (s *Server) importGlobal(w http.ResponseWriter, r *http.Request) {
 		s.log.WithField("action", action).Info("global config imported")
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
 }
 
-func (s *Server) importPolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) importPolicy(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	dry, err := dryRun(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var in config.PolicyImport
 	if err := decodeBody(w, r, &in); err != nil {
-		writeError(w, fmt.Errorf("policy import: %w", err))
-		return
+		return fmt.Errorf("policy import: %w", err)
 	}
 	action, rev, err := s.store.ImportPolicy(r.Context(), name, in, dry)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if rev > 0 {
 		s.settle(r.Context(), rev)
 		s.log.WithField("policy", name).WithField("revisions", len(in.Revisions)).Info("policy imported")
 	}
 	writeJSON(w, http.StatusOK, config.ImportResult{Action: action})
+	return nil
 }
 
-func (s *Server) importVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) importVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	dry, err := dryRun(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var in config.VolumeImport
 	if err := decodeBody(w, r, &in); err != nil {
-		writeError(w, fmt.Errorf("volume import: %w", err))
-		return
+		return fmt.Errorf("volume import: %w", err)
 	}
 	v := in.Volume
 	if v.Ref() != ref {
-		writeError(w, fmt.Errorf("the body names volume %s, the path %s: %w", v.Ref(), ref, config.ErrInvalid))
-		return
+		return fmt.Errorf("the body names volume %s, the path %s: %w", v.Ref(), ref, config.ErrInvalid)
 	}
 	if err := v.CheckImported(); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	snaps, notes, err := s.backendSnapshots(r.Context(), &v)
 	if err != nil {
-		writeError(w, backendErr(err))
-		return
+		return err
 	}
 	action, adopted, rev, err := s.store.ImportVolume(r.Context(), v, snaps, dry)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if rev > 0 {
 		s.settle(r.Context(), rev)
 		s.log.WithField("volume", ref.String()).WithField("image", v.Image).WithField("snapshots", len(adopted)).Info("volume imported")
 	}
 	writeJSON(w, http.StatusOK, config.ImportResult{Action: action, Snapshots: adopted, Notes: notes})
+	return nil
 }
 
 // backendSnapshots lists the snapshots the backend holds of an adopted
@@ -153,9 +141,11 @@ func (s *Server) backendSnapshots(ctx context.Context, v *config.Volume) ([]conf
 	if err != nil {
 		return nil, nil, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	names, err := b.ListSnapshots(bctx, sv)
-	cancel()
+	var names []string
+	err = s.volOps().Call(ctx, v.Backends.Snapshot, "list-snapshots", func(bctx context.Context) (err error) {
+		names, err = b.ListSnapshots(bctx, sv)
+		return err
+	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, []string{fmt.Sprintf("image %s/%s not found: the record is imported, but the volume cannot be mounted until the image is there", v.Driver.Pool, v.Image)}, nil
 	}

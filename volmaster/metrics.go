@@ -21,7 +21,7 @@ type metrics struct {
 }
 
 // backendOps are the backend calls volmaster makes (through volops too).
-var backendOps = []string{"create", "resize", "snapshot", "remove-snapshot", "destroy", "trash", "restore", "purge"}
+var backendOps = []string{"create", "resize", "copy", "list-snapshots", "exists", "snapshot", "remove-snapshot", "destroy", "trash", "restore", "purge"}
 
 func newMetrics(s *Server, backends []string) *metrics {
 	m := &metrics{

@@ -14,11 +14,10 @@ func wantDetail(r *http.Request) bool {
 	return d
 }
 
-func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) error {
 	recs, err := s.cache.Policies()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	recs = visiblePolicies(r, recs)
 	if wantDetail(r) {
@@ -27,101 +26,94 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 			out[i] = rec.Policy
 		}
 		writeJSON(w, http.StatusOK, out)
-		return
+		return nil
 	}
 	names := make([]string, len(recs))
 	for i, rec := range recs {
 		names[i] = rec.Policy.Name
 	}
 	writeJSON(w, http.StatusOK, names)
+	return nil
 }
 
-func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rec, err := s.cache.Policy(name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
+	return nil
 }
 
-func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	p, err := config.DecodePolicy(name, body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rec, rev, err := s.store.PutPolicy(r.Context(), p, s.now())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
+	return nil
 }
 
-func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rev, err := s.store.DeletePolicy(r.Context(), name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	revs, err := s.store.PolicyRevisions(r.Context(), name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, revs)
+	return nil
 }
 
-func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) error {
 	name, err := policyVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rev, err := strconv.ParseInt(mux.Vars(r)["rev"], 10, 64)
 	if err != nil || rev < 1 {
-		writeError(w, errInvalidf("revision %q must be a positive whole number", mux.Vars(r)["rev"]))
-		return
+		return errInvalidf("revision %q must be a positive whole number", mux.Vars(r)["rev"])
 	}
 	rec, err := s.store.PolicyRevision(r.Context(), name, rev)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set(config.PolicyRevisionHeader, strconv.FormatInt(rec.Revision, 10))
 	writeJSON(w, http.StatusOK, rec.Policy)
+	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
-	"github.com/volplugin/volplugin/storage"
 )
 
 // recoverEvery is how often volmaster looks for operations cut short while
@@ -124,128 +123,11 @@ func (s *Server) recoverOne(ctx context.Context, it store.Interrupted, h store.H
 }
 
 // recoverLocked does the recovery under the lock TakeOver took and drops the
-// lock with the intent; it returns what it did.
+// lock with the intent (volops.Ops.Recover); it returns what it did.
 func (s *Server) recoverLocked(ctx context.Context, it store.Interrupted, v config.Volume, found bool, h store.Holder) (string, error) {
-	ref := it.Ref
-	release := func(outcome string) (string, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		rev, err := s.store.ReleaseOp(rctx, ref, h)
-		if err == nil {
-			s.settle(rctx, rev)
-		}
-		return outcome, err
+	outcome, rev, err := s.volOps().Recover(ctx, it, v, found, h)
+	if rev > 0 {
+		s.settle(context.WithoutCancel(ctx), rev)
 	}
-	// A backend call that fails drops the lock but keeps the intent
-	// (retryLater): the recovery is tried again after a backoff.
-	retryLater := func() { _, _ = s.store.ReleaseOpKeepIntent(context.WithoutCancel(ctx), ref, h) }
-	if !found {
-		return release("the volume's record is gone: nothing to do")
-	}
-	in := it.Intent
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	defer cancel()
-	switch in.Op {
-	case "create", "remove", "restore":
-		backend, err := s.crud(&v)
-		if err != nil {
-			retryLater()
-			return "", err
-		}
-		if backend == nil {
-			return release("mount-only volume: nothing to undo")
-		}
-		sv, err := storage.FromConfig(&v)
-		if err != nil {
-			retryLater()
-			return "", err
-		}
-		exists, err := backend.Exists(bctx, sv)
-		if err != nil {
-			// Retried next round: the lock expires with our lease if we die.
-			retryLater()
-			return "", err
-		}
-		trasher, _ := backend.(storage.Trasher)
-		switch {
-		case in.Op == "restore" && exists:
-			return release("restore finished: the image is back")
-		case in.Op == "restore" || (in.Op == "remove" && in.Handle != ""):
-			// The image is in the backend's trash under the handle: a
-			// restore is finished, a remove undone (its records never
-			// moved to the trash), by taking it back.
-			if trasher == nil {
-				retryLater()
-				return "", fmt.Errorf("backend %s has no trash to take image %s from: %w", v.Backends.CRUD, in.Handle, config.ErrUnavailable)
-			}
-			if err := trasher.Restore(bctx, sv, in.Handle); err != nil && !errors.Is(err, storage.ErrExists) {
-				retryLater()
-				return "", err
-			}
-			if in.Op == "restore" {
-				return release("restore finished: the image taken back from the trash")
-			}
-			return release("remove undone: the image taken back from the trash, the volume stays")
-		case in.Op == "create" && exists && in.From == "":
-			return release("create finished: the image exists")
-		case in.Op == "create" && exists:
-			// A copy: its image may be partial, so it goes too.
-			fallthrough
-		case !exists:
-			// The image, or what a destroy cut short left of it (the local
-			// backend's snapshot files), goes with the record.
-			if err := backend.Destroy(bctx, sv); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				retryLater()
-				return "", err
-			}
-			rev, err := s.store.FinishRemove(context.WithoutCancel(ctx), ref, h)
-			if err != nil {
-				return "", err
-			}
-			s.settle(ctx, rev)
-			if in.Op == "create" {
-				return "create rolled back: record removed", nil
-			}
-			return "remove finished: the image was gone, the record is removed", nil
-		default:
-			return release("remove undone: the image is there, the volume stays")
-		}
-	case "snapshot", "prune":
-		if in.Snapshot == "" {
-			return release("no snapshot named: lock dropped")
-		}
-		b, ok := s.ops.Backends[v.Backends.Snapshot]
-		if !ok {
-			// Another volmaster may have it.
-			retryLater()
-			return "", fmt.Errorf("snapshot backend %q is not configured on this volmaster: %w", v.Backends.Snapshot, config.ErrUnavailable)
-		}
-		sv, err := storage.FromConfig(&v)
-		if err != nil {
-			retryLater()
-			return "", err
-		}
-		name := in.Snapshot
-		if in.BackendSnapshot != "" {
-			name = in.BackendSnapshot
-		}
-		if err := b.RemoveSnapshot(bctx, sv, name); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			retryLater()
-			return "", err
-		}
-		if in.Op == "snapshot" {
-			return release("snapshot " + in.Snapshot + " (never recorded) removed")
-		}
-		if err := s.store.FinishPrune(context.WithoutCancel(ctx), ref, in.Snapshot, h); err != nil {
-			return "", err
-		}
-		return "prune of " + in.Snapshot + " finished", nil
-	case "resize":
-		if _, err := s.resizeLocked(ctx, v, in.Size, h); err != nil {
-			return "", err
-		}
-		return "resize to " + in.Size + " finished", nil
-	default:
-		return release("lock dropped")
-	}
+	return outcome, err
 }

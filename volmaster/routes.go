@@ -18,7 +18,7 @@ type Route struct {
 	Method string
 	Path   string
 	Access Access
-	handle func(*Server, http.ResponseWriter, *http.Request)
+	handle handlerFunc
 	owner  ownerFunc
 }
 
@@ -76,19 +76,26 @@ func Routes() []Route {
 	}
 }
 
+// handlerFunc is a route's handler: it decodes, calls and writes its answer,
+// or returns an error, which the router writes (status and code from its
+// kind) as the answer. A handler that returns an error has written nothing.
+type handlerFunc func(*Server, http.ResponseWriter, *http.Request) error
+
 func (s *Server) router() *mux.Router {
 	r := mux.NewRouter()
 	for _, rt := range Routes() {
 		handle := rt.handle
 		r.HandleFunc(rt.Path, s.metrics.instrument(rt.Path, s.authorize(rt, s.idempotent(func(w http.ResponseWriter, req *http.Request) {
-			handle(s, w, req)
+			if err := handle(s, w, req); err != nil {
+				writeError(w, err)
+			}
 		})))).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})
+		writeJSON(w, http.StatusNotFound, config.ErrorBody{Error: fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), Code: config.CodeNotFound})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path), Code: config.CodeInvalid})
+		writeJSON(w, http.StatusMethodNotAllowed, config.ErrorBody{Error: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path), Code: config.CodeInvalid})
 	})
 	return r
 }
@@ -104,4 +111,15 @@ func refVar(r *http.Request) (config.VolumeRef, error) {
 	v := mux.Vars(r)
 	ref := config.VolumeRef{Policy: v["policy"], Name: v["name"]}
 	return ref, ref.Validate()
+}
+
+// snapVar returns the validated {policy}/{name} and {snap} path variables.
+func snapVar(r *http.Request) (config.VolumeRef, string, error) {
+	ref, err := refVar(r)
+	if err != nil {
+		return ref, "", err
+	}
+	snap := mux.Vars(r)["snap"]
+	_, err = config.ParseSnapshotName(snap)
+	return ref, snap, err
 }

@@ -65,71 +65,57 @@ func pollCaller(r *http.Request) string {
 	return "client " + clientAddr(r)
 }
 
-// runtimeQuery is what a runtime long poll asks for.
-type runtimeQuery struct {
-	Volumes []string `json:"volumes"`
-	Since   int64    `json:"since"`
-	Wait    string   `json:"wait"`
-}
-
 // watchRuntimes answers GET /v1/runtimes?volume=P/N&...&since=REV&wait=D.
 // The query is parsed strictly: one Go would cut short (more than 10,000
 // parameters) is a 400, not a poll of nothing.
-func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) watchRuntimes(w http.ResponseWriter, r *http.Request) error {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		writeError(w, fmt.Errorf("query: %v (POST /v1/runtimes/watch takes the volumes in its body): %w", err, config.ErrInvalid))
-		return
+		return fmt.Errorf("query: %v (POST /v1/runtimes/watch takes the volumes in its body): %w", err, config.ErrInvalid)
 	}
 	for k := range q {
 		if k != "volume" && k != "since" && k != "wait" {
-			writeError(w, fmt.Errorf("unknown parameter %q (volume, since, wait): %w", k, config.ErrInvalid))
-			return
+			return fmt.Errorf("unknown parameter %q (volume, since, wait): %w", k, config.ErrInvalid)
 		}
 	}
-	rq := runtimeQuery{Volumes: q["volume"], Wait: q.Get("wait")}
+	rq := config.RuntimePoll{Volumes: q["volume"], Wait: q.Get("wait")}
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeError(w, fmt.Errorf("since %q is not an etcd revision (0 or more): %w", v, config.ErrInvalid))
-			return
+			return fmt.Errorf("since %q is not an etcd revision (0 or more): %w", v, config.ErrInvalid)
 		}
 		rq.Since = n
 	}
-	s.pollRuntimes(w, r, rq)
+	return s.pollRuntimes(w, r, rq)
 }
 
 // watchRuntimesBody answers POST /v1/runtimes/watch, the same long poll with
 // {"volumes": [...], "since": REV, "wait": "30s"} as its body: no URL limit.
-func (s *Server) watchRuntimesBody(w http.ResponseWriter, r *http.Request) {
-	var rq runtimeQuery
+func (s *Server) watchRuntimesBody(w http.ResponseWriter, r *http.Request) error {
+	var rq config.RuntimePoll
 	if err := decodeBody(w, r, &rq); err != nil {
-		writeError(w, fmt.Errorf("runtime poll: %w", err))
-		return
+		return fmt.Errorf("runtime poll: %w", err)
 	}
 	if rq.Since < 0 {
-		writeError(w, fmt.Errorf("since %d is not an etcd revision (0 or more): %w", rq.Since, config.ErrInvalid))
-		return
+		return fmt.Errorf("since %d is not an etcd revision (0 or more): %w", rq.Since, config.ErrInvalid)
 	}
-	s.pollRuntimes(w, r, rq)
+	return s.pollRuntimes(w, r, rq)
 }
 
 // pollRuntimes is a long poll for runtime changes: it answers as soon as
 // one of the named volumes' runtime records changes after since (at once
 // for since 0 or a change already there), or with no changes after wait.
 // volplugin holds one per host instead of polling each mounted volume.
-func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq runtimeQuery) {
+func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq config.RuntimePoll) error {
 	if len(rq.Volumes) > maxRuntimeRefs {
-		writeError(w, fmt.Errorf("%d volumes in one poll, at most %d: %w", len(rq.Volumes), maxRuntimeRefs, config.ErrInvalid))
-		return
+		return fmt.Errorf("%d volumes in one poll, at most %d: %w", len(rq.Volumes), maxRuntimeRefs, config.ErrInvalid)
 	}
 	seen := map[config.VolumeRef]bool{}
 	var refs []config.VolumeRef
 	for _, v := range rq.Volumes {
 		ref, err := config.ParseVolumeRef(v)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		if !seen[ref] {
 			seen[ref] = true
@@ -141,15 +127,13 @@ func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq runtime
 	if rq.Wait != "" {
 		d, err := time.ParseDuration(rq.Wait)
 		if err != nil || d < 0 || d > maxRuntimeWait {
-			writeError(w, fmt.Errorf("wait %q is not a duration between 0s and %s: %w", rq.Wait, maxRuntimeWait, config.ErrInvalid))
-			return
+			return fmt.Errorf("wait %q is not a duration between 0s and %s: %w", rq.Wait, maxRuntimeWait, config.ErrInvalid)
 		}
 		wait = d
 	}
 	who := pollCaller(r)
 	if err := s.polls.acquire(who); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	defer s.polls.release(who)
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
@@ -160,11 +144,11 @@ func (s *Server) pollRuntimes(w http.ResponseWriter, r *http.Request, rq runtime
 	}
 	changes, rev, err := s.cache.WaitRuntimes(ctx, refs, rq.Since)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if changes == nil {
 		changes = []config.RuntimeChange{}
 	}
 	writeJSON(w, http.StatusOK, config.RuntimeChanges{Revision: rev, Changes: changes})
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/volplugin/volplugin/config"
 )
 
 // hostPath matches an absolute path of two or more parts: a data directory,
@@ -64,7 +66,7 @@ func (s *scrubWriter) flush() {
 		return
 	}
 	out := s.body.Bytes()
-	var eb ErrorBody
+	var eb config.ErrorBody
 	if json.Unmarshal(out, &eb) == nil && eb.Error != "" {
 		if clean := scrubPaths(eb.Error); clean != eb.Error {
 			s.log.WithFields(logrus.Fields{"request": s.request, "error": eb.Error}).Info("error answered without its host paths")

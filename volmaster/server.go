@@ -46,7 +46,7 @@ type Config struct {
 	AuditSize int
 	// AuditFile, if set, receives every audit entry as a JSON line.
 	AuditFile string
-	// EtcdTimeout bounds each etcd call (store.DefaultTimeout if zero).
+	// EtcdTimeout bounds each etcd call (config.DefaultEtcdTimeout if zero).
 	EtcdTimeout time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
@@ -123,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	s.cache = s.store.NewCache()
 	s.metrics = newMetrics(s, slices.Sorted(maps.Keys(cfg.Backends)))
 	s.locks = lock.New(cfg.Client, cfg.Keys, cfg.EtcdTimeout)
-	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Now: cfg.Now,
+	s.ops = &volops.Ops{Store: s.store, Backends: cfg.Snapshotters, CRUD: cfg.Backends, By: s.owner, Daemon: "volmaster", Now: cfg.Now,
 		Observe: s.metrics.observeBackend}
 	g := config.DefaultGlobal()
 	s.global.Store(&g)
@@ -147,7 +147,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	go s.cache.Run(ctx)
 	go s.watchGlobal(ctx)
-	wctx, cancel := context.WithTimeout(ctx, store.DefaultTimeout)
+	wctx, cancel := context.WithTimeout(ctx, config.DefaultEtcdTimeout)
 	defer cancel()
 	if err := s.cache.WaitRevision(wctx, 1); err != nil {
 		return fmt.Errorf("load volume cache: %w", err)
@@ -203,7 +203,7 @@ func (s *Server) liveSession(ctx context.Context) (*concurrency.Session, error) 
 		}
 	}
 	if s.session == nil {
-		gctx, cancel := context.WithTimeout(ctx, store.DefaultTimeout)
+		gctx, cancel := context.WithTimeout(ctx, config.DefaultEtcdTimeout)
 		defer cancel()
 		lease, err := s.store.Client().Grant(gctx, s.global.Load().TTL)
 		if err != nil {

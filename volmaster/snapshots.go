@@ -3,75 +3,54 @@ package volmaster
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"slices"
-	"time"
-
-	"github.com/gorilla/mux"
 
 	"github.com/volplugin/volplugin/config"
-	"github.com/volplugin/volplugin/storage"
 )
 
-func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if _, err := s.cache.Volume(ref); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	snaps, err := s.store.ListSnapshots(r.Context(), ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, snaps)
-}
-
-// takeRequest is the optional body of POST .../snapshots.
-type takeRequest struct {
-	// Label names the snapshot for its caller: the volume's snapshot with
-	// this label is returned if there is one, and it is never pruned.
-	Label string `json:"label,omitempty"`
+	return nil
 }
 
 // takeSnapshot takes an on-demand snapshot now. Without a label it is
 // pruned by the volume's keep count like a scheduled one; with one it is
 // kept until removed, and a repeated request returns it (200).
-func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	var req takeRequest
+	var req config.SnapshotRequest
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := config.DecodeStrict(bytes.NewReader(body), &req); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ops := s.volOps()
 	if req.Label != "" {
 		snap, made, err := ops.TakeLabelled(r.Context(), ref, req.Label, s.limits(ref.Policy).MaxKeep, h)
 		if err != nil {
-			writeError(w, backendErr(err))
-			return
+			return err
 		}
 		status := http.StatusOK
 		if made {
@@ -79,12 +58,11 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 			s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).WithField("label", snap.Label).Info("snapshot taken")
 		}
 		writeJSON(w, status, snap)
-		return
+		return nil
 	}
 	snap, err := ops.Take(r.Context(), ref, h)
 	if err != nil {
-		writeError(w, backendErr(err))
-		return
+		return err
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
 	// Pruned like a scheduled one, even where scheduled snapshots are off.
@@ -95,136 +73,67 @@ func (s *Server) takeSnapshot(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusCreated, snap)
+	return nil
 }
 
 // removeSnapshot removes one snapshot (backend and record) under the
 // volume's operation lock.
-func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) {
-	ref, err := refVar(r)
+func (s *Server) removeSnapshot(w http.ResponseWriter, r *http.Request) error {
+	ref, snap, err := snapVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	snap := mux.Vars(r)["snap"]
-	if _, err := config.ParseSnapshotName(snap); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.volOps().RemoveSnapshot(r.Context(), ref, snap, h); err != nil {
-		writeError(w, backendErr(err))
-		return
+		return err
 	}
 	s.log.WithField("volume", ref.String()).WithField("snapshot", snap).Info("snapshot removed")
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// copyRequest is the body of POST .../snapshots/{snap}/copy.
-type copyRequest struct {
-	Name string `json:"name"`
+	return nil
 }
 
 // copySnapshot creates a new volume (same policy) from a snapshot. The
 // source volume's operation lock keeps the snapshot from being pruned
 // meanwhile; the new volume's record is rolled back if the copy fails.
-func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) {
-	ref, err := refVar(r)
+func (s *Server) copySnapshot(w http.ResponseWriter, r *http.Request) error {
+	ref, snap, err := snapVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	snap := mux.Vars(r)["snap"]
-	if _, err := config.ParseSnapshotName(snap); err != nil {
-		writeError(w, err)
-		return
-	}
-	var req copyRequest
+	var req config.CopyRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	to := config.VolumeRef{Policy: ref.Policy, Name: req.Name}
 	if err := to.Validate(); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	v, err := s.CopySnapshot(r.Context(), ref, snap, to)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, v)
+	return nil
 }
 
-// CopySnapshot creates volume to from snapshot snap of volume from.
+// CopySnapshot creates volume to from snapshot snap of volume from
+// (volops.Ops.Copy).
 func (s *Server) CopySnapshot(ctx context.Context, from config.VolumeRef, snap string, to config.VolumeRef) (config.Volume, error) {
 	h, err := s.holder(ctx)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	snaps, err := s.store.ListSnapshots(ctx, from)
+	nv, rev, err := s.volOps().Copy(ctx, from, snap, to, s.limits(to.Policy), h)
+	if rev > 0 {
+		// The caller reads its own write (or its undoing).
+		s.settle(context.WithoutCancel(ctx), rev)
+	}
 	if err != nil {
 		return config.Volume{}, err
 	}
-	i := slices.IndexFunc(snaps, func(sn config.Snapshot) bool { return sn.Name == snap })
-	if i < 0 {
-		return config.Volume{}, fmt.Errorf("snapshot %s of volume %s: %w", snap, from, config.ErrNotFound)
-	}
-	src, err := s.store.BeginOp(ctx, from, "copy", h, false)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		_, _ = s.store.ReleaseOp(cctx, from, h)
-	}()
-	b, ok := s.ops.Backends[src.Backends.Snapshot]
-	if !ok {
-		return config.Volume{}, fmt.Errorf("volume %s: snapshot backend %q is not configured here: %w", from, src.Backends.Snapshot, config.ErrUnavailable)
-	}
-	nv := src
-	// The copy is a new image under the name the backend derives.
-	nv.Name, nv.CreatedAt, nv.Image = to.Name, s.now().UTC(), ""
-	// The copy is formatted if the snapshot was taken after the source's
-	// first mkfs was recorded; otherwise its first mount checks it as any
-	// volume not marked yet (and marks it if it holds a filesystem).
-	if snaps[i].Time.Before(src.FormattedAt) {
-		nv.FormattedAt = time.Time{}
-	}
-	srcSV, err := storage.FromConfig(&src)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	dstSV, err := storage.FromConfig(&nv)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	if _, err := s.store.CreateVolumeFrom(ctx, nv, h, s.limits(to.Policy), from.String()+"@"+snap); err != nil {
-		return config.Volume{}, err
-	}
-	bctx, cancel := context.WithTimeout(ctx, s.timeout())
-	err = b.CopySnapshot(bctx, srcSV, snaps[i].BackendName(), dstSV)
-	cancel()
-	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		rev, rerr := s.store.RollbackCreate(cctx, to, h)
-		if rerr != nil {
-			return config.Volume{}, errors.Join(backendErr(err), rerr)
-		}
-		s.settle(cctx, rev)
-		return config.Volume{}, fmt.Errorf("copy snapshot %s of %s to %s: %w", snap, from, to, backendErr(err))
-	}
-	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), to, h)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	s.settle(ctx, rev)
 	s.log.WithFields(map[string]any{"volume": to.String(), "from": from.String(), "snapshot": snap}).Info("volume copied from snapshot")
 	return nv, nil
 }

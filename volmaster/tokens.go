@@ -16,40 +16,38 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	var req config.TokenRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	t, err := s.store.CreateToken(r.Context(), req, s.now())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, t)
+	return nil
 }
 
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	ts, err := s.store.ListTokens(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, ts)
+	return nil
 }
 
-func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["id"]
 	if err := config.ValidateName("token", id); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.store.RevokeToken(r.Context(), id); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // Bootstrap creates the first admin token when auth is on and none exists,

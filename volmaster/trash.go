@@ -32,31 +32,28 @@ func boolQuery(r *http.Request, name string) (bool, error) {
 	return b, nil
 }
 
-func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var opts config.RemoveOptions
 	if opts.Force, err = boolQuery(r, "force"); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if opts.Unprotect, err = boolQuery(r, "unprotect"); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	e, err := s.RemoveVolume(r.Context(), ref, opts)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if e == nil {
 		w.WriteHeader(http.StatusNoContent)
-		return
+		return nil
 	}
 	writeJSON(w, http.StatusOK, e)
+	return nil
 }
 
 // RemoveVolume removes a volume that is not mounted anywhere and whose last
@@ -94,7 +91,7 @@ func (s *Server) RemoveVolume(ctx context.Context, ref config.VolumeRef, opts co
 	}
 	res, err := ops.Discard(ctx, ref, check, h)
 	if err != nil {
-		return nil, backendErr(err)
+		return nil, err
 	}
 	s.settle(ctx, res.Revision)
 	if res.Trash != nil {
@@ -119,12 +116,11 @@ func trashRefVar(r *http.Request) (config.TrashRef, error) {
 // ?policy=, or one volume name's with ?policy= and ?name=) that the
 // caller may see. Entries are always whole (?detail= is accepted, as on
 // the other lists, and changes nothing).
-func (s *Server) listTrash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listTrash(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "policy" && k != "name" && k != "detail" {
-			writeError(w, errInvalidf("unknown parameter %q (policy, name, detail)", k))
-			return
+			return errInvalidf("unknown parameter %q (policy, name, detail)", k)
 		}
 	}
 	var ref config.VolumeRef
@@ -132,19 +128,16 @@ func (s *Server) listTrash(w http.ResponseWriter, r *http.Request) {
 	if name != "" {
 		ref = config.VolumeRef{Policy: policy, Name: name}
 		if err := ref.Validate(); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	} else if policy != "" {
 		if err := config.ValidateName("policy", policy); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	entries, err := s.store.ListTrash(r.Context(), ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	out := make([]config.TrashEntry, 0, len(entries))
 	for _, e := range entries {
@@ -153,45 +146,43 @@ func (s *Server) listTrash(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, visibleOnly(r, out, func(e config.TrashEntry) string { return e.Volume.Policy }))
+	return nil
 }
 
-func (s *Server) restoreTrash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) restoreTrash(w http.ResponseWriter, r *http.Request) error {
 	tref, err := trashRefVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	h, err := s.holder(r.Context())
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ops := s.volOps()
 	v, rev, err := ops.Restore(r.Context(), tref, h)
 	if err != nil {
 		// The caller reads its own (undone) write: no volume.
 		s.settle(r.Context(), rev)
-		writeError(w, backendErr(err))
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	s.log.WithField("volume", tref.Volume.String()).WithField("trash-id", tref.ID).Info("volume restored from the trash")
 	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
-func (s *Server) purgeTrash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) purgeTrash(w http.ResponseWriter, r *http.Request) error {
 	tref, err := trashRefVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	ops := s.volOps()
 	rev, err := ops.Purge(r.Context(), tref)
 	if err != nil {
-		writeError(w, backendErr(err))
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	s.log.WithField("volume", tref.Volume.String()).WithField("trash-id", tref.ID).Info("trash entry purged")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

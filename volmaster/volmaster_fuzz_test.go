@@ -89,7 +89,7 @@ func checkError(t *testing.T, rec *httptest.ResponseRecorder) {
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("status %d with Content-Type %q", rec.Code, ct)
 	}
-	var eb ErrorBody
+	var eb config.ErrorBody
 	if err := config.DecodeStrict(bytes.NewReader(rec.Body.Bytes()), &eb); err != nil || eb.Error == "" {
 		t.Fatalf("status %d with body %q, want JSON {\"error\",\"code\"}: %v", rec.Code, rec.Body, err)
 	}

@@ -171,7 +171,7 @@ func TestNotFoundPaths(t *testing.T) {
 		{"GET", "/v1/nothing"},
 	} {
 		code, body := h.do(t, p.method, p.path, "")
-		var eb ErrorBody
+		var eb config.ErrorBody
 		if code != 404 || json.Unmarshal([]byte(body), &eb) != nil || eb.Code != config.CodeNotFound || eb.Error == "" {
 			t.Errorf("%s %s = %d %s, want 404 not-found", p.method, p.path, code, body)
 		}
@@ -217,7 +217,7 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		code, body := h.do(t, c.method, c.path, c.body)
-		var eb ErrorBody
+		var eb config.ErrorBody
 		if code != 400 || json.Unmarshal([]byte(body), &eb) != nil || eb.Code != config.CodeInvalid {
 			t.Errorf("%s %s %q = %d %s, want 400 invalid", c.method, c.path, c.body, code, body)
 		}
@@ -477,7 +477,7 @@ func TestEtcdDownIs503(t *testing.T) {
 		{"GET", "/healthz", ""},
 	} {
 		code, body := h.do(t, c.method, c.path, c.body)
-		var e ErrorBody
+		var e config.ErrorBody
 		// Every 503 carries the usual error body, /healthz's included.
 		if code != 503 || json.Unmarshal([]byte(body), &e) != nil || e.Code != "unavailable" || !strings.Contains(e.Error, "etcd") {
 			t.Errorf("%s %s with etcd down = %d %s, want 503 with an etcd error, code unavailable", c.method, c.path, code, body)
@@ -507,4 +507,20 @@ func keysWith(d map[string]string, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// A policy whose backend this volmaster does not run: creating a volume is
+// 503 with the message the troubleshooting guide lists, and changes nothing.
+func TestCreateOnBackendNotConfiguredIs503(t *testing.T) {
+	h := start(t)
+	h.must(t, 200, "PUT", "/v1/policies/c", `{"backend":"ceph","driver":{"pool":"rbd"},"create":{"size":"10MB"}}`)
+	before := h.dump(t)
+	code, body := h.do(t, "POST", "/v1/volumes", `{"policy":"c","name":"v"}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend ceph is not configured on this volmaster") ||
+		!strings.Contains(body, `"code":"unavailable"`) {
+		t.Errorf("create on a missing backend = %d %s", code, body)
+	}
+	if after := h.dump(t); !reflect.DeepEqual(before, after) {
+		t.Errorf("failed create left records behind: %v", after)
+	}
 }

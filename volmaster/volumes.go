@@ -11,7 +11,6 @@ import (
 
 	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/config/store"
-	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
 
@@ -19,45 +18,42 @@ import (
 // cancelled.
 const cleanupTimeout = time.Minute
 
-func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 	policy := ""
 	if _, ok := mux.Vars(r)["policy"]; ok {
 		var err error
 		if policy, err = policyVar(r); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 	}
 	if wantDetail(r) {
 		vols, err := s.cache.Volumes(policy)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, visibleOnly(r, vols, func(v config.Volume) string { return v.Policy }))
-		return
+		return nil
 	}
 	refs, err := s.cache.VolumeRefs(policy)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, visibleOnly(r, refs, func(v config.VolumeRef) string { return v.Policy }))
+	return nil
 }
 
-func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	b, err := s.cache.VolumeJSON(ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+	return nil
 }
 
 // crud returns the backend that creates and destroys v's image, nil for a
@@ -73,18 +69,17 @@ func (s *Server) crud(v *config.Volume) (storage.CRUD, error) {
 	return b, nil
 }
 
-func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 	var req config.VolumeRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, fmt.Errorf("volume request: %w", err))
-		return
+		return fmt.Errorf("volume request: %w", err)
 	}
 	v, err := s.CreateVolume(r.Context(), req)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusCreated, v)
+	return nil
 }
 
 // CreateVolume validates the request, writes the record and creates the
@@ -103,111 +98,75 @@ func (s *Server) CreateVolume(ctx context.Context, req config.VolumeRequest) (co
 	if err != nil {
 		return config.Volume{}, err
 	}
-	backend, err := s.crud(&v)
-	if err != nil {
-		return config.Volume{}, err
-	}
-	sv, err := storage.FromConfig(&v)
-	if err != nil {
-		return config.Volume{}, err
-	}
 	h, err := s.holder(ctx)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	if _, err := s.store.CreateVolumeWithin(ctx, v, h, pol.Policy.Limits); err != nil {
-		return config.Volume{}, err
+	rev, err := s.volOps().Create(ctx, v, pol.Policy.Limits, h)
+	if rev > 0 {
+		// The caller reads its own write (or its undoing).
+		s.settle(context.WithoutCancel(ctx), rev)
 	}
-	faultpoint.Hit(ctx, "create.recorded", ref.String())
-	if backend != nil {
-		bctx, cancel := context.WithTimeout(ctx, s.timeout())
-		start := time.Now()
-		err = backend.Create(bctx, sv)
-		cancel()
-		s.metrics.observeBackend(v.Backends.CRUD, "create", start, err)
-		if err != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			defer cancel()
-			rev, rerr := s.store.RollbackCreate(cctx, ref, h)
-			if rerr != nil {
-				s.log.WithError(rerr).WithField("volume", ref.String()).Error("rolling back a failed create")
-				return config.Volume{}, errors.Join(backendErr(err), rerr)
-			}
-			// The caller reads its own (undone) write: no volume.
-			s.settle(cctx, rev)
-			return config.Volume{}, fmt.Errorf("create volume %s: %w", ref, backendErr(err))
-		}
-		faultpoint.Hit(ctx, "create.made", ref.String())
-	}
-	rev, err := s.store.ReleaseOp(context.WithoutCancel(ctx), ref, h)
 	if err != nil {
 		return config.Volume{}, err
 	}
-	s.settle(ctx, rev)
 	s.log.WithField("volume", ref.String()).Info("volume created")
 	return v, nil
 }
 
-func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getRuntime(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	v, err := s.cache.Volume(ref)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, v.Runtime)
+	return nil
 }
 
-func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putRuntime(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	rt, err := config.DecodeRuntime(body)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.limits(ref.Policy).CheckRuntime(rt); err != nil {
-		writeError(w, fmt.Errorf("runtime of %s: %w", ref, err))
-		return
+		return fmt.Errorf("runtime of %s: %w", ref, err)
 	}
 	rev, err := s.store.PutRuntime(r.Context(), ref, rt)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	s.settle(r.Context(), rev)
 	writeJSON(w, http.StatusOK, rt)
+	return nil
 }
 
-func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) resizeVolume(w http.ResponseWriter, r *http.Request) error {
 	ref, err := refVar(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	var req config.ResizeRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, fmt.Errorf("resize request: %w", err))
-		return
+		return fmt.Errorf("resize request: %w", err)
 	}
 	v, err := s.ResizeVolume(r.Context(), ref, req.Size)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
 // ResizeVolume grows a volume's image (and, where the backend can do it
@@ -255,76 +214,21 @@ func (s *Server) ResizeVolume(ctx context.Context, ref config.VolumeRef, size st
 }
 
 // resizeLocked grows locked (the record read under the operation lock h
-// holds) to size and drops the lock: the rest of ResizeVolume, and the
-// recovery of a resize cut short.
+// holds) to size and drops the lock (volops.Ops.ResizeLocked): the rest of
+// ResizeVolume, and the recovery of a resize cut short.
 func (s *Server) resizeLocked(ctx context.Context, locked config.Volume, size string, h store.Holder) (config.Volume, error) {
 	ref := locked.Ref()
-	release := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if rev, err := s.store.ReleaseOp(rctx, ref, h); err == nil {
-			s.settle(rctx, rev)
-		}
+	grown, rev, err := s.volOps().ResizeLocked(ctx, locked, size, h)
+	if rev > 0 {
+		s.settle(context.WithoutCancel(ctx), rev)
 	}
-	backend, err := s.crud(&locked)
-	if err == nil && backend == nil {
-		err = fmt.Errorf("volume %s is mount-only: %w", ref, config.ErrInvalid)
-	}
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	grown, n, err := locked.Grow(size, s.now())
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	sv, err := storage.FromConfig(&locked)
-	if err != nil {
-		release()
-		return config.Volume{}, err
-	}
-	// With the operation lock held no new mount lock can appear, so this
-	// read says for the whole resize whether a host has (or is making) a
-	// mount: then its filesystem is that host's to grow, never offline here.
-	switch _, err := s.store.GetUse(ctx, ref); {
-	case err == nil:
-		sv.Mounted = true
-	case !errors.Is(err, config.ErrNotFound):
-		release()
-		return config.Volume{}, err
-	}
-	// Not cancelled with the request: a filesystem check or grow killed
-	// half-way is worse than a late answer.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())
-	start := time.Now()
-	err = backend.Resize(bctx, sv, n)
-	cancel()
-	s.metrics.observeBackend(locked.Backends.CRUD, "resize", start, err)
-	notGrown := errors.Is(err, storage.ErrNotGrown)
-	if err != nil && !notGrown {
-		release()
-		return config.Volume{}, fmt.Errorf("resize volume %s to %s: %w", ref, size, backendErr(err))
-	}
-	// An image that grew is recorded at its new size even when its
-	// filesystem did not grow: images never shrink back, and the record
-	// must say what the image is. The new size (and resized-at) makes the
-	// next mount, or the mounting host, grow the filesystem.
-	growErr := err
-	faultpoint.Hit(ctx, "resize.grown", ref.String())
-	rev, err := s.store.FinishResize(context.WithoutCancel(ctx), grown, h)
-	if err != nil {
-		// The lock is on volmaster's own long-lived lease: drop it, or mounts
-		// and a retry stay refused (a no-op if the commit did go through).
-		release()
-		return config.Volume{}, err
-	}
-	s.settle(ctx, rev)
-	if notGrown {
-		s.log.WithError(growErr).WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).
+	if errors.Is(err, storage.ErrNotGrown) {
+		s.log.WithError(err).WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).
 			Warn("volume image resized, filesystem not grown")
-		return config.Volume{}, fmt.Errorf("resize volume %s: its image and record are now %s, but its filesystem was not grown "+
-			"(it grows at the next mount, or run the same resize again): %w", ref, grown.Create.Size, growErr)
+		return config.Volume{}, err
+	}
+	if err != nil {
+		return config.Volume{}, err
 	}
 	s.log.WithFields(map[string]any{"volume": ref.String(), "size": grown.Create.Size}).Info("volume resized")
 	return grown, nil

@@ -37,9 +37,6 @@ const healthEvery = 10 * time.Second
 // looked for, to give them the volume's rate limits.
 const limitScan = 2 * time.Second
 
-// DefaultSocketDir is where Docker looks for plugin sockets.
-const DefaultSocketDir = "/run/docker/plugins"
-
 // Options are volplugin's command-line settings.
 type Options struct {
 	// Volmaster is one volmaster URL or several, comma-separated: volmasters

@@ -14,9 +14,7 @@ import (
 	"github.com/volplugin/volplugin/internal/bearer"
 	"github.com/volplugin/volplugin/internal/diag"
 	"github.com/volplugin/volplugin/internal/etcdclient"
-	"github.com/volplugin/volplugin/storage"
-	"github.com/volplugin/volplugin/storage/backend/ceph"
-	"github.com/volplugin/volplugin/storage/backend/local"
+	"github.com/volplugin/volplugin/storage/backend"
 )
 
 // Options are volsupervisor's command-line settings.
@@ -57,23 +55,14 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cli.Close()
-	lb, err := local.New(local.Config{DataDir: o.LocalDataDir, MountRoot: o.MountRoot})
+	backends, err := backend.Open(backend.Options{LocalDataDir: o.LocalDataDir, MountRoot: o.MountRoot, CephConf: o.CephConf})
 	if err != nil {
 		return err
 	}
-	snaps := map[string]storage.Snapshotter{config.BackendLocal: lb}
-	crud := map[string]storage.CRUD{config.BackendLocal: lb}
-	if o.CephConf != "" {
-		cb, err := ceph.New(ceph.Config{Conf: o.CephConf, MountRoot: o.MountRoot})
-		if err != nil {
-			return fmt.Errorf("--ceph-conf: %w", err)
-		}
-		defer cb.Close()
-		snaps[config.BackendCeph], crud[config.BackendCeph] = cb, cb
-	}
+	defer backends.Close()
 	s, err := New(Config{
 		Client: cli, Keys: keys, Name: o.Name, Log: o.Log,
-		Snapshotters: snaps, Backends: crud,
+		Snapshotters: backends.Snapshotters, Backends: backends.CRUD,
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package volsupervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,15 +14,20 @@ import (
 )
 
 // faultySnapshotter is a fault injector: while fail is set, every snapshot
-// fails.
+// fails; while inUse is set, every snapshot finds the image in use (as Ceph
+// does while another client holds its exclusive lock).
 type faultySnapshotter struct {
 	storage.Snapshotter
-	fail atomic.Bool
+	fail  atomic.Bool
+	inUse atomic.Bool
 }
 
 func (f *faultySnapshotter) CreateSnapshot(ctx context.Context, v storage.Volume, snap string) (storage.SnapshotInfo, error) {
 	if f.fail.Load() {
 		return storage.SnapshotInfo{}, errors.New("injected snapshot failure")
+	}
+	if f.inUse.Load() {
+		return storage.SnapshotInfo{}, fmt.Errorf("injected: image locked by another client: %w", storage.ErrInUse)
 	}
 	return f.Snapshotter.CreateSnapshot(ctx, v, snap)
 }
@@ -87,5 +93,34 @@ func TestSnapshotScheduleMetrics(t *testing.T) {
 	}
 	waitFor(t, "s2 to report p/v", 10*time.Second, func() bool {
 		return series(t, s2, "volsupervisor_snapshot_last_success_timestamp_seconds")[vol] > 0
+	})
+}
+
+// A backend that finds the image in use (storage.ErrInUse) makes a
+// scheduled snapshot busy, retried next round, not a failure: the error
+// kinds are one family, so volsupervisor's busy check sees a backend's.
+func TestBackendInUseIsBusyNotFailure(t *testing.T) {
+	e := setup(t, 2)
+	e.volume(t, "v", `{"snapshots":true,"snapshot":{"frequency":"1s","keep":100}}`)
+	snaps := &faultySnapshotter{Snapshotter: e.lb}
+	snaps.inUse.Store(true)
+	s, _ := e.supervisorWith(t, Config{Name: "s1", Tick: 100 * time.Millisecond,
+		Snapshotters: map[string]storage.Snapshotter{config.BackendLocal: snaps}})
+	const call = "backend=local,op=snapshot,result=error"
+	waitFor(t, "two refused backend snapshot calls", 10*time.Second, func() bool {
+		return series(t, s, "volsupervisor_backend_call_duration_seconds")[call] >= 2
+	})
+	if n := series(t, s, "volsupervisor_snapshots_total")["result=failed"]; n != 0 {
+		t.Errorf("%v snapshots counted as failed while the image was in use, want 0 (busy)", n)
+	}
+	if got := series(t, s, "volsupervisor_snapshot_last_failure_timestamp_seconds")["volume=p/v"]; got != 0 {
+		t.Errorf("a failure recorded at %v while the image was in use", got)
+	}
+	if st := s.Status(); st.LastError != "" {
+		t.Errorf("status last error %q while the image was in use", st.LastError)
+	}
+	snaps.inUse.Store(false)
+	waitFor(t, "a snapshot once the image is free", 10*time.Second, func() bool {
+		return series(t, s, "volsupervisor_snapshots_total")["result=taken"] >= 1
 	})
 }

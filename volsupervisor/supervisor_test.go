@@ -298,7 +298,7 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 	}
 	clock := newClock(time.Now())
 	s := e.supervisorAt(t, "s1", clock)
-	waitFor(t, "s1 to lead", 10*time.Second, func() bool { return s.Status().Leading })
+	waitFor(t, "s1 to lead", 30*time.Second, func() bool { return s.Status().Leading })
 	// hostA dies: its lease expires (revoked here), its locks go.
 	if err := locks.Revoke(ctx, hostA.ID); err != nil {
 		t.Fatal(err)
@@ -312,7 +312,7 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 		t.Fatalf("removed within the grace after the unmount: %+v", s.Status())
 	}
 	clock.Add(config.RemovalGrace(5) + time.Second)
-	waitFor(t, "the released ephemeral volume to go", 10*time.Second, func() bool { return !e.exists(t, held) })
+	waitFor(t, "the released ephemeral volume to go", 30*time.Second, func() bool { return !e.exists(t, held) })
 	if ok, _ := e.lb.Exists(ctx, storage.Volume{Policy: held.Policy, Name: held.Name}); ok {
 		t.Error("image of the removed ephemeral volume is still there")
 	}
@@ -326,7 +326,7 @@ func TestEphemeralVolumesRemovedWhenUnmounted(t *testing.T) {
 		t.Errorf("in use until proven unmounted: %+v, want %s on hostA", u, dead)
 	}
 	// The count moves just after the record goes.
-	waitFor(t, "the removal count", 5*time.Second, func() bool { return s.Status().Removed == 1 })
+	waitFor(t, "the removal count", 30*time.Second, func() bool { return s.Status().Removed == 1 })
 }
 
 // Volumes unused past reclaim.unused-for go where the policy enables it; a

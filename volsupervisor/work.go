@@ -44,7 +44,7 @@ func (w *worker) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	taker := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name,
+	ops := &volops.Ops{Store: s.store, Backends: s.cfg.Snapshotters, CRUD: s.cfg.Backends, By: "volsupervisor " + s.cfg.Name, Daemon: "volsupervisor",
 		Timeout: g.TimeoutDuration(), Now: s.cfg.Now, Observe: s.metrics.backend.Observe}
 	now := s.cfg.Now()
 	var lastErr error
@@ -80,7 +80,7 @@ func (w *worker) round(ctx context.Context) error {
 			due = append(due, config.DueSnapshot{Volume: ref, At: last.Add(rt.Snapshot.Frequency.D())})
 			continue
 		}
-		snap, err := taker.Take(ctx, ref, w.h, w.guard)
+		snap, err := ops.Take(ctx, ref, w.h, w.guard)
 		switch {
 		case errors.Is(err, store.ErrNotLeader):
 			return err
@@ -97,7 +97,7 @@ func (w *worker) round(ctx context.Context) error {
 		due = append(due, config.DueSnapshot{Volume: ref, At: snap.Time.Add(rt.Snapshot.Frequency.D())})
 		s.update(func(st *config.SupervisorStatus) { st.Taken++ })
 		s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
-		removed, err := taker.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
+		removed, err := ops.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
 		if errors.Is(err, store.ErrNotLeader) {
 			return err
 		}
@@ -107,12 +107,12 @@ func (w *worker) round(ctx context.Context) error {
 		s.metrics.pruned.Add(float64(len(removed)))
 		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(removed) })
 	}
-	if err := w.collect(ctx, taker, vols, g.TTL); errors.Is(err, store.ErrNotLeader) {
+	if err := w.collect(ctx, ops, vols, g.TTL); errors.Is(err, store.ErrNotLeader) {
 		return err
 	} else if err != nil {
 		lastErr = err
 	}
-	if err := w.purgeExpired(ctx, taker); errors.Is(err, store.ErrNotLeader) {
+	if err := w.purgeExpired(ctx, ops); errors.Is(err, store.ErrNotLeader) {
 		return err
 	} else if err != nil {
 		lastErr = err
@@ -155,17 +155,9 @@ func (w *worker) collect(ctx context.Context, ops *volops.Ops, vols []config.Vol
 		w.reportUnproven(nil)
 		return nil
 	}
-	usage, err := s.store.Usages(ctx)
+	usage, locked, err := ops.Usage(ctx)
 	if err != nil {
 		return err
-	}
-	uses, err := s.store.ListUses(ctx)
-	if err != nil {
-		return err
-	}
-	locked := make(map[config.VolumeRef]bool, len(uses))
-	for _, u := range uses {
-		locked[u.Volume] = true
 	}
 	grace := config.RemovalGrace(ttl)
 	now := s.cfg.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/volplugin/volplugin/config"
 	"github.com/volplugin/volplugin/internal/client"
 	"github.com/volplugin/volplugin/internal/cmdutil"
 	"github.com/volplugin/volplugin/storage/backend/ceph"
@@ -25,7 +26,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "volmaster", Value: cli.NewStringSlice(client.DefaultURL), EnvVars: []string{"VOLMASTER"}, Usage: "volmaster API `URL`; several (repeated or comma-separated) volmasters of one cluster for failover"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow a plain http:// --volmaster beyond loopback (a trusted network only: tokens and answers cross it unprotected)"},
 			&cli.StringFlag{Name: "plugin-name", Value: "volplugin", Usage: "plugin `NAME`: docker volume create -d NAME; socket NAME.sock"},
-			&cli.StringFlag{Name: "socket-dir", Value: volplugin.DefaultSocketDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
+			&cli.StringFlag{Name: "socket-dir", Value: config.DefaultPluginDir, Usage: "`DIR` for the plugin socket (Docker reads /run/docker/plugins)"},
 			&cli.StringFlag{Name: "socket-group", Usage: "`GROUP` (name or ID) that owns the socket with root (mode 0660); default: root's"},
 			&cli.StringFlag{Name: "host-label", Value: host, Usage: "this host's `NAME` in locks and leases"},
 			&cli.StringFlag{Name: "mount-root", Usage: "`DIR` to mount volumes under (default: the global config's MountPath, /mnt/volplugin)"},

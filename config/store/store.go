@@ -15,9 +15,6 @@ import (
 	"github.com/volplugin/volplugin/config"
 )
 
-// DefaultTimeout bounds each etcd call when the caller sets none.
-const DefaultTimeout = 10 * time.Second
-
 // maxTxnRetries bounds optimistic-concurrency loops (policy revisions).
 const maxTxnRetries = 20
 
@@ -34,10 +31,10 @@ type Store struct {
 }
 
 // New returns a store using cli under the given key layout; each etcd call is
-// bounded by timeout (DefaultTimeout if zero).
+// bounded by timeout (config.DefaultEtcdTimeout if zero).
 func New(cli *clientv3.Client, keys config.Keys, timeout time.Duration) *Store {
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = config.DefaultEtcdTimeout
 	}
 	return &Store{cli: cli, keys: keys, timeout: timeout}
 }

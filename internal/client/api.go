@@ -188,11 +188,7 @@ func (c *Client) Runtime(ctx context.Context, ref config.VolumeRef) (config.Runt
 // to volmaster's limit fits; it is a read, so it carries no
 // Idempotency-Key.
 func (c *Client) WaitRuntimes(ctx context.Context, refs []config.VolumeRef, since int64, wait time.Duration) (config.RuntimeChanges, error) {
-	q := struct {
-		Volumes []string `json:"volumes"`
-		Since   int64    `json:"since"`
-		Wait    string   `json:"wait"`
-	}{Volumes: make([]string, len(refs)), Since: since, Wait: wait.String()}
+	q := config.RuntimePoll{Volumes: make([]string, len(refs)), Since: since, Wait: wait.String()}
 	for i, r := range refs {
 		q.Volumes[i] = r.String()
 	}
@@ -255,7 +251,7 @@ func (c *Client) TakeSnapshot(ctx context.Context, ref config.VolumeRef) (config
 // returns the volume's snapshot that has that label already. A labelled
 // snapshot is never pruned; RemoveSnapshot removes it.
 func (c *Client) TakeLabelledSnapshot(ctx context.Context, ref config.VolumeRef, label string) (config.Snapshot, error) {
-	body, err := json.Marshal(map[string]string{"label": label})
+	body, err := json.Marshal(config.SnapshotRequest{Label: label})
 	if err != nil {
 		return config.Snapshot{}, err
 	}
@@ -272,7 +268,7 @@ func (c *Client) RemoveSnapshot(ctx context.Context, ref config.VolumeRef, snap 
 // CopySnapshot creates volume newName (same policy) from snapshot snap of
 // ref. Not retried.
 func (c *Client) CopySnapshot(ctx context.Context, ref config.VolumeRef, snap, newName string) (config.Volume, error) {
-	body, err := json.Marshal(map[string]string{"name": newName})
+	body, err := json.Marshal(config.CopyRequest{Name: newName})
 	if err != nil {
 		return config.Volume{}, err
 	}

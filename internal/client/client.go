@@ -1,5 +1,7 @@
 // Package client is the one Go client of the volmaster REST API, used by
-// volcli, volplugin and volsupervisor. Errors carry the server's kind:
+// volcli, volplugin and volcsi (volsupervisor works on etcd directly). Its
+// request and response bodies are config's types, the ones volmaster
+// decodes and encodes. Errors carry the server's kind:
 // errors.Is(err, config.ErrNotFound) and friends work across the wire, and a
 // volmaster that cannot be reached is config.ErrUnavailable.
 package client
@@ -52,14 +54,8 @@ const (
 // volmaster or a half-open connection must never stall a caller for good.
 const DefaultCallTimeout = time.Minute
 
-// WithCallTimeout replaces DefaultCallTimeout.
-func WithCallTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
-
 // Option adjusts a Client.
 type Option func(*Client)
-
-// WithHTTPClient replaces the HTTP client (for TLS settings, say).
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithToken sends a bearer token ("ID.SECRET") with every request.
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
@@ -283,10 +279,7 @@ func (c *Client) once(ctx context.Context, method string, target *url.URL, body 
 	}
 	if resp.StatusCode >= 300 {
 		e := &Error{Status: resp.StatusCode}
-		var eb struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
+		var eb config.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 			e.Code, e.Message = eb.Code, eb.Error
 		} else {

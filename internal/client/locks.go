@@ -48,9 +48,7 @@ func (c *Client) AcquireUse(ctx context.Context, ref config.VolumeRef, req confi
 // req.Holder on req.Hostname and returns the IDs still held; the lock goes
 // with the last one. req.Lease is not used.
 func (c *Client) ReleaseUse(ctx context.Context, ref config.VolumeRef, req config.MountRequest) ([]string, error) {
-	var out struct {
-		MountIDs []string `json:"mount-ids"`
-	}
+	var out config.ReleaseResponse
 	path := "/v1/uses/" + refPath(ref) + "/mounts/" + url.PathEscape(req.MountID)
 	q := url.Values{"host": {req.Hostname}}
 	if req.Holder != "" {

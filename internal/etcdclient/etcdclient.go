@@ -27,9 +27,6 @@ import (
 	"github.com/volplugin/volplugin/internal/client"
 )
 
-// DefaultTimeout bounds first contact with etcd when Config sets none.
-const DefaultTimeout = 10 * time.Second
-
 // Config says how to reach etcd.
 type Config struct {
 	// Endpoints are etcd client URLs, all http:// or all https://.
@@ -38,7 +35,7 @@ type Config struct {
 	// Key are a client certificate for an etcd that requires one. Any of
 	// them requires https:// endpoints.
 	CA, Cert, Key string
-	// Timeout bounds first contact (DefaultTimeout if zero).
+	// Timeout bounds first contact (config.DefaultEtcdTimeout if zero).
 	Timeout time.Duration
 	// Logger is the etcd client's logger (the client's default if nil).
 	Logger *zap.Logger
@@ -54,7 +51,7 @@ func Dial(ctx context.Context, c Config) (*clientv3.Client, error) {
 		return nil, err
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
+		c.Timeout = config.DefaultEtcdTimeout
 	}
 	var tlsCfg *tls.Config
 	if secure {

@@ -159,8 +159,5 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	return s, nil
 }
 
-// Err reports a fatal etcd error after start.
-func (s *Server) Err() <-chan error { return s.etcd.Err() }
-
 // Close stops etcd.
 func (s *Server) Close() { s.etcd.Close() }

@@ -15,8 +15,10 @@ import (
 )
 
 // reorderArgs lets flags follow the arguments of a command, as in
-// "volcli volume create p/n --opt size=10MB" (Go's flag parsing stops at the
-// first argument): the flags of the final command are moved before its
+// "volcli volume create p/n --opt size=10MB": urfave/cli v2 parses with Go's
+// flag package, which stops at the first argument (v2.27.7 leaves
+// "--opt size=10MB" in Args; only v3's own parser takes flags anywhere, and
+// moving to v3 changes every command's signature). The flags of the final command are moved before its
 // arguments, and global flags given after the command (volcli volume
 // list-all --json) are moved before it. A "--" ends flag handling; anything
 // unrecognized is left for the parser to report.

@@ -29,8 +29,7 @@ const (
 
 // Defaults of the doctor flags.
 const (
-	defaultPluginDir    = "/run/docker/plugins" // volplugin --socket-dir
-	defaultPluginName   = "volplugin"           // volplugin --plugin-name
+	defaultPluginName   = "volplugin" // volplugin --plugin-name
 	defaultCheckTimeout = 5 * time.Second
 	defaultMaxSkew      = 2 * time.Second
 )
@@ -51,7 +50,7 @@ func doctorCommand(e *env) *cli.Command {
 			"modules are looked up with modprobe --dry-run, not loaded). --json prints the checks as a JSON array.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "host", Usage: "also check this machine as a volplugin host"},
-			&cli.StringFlag{Name: "plugin-dir", Value: defaultPluginDir, Usage: "`DIR` of Docker's plugin sockets (volplugin's --socket-dir)"},
+			&cli.StringFlag{Name: "plugin-dir", Value: config.DefaultPluginDir, Usage: "`DIR` of Docker's plugin sockets (volplugin's --socket-dir)"},
 			&cli.StringFlag{Name: "plugin-name", Value: defaultPluginName, Usage: "volplugin's --plugin-name: its socket is `NAME`.sock"},
 			&cli.StringFlag{Name: "path", Usage: "look for mkfs, Ceph and mapping tools in these `DIRS` (colon-separated; volplugin's PATH); default: $PATH"},
 			&cli.StringFlag{Name: "ceph-conf", Usage: "the ceph.conf `FILE` volplugin is given (--ceph-conf); default: the ceph tool's ($CEPH_CONF, /etc/ceph/ceph.conf)"},

@@ -81,7 +81,7 @@ func (d *doctor) checkPlugin() {
 	switch {
 	case err != nil:
 		d.add(statusFail, "plugin directory", err.Error(), "start volplugin, which creates it; Docker reads plugin sockets "+
-			"from "+defaultPluginDir+" only, so give volplugin --socket-dir (and doctor --plugin-dir) another only for a test")
+			"from "+config.DefaultPluginDir+" only, so give volplugin --socket-dir (and doctor --plugin-dir) another only for a test")
 		d.add(statusSkip, "plugin socket", "needs the plugin directory", "")
 		return
 	case !fi.IsDir():

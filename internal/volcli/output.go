@@ -141,15 +141,6 @@ type listing[T any] struct {
 	json any
 }
 
-// print prints l in the mode the flags and the terminal ask for.
-func (l listing[T]) print(k *call) error {
-	mode, err := k.outputMode()
-	if err != nil {
-		return err
-	}
-	return l.show(k, mode)
-}
-
 // show prints l in mode.
 func (l listing[T]) show(k *call, mode string) error {
 	if mode == outJSON {

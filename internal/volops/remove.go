@@ -56,6 +56,25 @@ func Collect(grace time.Duration) RemoveCheck {
 	}
 }
 
+// Usage reads what the removal rule (config.Decide) needs beside the
+// volumes: every usage record, and which volumes hold a mount lock. Both
+// the reclaim list (volmaster) and the removals (volsupervisor) start here.
+func (t *Ops) Usage(ctx context.Context) (map[config.VolumeRef]config.Usage, map[config.VolumeRef]bool, error) {
+	usage, err := t.Store.Usages(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	uses, err := t.Store.ListUses(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	locked := make(map[config.VolumeRef]bool, len(uses))
+	for _, u := range uses {
+		locked[u.Volume] = true
+	}
+	return usage, locked, nil
+}
+
 // Removed says what a removal did.
 type Removed struct {
 	// Revision is the etcd revision of the record's removal.
@@ -121,39 +140,13 @@ func (t *Ops) Discard(ctx context.Context, ref config.VolumeRef, check RemoveChe
 	return t.trash(ctx, &v, trasher, sv, h, guard)
 }
 
-func (t *Ops) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
-	}
-	return time.Now()
-}
-
-// crud returns v's CRUD backend and its storage view; nil for a
-// mount-only volume.
-func (t *Ops) crud(v *config.Volume) (storage.CRUD, storage.Volume, error) {
-	if v.Backends.CRUD == "" {
-		return nil, storage.Volume{}, nil
-	}
-	b, ok := t.CRUD[v.Backends.CRUD]
-	if !ok {
-		return nil, storage.Volume{}, fmt.Errorf("backend %s is not configured here: %w", v.Backends.CRUD, config.ErrUnavailable)
-	}
-	sv, err := storage.FromConfig(v)
-	if err != nil {
-		return nil, storage.Volume{}, err
-	}
-	return b, sv, nil
-}
-
 // destroy destroys v's image (if it has one) and then deletes its records.
 func (t *Ops) destroy(ctx context.Context, v *config.Volume, b storage.CRUD, sv storage.Volume, h store.Holder) (Removed, error) {
 	ref := v.Ref()
 	if b != nil {
-		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
-		err := t.fencingStale(bctx, b, sv, func() error { return b.Destroy(bctx, sv) })
-		cancel()
-		t.observe(v.Backends.CRUD, "destroy", start, err)
+		err := t.Call(ctx, v.Backends.CRUD, "destroy", func(bctx context.Context) error {
+			return t.fencingStale(bctx, b, sv, func() error { return b.Destroy(bctx, sv) })
+		})
 		// An image already gone is what we wanted.
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.release(ctx, ref, h)
@@ -176,15 +169,13 @@ func (t *Ops) trash(ctx context.Context, v *config.Volume, b storage.Trasher, sv
 	keep := v.Trash.RetentionOrDefault()
 	e := config.TrashEntry{ID: config.TrashID(now), RemovedAt: now, RemovedBy: t.By, Expires: now.Add(keep)}
 	if b != nil {
-		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
 		var handle string
-		err := t.fencingStale(bctx, b, sv, func() (err error) {
-			handle, err = b.Trash(bctx, sv, keep)
-			return err
+		err := t.Call(ctx, v.Backends.CRUD, "trash", func(bctx context.Context) error {
+			return t.fencingStale(bctx, b, sv, func() (err error) {
+				handle, err = b.Trash(bctx, sv, keep)
+				return err
+			})
 		})
-		cancel()
-		t.observe(v.Backends.CRUD, "trash", start, err)
 		if err != nil {
 			t.release(ctx, ref, h)
 			return Removed{}, fmt.Errorf("remove volume %s: %w", ref, err)

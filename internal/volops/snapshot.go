@@ -1,8 +1,3 @@
-// Package volops runs the multi-step volume operations that both volmaster
-// and volsupervisor perform — snapshot, prune, remove — each under the
-// volume's operation lock, so a snapshot and a remove of the same volume
-// never overlap. Each step that changes etcd can carry a guard (a
-// volsupervisor's leadership) so a deposed leader cannot act.
 package volops
 
 import (
@@ -19,49 +14,6 @@ import (
 	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
 )
-
-// cleanupTimeout bounds the undoing of a half-done operation.
-const cleanupTimeout = time.Minute
-
-// Ops runs volume operations against the store and the backends.
-type Ops struct {
-	Store *store.Store
-	// Backends maps a backend name to its Snapshotter.
-	Backends map[string]storage.Snapshotter
-	// CRUD maps a backend name to its CRUD backend (for Remove).
-	CRUD map[string]storage.CRUD
-	// By names who acts, in snapshot records.
-	By string
-	// Timeout bounds each backend call.
-	Timeout time.Duration
-	Now     func() time.Time
-	// Observe, if set, is told about every backend call (for metrics).
-	Observe func(backend, op string, start time.Time, err error)
-}
-
-func (t *Ops) observe(backend, op string, start time.Time, err error) {
-	if t.Observe != nil {
-		t.Observe(backend, op, start, err)
-	}
-}
-
-func (t *Ops) backend(v *config.Volume) (storage.Snapshotter, storage.Volume, error) {
-	if v.Backends.Snapshot == "" {
-		return nil, storage.Volume{}, fmt.Errorf("volume %s: backend %s cannot take snapshots: %w", v.Ref(), v.Backends.Mount, config.ErrInvalid)
-	}
-	b, ok := t.Backends[v.Backends.Snapshot]
-	if !ok {
-		return nil, storage.Volume{}, fmt.Errorf("snapshot backend %s is not configured here: %w", v.Backends.Snapshot, config.ErrUnavailable)
-	}
-	sv, err := storage.FromConfig(v)
-	return b, sv, err
-}
-
-func (t *Ops) release(ctx context.Context, ref config.VolumeRef, h store.Holder) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	_, _ = t.Store.ReleaseOp(cctx, ref, h)
-}
 
 // Take snapshots ref now. guard (e.g. leadership) must hold when the lock is
 // taken and when the record is written; if it fails at the end, the backend
@@ -123,15 +75,15 @@ func (t *Ops) takeLocked(ctx context.Context, ref config.VolumeRef, v config.Vol
 		t.release(ctx, ref, h)
 		return config.Snapshot{}, err
 	}
-	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-	start := time.Now()
-	info, err := b.CreateSnapshot(bctx, sv, snap.Name)
-	cancel()
+	var info storage.SnapshotInfo
+	err = t.Call(ctx, v.Backends.Snapshot, "snapshot", func(bctx context.Context) (err error) {
+		info, err = b.CreateSnapshot(bctx, sv, snap.Name)
+		return err
+	})
 	snap.Method = info.Method
 	if info.Frozen > 0 { // rounded up: a freeze, however short, shows
 		snap.FrozenMS = int64((info.Frozen + time.Millisecond - 1) / time.Millisecond)
 	}
-	t.observe(v.Backends.Snapshot, "snapshot", start, err)
 	if err != nil {
 		t.release(ctx, ref, h)
 		return config.Snapshot{}, fmt.Errorf("snapshot %s: %w", ref, err)
@@ -182,11 +134,9 @@ func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, snap config.Snap
 		t.release(ctx, ref, h)
 		return err
 	}
-	bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-	start := time.Now()
-	err = b.RemoveSnapshot(bctx, sv, snap.BackendName())
-	cancel()
-	t.observe(v.Backends.Snapshot, "remove-snapshot", start, err)
+	err = t.Call(ctx, v.Backends.Snapshot, "remove-snapshot", func(bctx context.Context) error {
+		return b.RemoveSnapshot(bctx, sv, snap.BackendName())
+	})
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		t.release(ctx, ref, h)
 		return fmt.Errorf("prune snapshot %s of %s: %w", name, ref, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -48,11 +47,9 @@ func (t *Ops) Restore(ctx context.Context, tref config.TrashRef, h store.Holder)
 		if !ok {
 			return rollback(fmt.Errorf("backend %s has no trash: %w", e.Volume.Backends.CRUD, config.ErrUnavailable))
 		}
-		bctx, bcancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
-		err = trasher.Restore(bctx, sv, e.Handle)
-		bcancel()
-		t.observe(e.Volume.Backends.CRUD, "restore", start, err)
+		err = t.Call(ctx, e.Volume.Backends.CRUD, "restore", func(bctx context.Context) error {
+			return trasher.Restore(bctx, sv, e.Handle)
+		})
 		if errors.Is(err, storage.ErrExists) {
 			err = fmt.Errorf("%w (an image of that name exists in backend %s without a volume record, "+
 				"left by volcli volume remove --force? remove or rename it first): %w", err, e.Volume.Backends.CRUD, config.ErrExists)
@@ -90,11 +87,9 @@ func (t *Ops) Purge(ctx context.Context, tref config.TrashRef, guard ...clientv3
 		if !ok {
 			return 0, fmt.Errorf("backend %s has no trash: %w", e.Volume.Backends.CRUD, config.ErrUnavailable)
 		}
-		bctx, cancel := context.WithTimeout(ctx, t.Timeout)
-		start := time.Now()
-		err = trasher.Purge(bctx, sv, e.Handle)
-		cancel()
-		t.observe(e.Volume.Backends.CRUD, "purge", start, err)
+		err = t.Call(ctx, e.Volume.Backends.CRUD, "purge", func(bctx context.Context) error {
+			return trasher.Purge(bctx, sv, e.Handle)
+		})
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return 0, fmt.Errorf("purge %s: %w", tref, err)
 		}

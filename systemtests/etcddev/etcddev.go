@@ -65,9 +65,6 @@ func Start(tb testing.TB, n int) *Cluster {
 	return c
 }
 
-// Member is the name of the i-th member (0-based): m1, m2, ...
-func Member(i int) string { return "m" + strconv.Itoa(i+1) }
-
 // Endpoint is the client URL of member ("m2").
 func (c *Cluster) Endpoint(member string) string {
 	i, err := strconv.Atoi(strings.TrimPrefix(member, "m"))

@@ -51,7 +51,6 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMountRoot       = "/mnt/volplugin"
 	DefaultRunDir          = "/run/volplugin/ceph"
 	DefaultPool            = "rbd"
 	DefaultTimeout         = 2 * time.Minute
@@ -94,7 +93,7 @@ type Config struct {
 	// Pools are scanned by List; DefaultPool when empty.
 	Pools []string
 	// MountRoot is where volumes are mounted, as <MountRoot>/<policy>/<name>;
-	// DefaultMountRoot when empty.
+	// config.DefaultMountPath when empty.
 	MountRoot string
 	// RunDir holds the fuse mapper's mount points and PID files;
 	// DefaultRunDir when empty.
@@ -121,7 +120,7 @@ type Config struct {
 // normalize fills defaults and checks cfg.
 func (cfg Config) normalize() (Config, error) {
 	if cfg.MountRoot == "" {
-		cfg.MountRoot = DefaultMountRoot
+		cfg.MountRoot = config.DefaultMountPath
 	}
 	if cfg.RunDir == "" {
 		cfg.RunDir = DefaultRunDir

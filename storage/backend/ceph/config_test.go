@@ -61,7 +61,7 @@ func TestConfigNormalize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MountRoot != DefaultMountRoot || cfg.RunDir != DefaultRunDir || !slices.Equal(cfg.Pools, []string{"rbd"}) ||
+	if cfg.MountRoot != config.DefaultMountPath || cfg.RunDir != DefaultRunDir || !slices.Equal(cfg.Pools, []string{"rbd"}) ||
 		cfg.Timeout != DefaultTimeout || cfg.OpTimeout != DefaultOpTimeout || cfg.Mapper != "auto" ||
 		!slices.Equal(cfg.Features, DefaultFeatures()) {
 		t.Errorf("defaults: %+v", cfg)

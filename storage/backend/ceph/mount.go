@@ -6,11 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
@@ -62,19 +57,8 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 }
 
 func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
-	var undo []func(context.Context) error
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Roll back even if ctx was cancelled; each step has its timeout.
-		rctx := context.WithoutCancel(ctx)
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](rctx); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback: %w", uerr))
-			}
-		}
-	}()
+	var undo fsutil.Undo
+	defer func() { err = undo.Run(ctx, err) }()
 
 	mp, err := b.getMapper(ctx)
 	if err != nil {
@@ -90,7 +74,7 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 		}
 		// Registered before Map: a map that fails half way (timed out after
 		// the kernel mapped, say) is undone too; Unmap of nothing is a no-op.
-		undo = append(undo, func(ctx context.Context) error { return mp.Unmap(ctx, img) })
+		undo.Push(func(ctx context.Context) error { return mp.Unmap(ctx, img) })
 		if dev, err = mp.Map(ctx, img); err != nil {
 			return "", err
 		}
@@ -98,31 +82,8 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 
 	// dev is unmapped again when the mount fails: a repair maps the image.
 	repair := fsutil.Repair{Path: "/dev/rbd/" + vl.pool + "/" + vl.image, Setup: "rbd map " + vl.pool + "/" + vl.image}
-	fsType, err := fsutil.FormatIfBlank(ctx, b.host.timeout, vl.Volume, dev, repair)
-	if err != nil {
+	if err := fsutil.MountDevice(ctx, b.host.timeout, vl.Volume, dev, repair, b.cfg.MountRoot, vl.mount, &undo); err != nil {
 		return "", err
-	}
-	if vl.Grow {
-		if err := fsutil.GrowBeforeMount(ctx, b.host.timeout, dev, fsType); err != nil {
-			return "", err
-		}
-	}
-	created, err := fsutil.MkdirMount(b.cfg.MountRoot, vl.mount)
-	if created != "" {
-		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(vl.mount, created) })
-	}
-	if err != nil {
-		return "", err
-	}
-	// A mount(8) killed by the timeout may have mounted all the same.
-	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.host.timeout, vl.mount) })
-	if err := fsutil.Mount(ctx, b.host.timeout, fsType, dev, vl.mount, vl.NoExec); err != nil {
-		return "", fmt.Errorf("mount %s: %w", dev, err)
-	}
-	if vl.Grow {
-		if err := fsutil.GrowMounted(ctx, b.host.timeout, fsType, vl.mount); err != nil {
-			return "", err
-		}
 	}
 	return dev, nil
 }
@@ -168,28 +129,19 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 		return volErr("unmount", v, err)
 	}
 	defer unlock()
-	if err := fsutil.UnmountAll(ctx, b.host.timeout, vl.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	if err := fsutil.UnmountAt(ctx, b.host.timeout, v.MountedAt, vl.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	mp, err := b.getMapper(ctx)
-	switch {
-	case errors.Is(err, mapper.ErrUnavailable):
-		// Nothing can be mapped on a host without a mapper.
-	case err != nil:
-		return volErr("unmount", v, err)
-	default:
-		if err := mp.Unmap(ctx, vl.mapperImage()); err != nil {
-			return volErr("unmount", v, err)
+	err = fsutil.UnmountDevice(ctx, b.host.timeout, vl.mount, v.MountedAt, func(ctx context.Context) error {
+		mp, err := b.getMapper(ctx)
+		if errors.Is(err, mapper.ErrUnavailable) {
+			return nil // nothing can be mapped on a host without a mapper
 		}
-	}
-	// A mount point someone wrote into while unmounted is left alone.
-	if err := os.Remove(vl.mount); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		if err != nil {
+			return err
+		}
+		return mp.Unmap(ctx, vl.mapperImage())
+	})
+	if err != nil {
 		return volErr("unmount", v, err)
 	}
-	_ = os.Remove(filepath.Dir(vl.mount)) // the policy dir, if now empty
 	return nil
 }
 

@@ -30,8 +30,7 @@ var (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMountRoot = "/mnt/volplugin"
-	DefaultTimeout   = 2 * time.Minute
+	DefaultTimeout = 2 * time.Minute
 )
 
 // imageExt names image and snapshot files; it keeps stray files in the data
@@ -44,7 +43,7 @@ type Config struct {
 	// snapshots/<policy>/<name>/<snap>.img; it is created when needed.
 	DataDir string
 	// MountRoot is where volumes are mounted, as <MountRoot>/<policy>/<name>;
-	// DefaultMountRoot when empty.
+	// config.DefaultMountPath when empty.
 	MountRoot string
 	// Timeout bounds each external tool run; DefaultTimeout when zero.
 	Timeout time.Duration
@@ -67,7 +66,7 @@ func New(cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("local backend: data dir %q must be an absolute path: %w", cfg.DataDir, config.ErrInvalid)
 	}
 	if cfg.MountRoot == "" {
-		cfg.MountRoot = DefaultMountRoot
+		cfg.MountRoot = config.DefaultMountPath
 	}
 	if !filepath.IsAbs(cfg.MountRoot) {
 		return nil, fmt.Errorf("local backend: mount root %q must be an absolute path: %w", cfg.MountRoot, config.ErrInvalid)

@@ -21,7 +21,7 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.mountRoot != DefaultMountRoot || b.timeout != DefaultTimeout {
+	if b.mountRoot != config.DefaultMountPath || b.timeout != DefaultTimeout {
 		t.Errorf("defaults: %q %s", b.mountRoot, b.timeout)
 	}
 	for _, cfg := range []Config{

@@ -2,15 +2,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
 	"github.com/volplugin/volplugin/internal/faultpoint"
 	"github.com/volplugin/volplugin/storage"
@@ -60,19 +56,8 @@ func (b *Backend) Mount(ctx context.Context, v storage.Volume) (storage.Mount, e
 }
 
 func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev string, err error) {
-	var undo []func(context.Context) error
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Roll back even if ctx was cancelled; each step still has its timeout.
-		rctx := context.WithoutCancel(ctx)
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](rctx); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("rollback: %w", uerr))
-			}
-		}
-	}()
+	var undo fsutil.Undo
+	defer func() { err = undo.Run(ctx, err) }()
 
 	devs, err := b.loops(ctx, p.image)
 	if err != nil {
@@ -88,38 +73,14 @@ func (b *Backend) mount(ctx context.Context, v storage.Volume, p paths) (dev str
 		}
 		// A copy: dev is the result, which a failing return sets to "".
 		attached := dev
-		undo = append(undo, func(ctx context.Context) error { return b.detach(ctx, attached) })
+		undo.Push(func(ctx context.Context) error { return b.detach(ctx, attached) })
 	}
 
 	// A repair runs on the image file itself: dev is detached again when
 	// the mount fails.
 	faultpoint.Hit(context.WithoutCancel(ctx), "local.mount.attached", v.Policy+"/"+v.Name)
-	fsType, err := fsutil.FormatIfBlank(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true})
-	if err != nil {
+	if err := fsutil.MountDevice(ctx, b.timeout, v, dev, fsutil.Repair{Path: p.image, File: true}, b.mountRoot, p.mount, &undo); err != nil {
 		return "", err
-	}
-	if v.Grow {
-		if err := fsutil.GrowBeforeMount(ctx, b.timeout, dev, fsType); err != nil {
-			return "", err
-		}
-	}
-
-	created, err := fsutil.MkdirMount(b.mountRoot, p.mount)
-	if created != "" {
-		undo = append(undo, func(context.Context) error { return fsutil.RemoveDirs(p.mount, created) })
-	}
-	if err != nil {
-		return "", err
-	}
-	// A mount cut short by the timeout may have mounted all the same.
-	undo = append(undo, func(ctx context.Context) error { return fsutil.UnmountAll(ctx, b.timeout, p.mount) })
-	if err := fsutil.Mount(ctx, b.timeout, fsType, dev, p.mount, v.NoExec); err != nil {
-		return "", err
-	}
-	if v.Grow {
-		if err := fsutil.GrowMounted(ctx, b.timeout, fsType, p.mount); err != nil {
-			return "", err
-		}
 	}
 	return dev, nil
 }
@@ -136,23 +97,16 @@ func (b *Backend) Unmount(ctx context.Context, v storage.Volume) error {
 		return volErr("unmount", v, err)
 	}
 	defer unlock()
-	if err := fsutil.UnmountAll(ctx, b.timeout, p.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	if err := fsutil.UnmountAt(ctx, b.timeout, v.MountedAt, p.mount); err != nil {
-		return volErr("unmount", v, err)
-	}
-	// With the image gone losetup cannot match it; nothing of ours is left.
-	if _, err := os.Stat(p.image); err == nil {
-		if err := b.detachAll(ctx, p.image); err != nil {
-			return volErr("unmount", v, err)
+	err = fsutil.UnmountDevice(ctx, b.timeout, p.mount, v.MountedAt, func(ctx context.Context) error {
+		// With the image gone losetup cannot match it; nothing of ours is left.
+		if _, err := os.Stat(p.image); err != nil {
+			return nil
 		}
-	}
-	// A mount point someone wrote into while unmounted is left alone.
-	if err := os.Remove(p.mount); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return b.detachAll(ctx, p.image)
+	})
+	if err != nil {
 		return volErr("unmount", v, err)
 	}
-	removeEmpty(filepath.Dir(p.mount))
 	return nil
 }
 

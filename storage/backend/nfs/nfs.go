@@ -27,8 +27,7 @@ var _ storage.Mounter = (*Backend)(nil)
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMountRoot = "/mnt/volplugin"
-	DefaultTimeout   = 2 * time.Minute
+	DefaultTimeout = 2 * time.Minute
 )
 
 // Volume option keys (the policy's driver options).
@@ -44,7 +43,7 @@ const (
 // Config configures a Backend.
 type Config struct {
 	// MountRoot is where volumes are mounted, as <MountRoot>/<policy>/<name>;
-	// DefaultMountRoot when empty.
+	// config.DefaultMountPath when empty.
 	MountRoot string
 	// Timeout bounds each mount and umount; DefaultTimeout when zero.
 	Timeout time.Duration
@@ -63,7 +62,7 @@ type Backend struct {
 // New checks cfg and returns a Backend.
 func New(cfg Config) (*Backend, error) {
 	if cfg.MountRoot == "" {
-		cfg.MountRoot = DefaultMountRoot
+		cfg.MountRoot = config.DefaultMountPath
 	}
 	if !filepath.IsAbs(cfg.MountRoot) {
 		return nil, fmt.Errorf("nfs backend: mount root %q must be an absolute path: %w", cfg.MountRoot, config.ErrInvalid)

@@ -80,7 +80,7 @@ func TestMountArgv(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	b, err := New(Config{})
-	if err != nil || b.mountRoot != DefaultMountRoot || b.timeout != DefaultTimeout {
+	if err != nil || b.mountRoot != config.DefaultMountPath || b.timeout != DefaultTimeout {
 		t.Fatalf("New defaults = %+v, %v", b, err)
 	}
 	for _, cfg := range []Config{{MountRoot: "rel"}, {Timeout: -time.Second}} {

@@ -1,10 +1,11 @@
 // Package fsutil holds the host-side filesystem steps that every backend
 // mounting a block device or export repeats: creating and rolling back mount
 // points, reading /proc/self/mountinfo, probing a device with blkid and
-// formatting it only if blank, and mount/umount. The local, Ceph and NFS
-// backends share it so that they behave (and fail) alike. Tools run through
-// internal/sysexec and mount/umount are system calls; each is bounded by the
-// caller's timeout.
+// formatting it only if blank, mount/umount, and the whole sequences a block
+// backend runs around its own attach and detach (MountDevice,
+// UnmountDevice). The local, Ceph and NFS backends share it so that they
+// behave (and fail) alike. Tools run through internal/sysexec and
+// mount/umount are system calls; each is bounded by the caller's timeout.
 package fsutil
 
 import (
