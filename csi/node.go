@@ -79,17 +79,7 @@ func stageID(stagingPath string) string {
 // again is a no-op.
 func (n node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (*csipb.NodeStageVolumeResponse, error) {
 	staging := req.GetStagingTargetPath()
-	if err := required(req.GetVolumeId(), staging, "staging target path"); err != nil {
-		return nil, statusError(err)
-	}
-	if err := checkCapabilityFields(req.GetVolumeCapability()); err != nil {
-		return nil, statusError(err)
-	}
-	ref, err := volumeRef(req.GetVolumeId())
-	if err != nil {
-		return nil, statusError(err)
-	}
-	done, err := n.s.begin(ref)
+	ref, done, err := n.open(req.GetVolumeId(), staging, "staging target path", req.GetVolumeCapability())
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -129,14 +119,7 @@ func (n node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeReq
 // what is not staged is a no-op.
 func (n node) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolumeRequest) (*csipb.NodeUnstageVolumeResponse, error) {
 	staging := req.GetStagingTargetPath()
-	if err := required(req.GetVolumeId(), staging, "staging target path"); err != nil {
-		return nil, statusError(err)
-	}
-	ref, err := volumeRef(req.GetVolumeId())
-	if err != nil {
-		return nil, statusError(err)
-	}
-	done, err := n.s.begin(ref)
+	ref, done, err := n.open(req.GetVolumeId(), staging, "staging target path")
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -155,20 +138,10 @@ func (n node) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolum
 // a no-op.
 func (n node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	target, staging := req.GetTargetPath(), req.GetStagingTargetPath()
-	if err := required(req.GetVolumeId(), target, "target path"); err != nil {
-		return nil, statusError(err)
-	}
-	if staging == "" {
+	if req.GetVolumeId() != "" && target != "" && staging == "" {
 		return nil, statusError(missing("staging target path"))
 	}
-	if err := checkCapabilityFields(req.GetVolumeCapability()); err != nil {
-		return nil, statusError(err)
-	}
-	ref, err := volumeRef(req.GetVolumeId())
-	if err != nil {
-		return nil, statusError(err)
-	}
-	done, err := n.s.begin(ref)
+	ref, done, err := n.open(req.GetVolumeId(), target, "target path", req.GetVolumeCapability())
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -289,4 +262,26 @@ func (n node) NodeExpandVolume(ctx context.Context, req *csipb.NodeExpandVolumeR
 		return nil, statusError(fmt.Errorf("expand %s: %w", ref, err))
 	}
 	return &csipb.NodeExpandVolumeResponse{}, nil
+}
+
+// open is the opening the node calls on one volume and path share: the
+// volume ID and the path (named what for the error) are required, the
+// capability, when the call carries one, must be complete, and the volume
+// must not be in another call on this node; done ends the call.
+func (n node) open(id, path, what string, capability ...*csipb.VolumeCapability) (ref config.VolumeRef, done func(), err error) {
+	if err := required(id, path, what); err != nil {
+		return config.VolumeRef{}, nil, err
+	}
+	if len(capability) > 0 {
+		if err := checkCapabilityFields(capability...); err != nil {
+			return config.VolumeRef{}, nil, err
+		}
+	}
+	if ref, err = volumeRef(id); err != nil {
+		return config.VolumeRef{}, nil, err
+	}
+	if done, err = n.s.begin(ref); err != nil {
+		return config.VolumeRef{}, nil, err
+	}
+	return ref, done, nil
 }
