@@ -63,6 +63,8 @@ func (w *worker) round(ctx context.Context) error {
 		})
 		s.update(func(st *config.SupervisorStatus) { st.NextDue = due[:min(len(due), maxDue)] })
 	}()
+	// The due volumes first, then their snapshots in batches (TakeMany).
+	var todo []*config.Volume
 	for i := range vols {
 		v := &vols[i]
 		rt := v.Runtime
@@ -80,8 +82,15 @@ func (w *worker) round(ctx context.Context) error {
 			due = append(due, config.DueSnapshot{Volume: ref, At: last.Add(rt.Snapshot.Frequency.D())})
 			continue
 		}
-		snap, err := ops.Take(ctx, ref, w.h, w.guard)
-		switch {
+		todo = append(todo, v)
+	}
+	refs := make([]config.VolumeRef, len(todo))
+	for i, v := range todo {
+		refs[i] = v.Ref()
+	}
+	for i, r := range ops.TakeMany(ctx, refs, w.h, w.guard) {
+		ref, rt := r.Ref, todo[i].Runtime
+		switch err := r.Err; {
 		case errors.Is(err, store.ErrNotLeader):
 			return err
 		case errors.Is(err, config.ErrInUse), errors.Is(err, config.ErrNotFound):
@@ -92,12 +101,19 @@ func (w *worker) round(ctx context.Context) error {
 			lastErr = err
 			continue
 		}
+		snap := r.Snap
 		s.metrics.snapshots.WithLabelValues("taken").Inc()
 		w.last[ref] = snap.Time
 		due = append(due, config.DueSnapshot{Volume: ref, At: snap.Time.Add(rt.Snapshot.Frequency.D())})
 		s.update(func(st *config.SupervisorStatus) { st.Taken++ })
 		s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
-		removed, err := ops.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
+		var removed []string
+		var err error
+		if r.Snaps != nil {
+			removed, err = ops.PruneFrom(ctx, ref, r.Snaps, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
+		} else {
+			removed, err = ops.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
+		}
 		if errors.Is(err, store.ErrNotLeader) {
 			return err
 		}

@@ -70,10 +70,29 @@ func (t *Ops) take(ctx context.Context, ref config.VolumeRef, label string, maxL
 
 // takeLocked takes the backend snapshot and records it, ref's operation lock held.
 func (t *Ops) takeLocked(ctx context.Context, ref config.VolumeRef, v config.Volume, snap config.Snapshot, h store.Holder, guard []clientv3.Cmp) (config.Snapshot, error) {
+	made, err := t.snapshotLocked(ctx, ref, v, snap, h)
+	if err != nil {
+		return config.Snapshot{}, err
+	}
+	return made.snap, t.finishLocked(ctx, made, h, guard)
+}
+
+// madeSnapshot is a backend snapshot taken under its volume's operation
+// lock and not recorded yet.
+type madeSnapshot struct {
+	ref  config.VolumeRef
+	snap config.Snapshot
+	b    storage.Snapshotter
+	sv   storage.Volume
+}
+
+// snapshotLocked takes the backend snapshot, ref's operation lock held; on
+// failure it releases the lock.
+func (t *Ops) snapshotLocked(ctx context.Context, ref config.VolumeRef, v config.Volume, snap config.Snapshot, h store.Holder) (madeSnapshot, error) {
 	b, sv, err := t.backend(&v)
 	if err != nil {
 		t.release(ctx, ref, h)
-		return config.Snapshot{}, err
+		return madeSnapshot{}, err
 	}
 	var info storage.SnapshotInfo
 	err = t.Call(ctx, v.Backends.Snapshot, "snapshot", func(bctx context.Context) (err error) {
@@ -86,19 +105,117 @@ func (t *Ops) takeLocked(ctx context.Context, ref config.VolumeRef, v config.Vol
 	}
 	if err != nil {
 		t.release(ctx, ref, h)
-		return config.Snapshot{}, fmt.Errorf("snapshot %s: %w", ref, err)
+		return madeSnapshot{}, fmt.Errorf("snapshot %s: %w", ref, err)
 	}
 	faultpoint.Hit(ctx, "snapshot.made", ref.String())
-	if err := t.Store.FinishSnapshot(ctx, ref, snap, h, guard...); err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if rerr := b.RemoveSnapshot(cctx, sv, snap.Name); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
-			err = errors.Join(err, fmt.Errorf("removing the unrecorded snapshot %s: %w", snap.Name, rerr))
-		}
-		t.release(ctx, ref, h)
-		return config.Snapshot{}, err
+	return madeSnapshot{ref: ref, snap: snap, b: b, sv: sv}, nil
+}
+
+// finishLocked records a snapshot made under its volume's operation lock
+// and releases the lock; if the record cannot be written, the backend
+// snapshot is removed again, so nothing is left without a record.
+func (t *Ops) finishLocked(ctx context.Context, m madeSnapshot, h store.Holder, guard []clientv3.Cmp) error {
+	err := t.Store.FinishSnapshot(ctx, m.ref, m.snap, h, guard...)
+	if err == nil {
+		return nil
 	}
-	return snap, nil
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if rerr := m.b.RemoveSnapshot(cctx, m.sv, m.snap.Name); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
+		err = errors.Join(err, fmt.Errorf("removing the unrecorded snapshot %s: %w", m.snap.Name, rerr))
+	}
+	t.release(ctx, m.ref, h)
+	return err
+}
+
+// Taken is one volume's result of TakeMany: the snapshot, or the error;
+// Snaps is the volume's snapshot records after it when they came with the
+// batch (nil: read them).
+type Taken struct {
+	Ref   config.VolumeRef
+	Snap  config.Snapshot
+	Snaps []config.Snapshot
+	Err   error
+}
+
+// TakeMany snapshots each of refs now, as Take does, with the operation
+// locks taken and the records written for up to store.BatchSize volumes in
+// one transaction each: a round of scheduled snapshots costs two etcd
+// requests a batch instead of two a volume. Where a batch's begin or finish
+// is refused as a whole (a volume busy or gone, a lock lost, the guard), its
+// volumes go one by one, with Take's answers and rollbacks. Results are in
+// the order of refs.
+func (t *Ops) TakeMany(ctx context.Context, refs []config.VolumeRef, h store.Holder, guard ...clientv3.Cmp) []Taken {
+	out := make([]Taken, 0, len(refs))
+	for start := 0; start < len(refs); start += store.BatchSize {
+		out = append(out, t.takeBatch(ctx, refs[start:min(start+store.BatchSize, len(refs))], h, guard)...)
+		if i := slices.IndexFunc(out, func(r Taken) bool { return errors.Is(r.Err, store.ErrNotLeader) }); i >= 0 {
+			// The guard failed: nothing more may be done; say so for the rest.
+			for _, ref := range refs[len(out):] {
+				out = append(out, Taken{Ref: ref, Err: out[i].Err})
+			}
+			break
+		}
+	}
+	return out
+}
+
+func (t *Ops) takeBatch(ctx context.Context, refs []config.VolumeRef, h store.Holder, guard []clientv3.Cmp) []Taken {
+	one := func(ref config.VolumeRef) Taken {
+		snap, err := t.Take(ctx, ref, h, guard...)
+		return Taken{Ref: ref, Snap: snap, Err: err}
+	}
+	now := t.Now().UTC()
+	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now, By: t.By}
+	items := make([]store.RefIntent, len(refs))
+	for i, ref := range refs {
+		items[i] = store.RefIntent{Ref: ref, Intent: store.Intent{Op: "snapshot", Snapshot: snap.Name}}
+	}
+	vols, ok, err := t.Store.BeginIntents(ctx, items, h, guard...)
+	out := make([]Taken, len(refs))
+	if err != nil || !ok {
+		for i, ref := range refs {
+			if i > 0 && errors.Is(out[i-1].Err, store.ErrNotLeader) {
+				out[i] = Taken{Ref: ref, Err: out[i-1].Err}
+				continue
+			}
+			out[i] = one(ref)
+		}
+		return out
+	}
+	var made []madeSnapshot
+	var at []int
+	for i, ref := range refs {
+		m, err := t.snapshotLocked(ctx, ref, vols[i], snap, h)
+		if err != nil {
+			out[i] = Taken{Ref: ref, Err: err}
+			continue
+		}
+		made, at = append(made, m), append(at, i)
+	}
+	if len(made) == 0 {
+		return out
+	}
+	recs := make([]store.RefSnapshot, len(made))
+	for j, m := range made {
+		recs[j] = store.RefSnapshot{Ref: m.ref, Snap: m.snap}
+	}
+	lists, ok, err := t.Store.FinishSnapshots(ctx, recs, h, guard...)
+	for j, m := range made {
+		i := at[j]
+		switch {
+		case err == nil && ok:
+			out[i] = Taken{Ref: m.ref, Snap: m.snap, Snaps: lists[j]}
+		default:
+			// One by one, each with its own rollback.
+			if ferr := t.finishLocked(ctx, m, h, guard); ferr != nil {
+				out[i] = Taken{Ref: m.ref, Err: ferr}
+			} else {
+				out[i] = Taken{Ref: m.ref, Snap: m.snap}
+			}
+		}
+	}
+	return out
 }
 
 // Prune removes the snapshots of ref that the retention rules (the newest
@@ -109,6 +226,13 @@ func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers 
 	if err != nil {
 		return nil, err
 	}
+	return t.PruneFrom(ctx, ref, snaps, keep, tiers, h, guard...)
+}
+
+// PruneFrom is Prune with ref's snapshot records already read (as
+// TakeMany returns them, from the transaction that recorded the newest): a
+// prune that removes nothing costs no request.
+func (t *Ops) PruneFrom(ctx context.Context, ref config.VolumeRef, snaps []config.Snapshot, keep uint, tiers config.Tiers, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
 	kept := config.Retain(snaps, keep, tiers)
 	var removed []string
 	for _, s := range snaps {

@@ -1,0 +1,95 @@
+package volops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/volplugin/volplugin/config"
+	"github.com/volplugin/volplugin/config/store"
+	"github.com/volplugin/volplugin/storage"
+)
+
+// TakeMany snapshots a batch's volumes in two transactions where every
+// volume of the batch may be snapshotted, and one by one where one of them
+// is busy. Every snapshot taken is recorded (and, from a batch, comes back
+// with its volume's records); none is left without a record, no lock or
+// intent is left behind, and the busy volume is refused as Take refuses it.
+func TestTakeManyBatchesAndFallsBack(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
+	refs := make([]config.VolumeRef, store.BatchSize+5)
+	for i := range refs {
+		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
+	}
+	// A volume of the second batch is busy with another operation.
+	busy := refs[store.BatchSize+2]
+	if _, err := e.st.BeginOp(ctx, busy, "resize", e.h, false); err != nil {
+		t.Fatal(err)
+	}
+	got := e.ops.TakeMany(ctx, refs, e.h)
+	if len(got) != len(refs) {
+		t.Fatalf("%d results for %d volumes", len(got), len(refs))
+	}
+	for i, r := range got {
+		if r.Ref != refs[i] {
+			t.Fatalf("result %d is for %s, want %s", i, r.Ref, refs[i])
+		}
+		recs, err := e.st.ListSnapshots(ctx, r.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made, err := e.lb.ListSnapshots(ctx, storage.Volume{Policy: r.Ref.Policy, Name: r.Ref.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Ref == busy {
+			if !errors.Is(r.Err, config.ErrInUse) || len(recs) != 0 || len(made) != 0 {
+				t.Errorf("busy volume: %v, %d records, %d backend snapshots; want ErrInUse and none", r.Err, len(recs), len(made))
+			}
+			continue
+		}
+		if r.Err != nil || len(recs) != 1 || recs[0].Name != r.Snap.Name || !slices.Equal(made, []string{r.Snap.Name}) {
+			t.Errorf("%s: %v, records %v, backend %v; want the one snapshot %s recorded", r.Ref, r.Err, recs, made, r.Snap.Name)
+		}
+		batched := i < store.BatchSize
+		if batched != (r.Snaps != nil) || batched && (len(r.Snaps) != 1 || r.Snaps[0].Name != r.Snap.Name) {
+			t.Errorf("%s: records returned %v (batched %v)", r.Ref, r.Snaps, batched)
+		}
+		// Its lock and intent are gone: another operation may begin.
+		if _, err := e.st.BeginOp(ctx, r.Ref, "resize", e.h, false); err != nil {
+			t.Errorf("%s after TakeMany: %v", r.Ref, err)
+		} else if _, err := e.st.ReleaseOp(ctx, r.Ref, e.h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in, err := e.st.ListInterrupted(ctx); err != nil || len(in) != 0 {
+		t.Errorf("intents left: %v, %v", in, err)
+	}
+}
+
+// A guard that fails (a deposed leader) stops TakeMany at once: no
+// snapshot is made in any batch, and every result says why.
+func TestTakeManyStopsWhenTheGuardFails(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
+	refs := make([]config.VolumeRef, store.BatchSize+3)
+	for i := range refs {
+		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
+	}
+	deposed := clientv3.Compare(clientv3.CreateRevision("/no/such/election/key"), ">", 0)
+	for _, r := range e.ops.TakeMany(ctx, refs, e.h, deposed) {
+		if !errors.Is(r.Err, store.ErrNotLeader) {
+			t.Errorf("%s: %v, want ErrNotLeader", r.Ref, r.Err)
+		}
+		if made, _ := e.lb.ListSnapshots(ctx, storage.Volume{Policy: r.Ref.Policy, Name: r.Ref.Name}); len(made) != 0 {
+			t.Errorf("%s: a deposed leader made %v", r.Ref, made)
+		}
+	}
+}
