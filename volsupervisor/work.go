@@ -88,6 +88,7 @@ func (w *worker) round(ctx context.Context) error {
 	for i, v := range todo {
 		refs[i] = v.Ref()
 	}
+	var prune []volops.PruneItem
 	for i, r := range ops.TakeMany(ctx, refs, w.h, w.guard) {
 		ref, rt := r.Ref, todo[i].Runtime
 		switch err := r.Err; {
@@ -107,21 +108,29 @@ func (w *worker) round(ctx context.Context) error {
 		due = append(due, config.DueSnapshot{Volume: ref, At: snap.Time.Add(rt.Snapshot.Frequency.D())})
 		s.update(func(st *config.SupervisorStatus) { st.Taken++ })
 		s.log.WithField("volume", ref.String()).WithField("snapshot", snap.Name).Info("snapshot taken")
-		var removed []string
-		var err error
-		if r.Snaps != nil {
-			removed, err = ops.PruneFrom(ctx, ref, r.Snaps, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
-		} else {
-			removed, err = ops.Prune(ctx, ref, rt.Snapshot.Keep, rt.Snapshot.Tiers, w.h, w.guard)
+		snaps := r.Snaps
+		if snaps == nil {
+			var err error
+			if snaps, err = s.store.ListSnapshots(ctx, ref); err != nil {
+				lastErr = err
+				continue
+			}
 		}
-		if errors.Is(err, store.ErrNotLeader) {
-			return err
+		prune = append(prune, volops.PruneItem{Ref: ref, Snaps: snaps, Keep: rt.Snapshot.Keep, Tiers: rt.Snapshot.Tiers})
+	}
+	var deposed error
+	for _, p := range ops.PruneMany(ctx, prune, w.h, w.guard) {
+		switch {
+		case errors.Is(p.Err, store.ErrNotLeader):
+			deposed = p.Err
+		case p.Err != nil && !errors.Is(p.Err, config.ErrInUse):
+			lastErr = p.Err
 		}
-		if err != nil && !errors.Is(err, config.ErrInUse) {
-			lastErr = err
-		}
-		s.metrics.pruned.Add(float64(len(removed)))
-		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(removed) })
+		s.metrics.pruned.Add(float64(len(p.Removed)))
+		s.update(func(st *config.SupervisorStatus) { st.Pruned += len(p.Removed) })
+	}
+	if deposed != nil {
+		return deposed
 	}
 	if err := w.collect(ctx, ops, vols, g.TTL); errors.Is(err, store.ErrNotLeader) {
 		return err

@@ -226,13 +226,11 @@ func (t *Ops) Prune(ctx context.Context, ref config.VolumeRef, keep uint, tiers 
 	if err != nil {
 		return nil, err
 	}
-	return t.PruneFrom(ctx, ref, snaps, keep, tiers, h, guard...)
+	return t.pruneFrom(ctx, ref, snaps, keep, tiers, h, guard)
 }
 
-// PruneFrom is Prune with ref's snapshot records already read (as
-// TakeMany returns them, from the transaction that recorded the newest): a
-// prune that removes nothing costs no request.
-func (t *Ops) PruneFrom(ctx context.Context, ref config.VolumeRef, snaps []config.Snapshot, keep uint, tiers config.Tiers, h store.Holder, guard ...clientv3.Cmp) ([]string, error) {
+// pruneFrom is Prune with ref's snapshot records already read.
+func (t *Ops) pruneFrom(ctx context.Context, ref config.VolumeRef, snaps []config.Snapshot, keep uint, tiers config.Tiers, h store.Holder, guard []clientv3.Cmp) ([]string, error) {
 	kept := config.Retain(snaps, keep, tiers)
 	var removed []string
 	for _, s := range snaps {
@@ -245,6 +243,133 @@ func (t *Ops) PruneFrom(ctx context.Context, ref config.VolumeRef, snaps []confi
 		removed = append(removed, s.Name)
 	}
 	return removed, nil
+}
+
+// PruneItem is one volume of PruneMany: its snapshot records (as TakeMany
+// returns them) and its retention rules.
+type PruneItem struct {
+	Ref   config.VolumeRef
+	Snaps []config.Snapshot
+	Keep  uint
+	Tiers config.Tiers
+}
+
+// Pruned is one volume's result of PruneMany: the snapshots removed, and
+// the error that stopped its prune, if one did.
+type Pruned struct {
+	Ref     config.VolumeRef
+	Removed []string
+	Err     error
+}
+
+// PruneMany prunes each volume of items as Prune does, from the records
+// given (a prune that removes nothing costs no request). The oldest
+// removal of each volume (in steady state the only one: a new snapshot
+// pushes one out) begins and finishes in batched transactions of up to
+// store.BatchSize volumes; further removals, and the volumes of a batch
+// refused as a whole, go one by one. A failed guard stops it at once.
+func (t *Ops) PruneMany(ctx context.Context, items []PruneItem, h store.Holder, guard ...clientv3.Cmp) []Pruned {
+	out := make([]Pruned, len(items))
+	rest := make([][]config.Snapshot, len(items))
+	var batch []int
+	for i, it := range items {
+		out[i].Ref = it.Ref
+		kept := config.Retain(it.Snaps, it.Keep, it.Tiers)
+		for _, s := range it.Snaps {
+			if !kept[s.Name] {
+				rest[i] = append(rest[i], s)
+			}
+		}
+		if len(rest[i]) > 0 {
+			batch = append(batch, i)
+		}
+	}
+	for start := 0; start < len(batch); start += store.BatchSize {
+		t.pruneBatch(ctx, items, batch[start:min(start+store.BatchSize, len(batch))], rest, out, h, guard)
+		if slices.ContainsFunc(out, func(p Pruned) bool { return errors.Is(p.Err, store.ErrNotLeader) }) {
+			return out
+		}
+	}
+	for i := range items {
+		for _, s := range rest[i] {
+			if out[i].Err != nil {
+				break
+			}
+			if err := t.remove(ctx, items[i].Ref, s, h, guard); err != nil {
+				out[i].Err = err
+				if errors.Is(err, store.ErrNotLeader) {
+					return out
+				}
+				break
+			}
+			out[i].Removed = append(out[i].Removed, s.Name)
+		}
+	}
+	return out
+}
+
+// pruneBatch removes the oldest snapshot due to go (rest[i][0]) of each
+// volume items[i] for i in idx, in two transactions, and drops it from
+// rest; where the batch is refused, each goes on its own.
+func (t *Ops) pruneBatch(ctx context.Context, items []PruneItem, idx []int, rest [][]config.Snapshot, out []Pruned, h store.Holder, guard []clientv3.Cmp) {
+	one := func(i int) {
+		s := rest[i][0]
+		rest[i] = rest[i][1:]
+		if err := t.remove(ctx, items[i].Ref, s, h, guard); err != nil {
+			out[i].Err = err
+			return
+		}
+		out[i].Removed = append(out[i].Removed, s.Name)
+	}
+	begin := make([]store.RefIntent, len(idx))
+	for j, i := range idx {
+		s := rest[i][0]
+		begin[j] = store.RefIntent{Ref: items[i].Ref, Intent: store.Intent{Op: "prune", Snapshot: s.Name, BackendSnapshot: s.Backend}}
+	}
+	vols, ok, err := t.Store.BeginIntents(ctx, begin, h, guard...)
+	if err != nil || !ok {
+		for _, i := range idx {
+			if slices.ContainsFunc(out, func(p Pruned) bool { return errors.Is(p.Err, store.ErrNotLeader) }) {
+				return
+			}
+			one(i)
+		}
+		return
+	}
+	var done []store.RefName
+	var at []int
+	for j, i := range idx {
+		s := rest[i][0]
+		rest[i] = rest[i][1:]
+		v := vols[j]
+		b, sv, err := t.backend(&v)
+		if err == nil {
+			err = t.Call(ctx, v.Backends.Snapshot, "remove-snapshot", func(bctx context.Context) error {
+				return b.RemoveSnapshot(bctx, sv, s.BackendName())
+			})
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.release(ctx, items[i].Ref, h)
+			out[i].Err = fmt.Errorf("prune snapshot %s of %s: %w", s.Name, items[i].Ref, err)
+			continue
+		}
+		done, at = append(done, store.RefName{Ref: items[i].Ref, Snap: s.Name}), append(at, i)
+	}
+	if len(done) == 0 {
+		return
+	}
+	ok, err = t.Store.FinishPrunes(ctx, done, h, guard...)
+	for j, i := range at {
+		if err == nil && ok {
+			out[i].Removed = append(out[i].Removed, done[j].Snap)
+			continue
+		}
+		if ferr := t.Store.FinishPrune(ctx, done[j].Ref, done[j].Snap, h, guard...); ferr != nil {
+			out[i].Err = ferr
+			continue
+		}
+		out[i].Removed = append(out[i].Removed, done[j].Snap)
+	}
 }
 
 func (t *Ops) remove(ctx context.Context, ref config.VolumeRef, snap config.Snapshot, h store.Holder, guard []clientv3.Cmp) error {

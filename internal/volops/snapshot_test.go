@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -90,6 +91,82 @@ func TestTakeManyStopsWhenTheGuardFails(t *testing.T) {
 		}
 		if made, _ := e.lb.ListSnapshots(ctx, storage.Volume{Policy: r.Ref.Policy, Name: r.Ref.Name}); len(made) != 0 {
 			t.Errorf("%s: a deposed leader made %v", r.Ref, made)
+		}
+	}
+}
+
+// PruneMany removes what the retention rules do not keep, oldest first: the
+// first removal of each volume in a batch, further ones one by one, and the
+// volumes of a batch that is refused (one busy) one by one too. Records and
+// backend agree afterwards and no lock or intent is left.
+func TestPruneManyBatchesAndFallsBack(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
+	refs := make([]config.VolumeRef, store.BatchSize+4)
+	for i := range refs {
+		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
+	}
+	// Three snapshots each, a second apart (names are timestamps).
+	clock := time.Now()
+	e.ops.Now = func() time.Time { return clock }
+	for range 3 {
+		for _, r := range e.ops.TakeMany(ctx, refs, e.h) {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+		clock = clock.Add(time.Second)
+	}
+	items := make([]PruneItem, len(refs))
+	for i, ref := range refs {
+		snaps, err := e.st.ListSnapshots(ctx, ref)
+		if err != nil || len(snaps) != 3 {
+			t.Fatalf("%s: %d snapshots, %v", ref, len(snaps), err)
+		}
+		// The first volume keeps one (two to remove: one batched, one
+		// alone); the others keep two.
+		items[i] = PruneItem{Ref: ref, Snaps: snaps, Keep: 2}
+		if i == 0 {
+			items[i].Keep = 1
+		}
+	}
+	// A volume of the second batch is busy: that batch goes one by one.
+	busy := refs[store.BatchSize+1]
+	if _, err := e.st.BeginOp(ctx, busy, "resize", e.h, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range e.ops.PruneMany(ctx, items, e.h) {
+		want := []string{items[i].Snaps[0].Name}
+		if i == 0 {
+			want = append(want, items[i].Snaps[1].Name)
+		}
+		if p.Ref == busy {
+			if !errors.Is(p.Err, config.ErrInUse) || len(p.Removed) != 0 {
+				t.Errorf("busy volume: %v, removed %v; want ErrInUse and nothing", p.Err, p.Removed)
+			}
+			continue
+		}
+		if p.Err != nil || !slices.Equal(p.Removed, want) {
+			t.Errorf("%s: removed %v, %v; want %v", p.Ref, p.Removed, p.Err, want)
+		}
+		recs, _ := e.st.ListSnapshots(ctx, p.Ref)
+		made, _ := e.lb.ListSnapshots(ctx, storage.Volume{Policy: p.Ref.Policy, Name: p.Ref.Name})
+		if len(recs) != 3-len(want) || len(made) != len(recs) {
+			t.Errorf("%s after the prune: records %v, backend %v", p.Ref, recs, made)
+		}
+	}
+	if _, err := e.st.ReleaseOp(ctx, busy, e.h); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := e.st.ListInterrupted(ctx); err != nil || len(in) != 0 {
+		t.Errorf("intents left: %v, %v", in, err)
+	}
+	for _, ref := range refs {
+		if _, err := e.st.BeginOp(ctx, ref, "resize", e.h, false); err != nil {
+			t.Errorf("%s locked after PruneMany: %v", ref, err)
+		} else if _, err := e.st.ReleaseOp(ctx, ref, e.h); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
