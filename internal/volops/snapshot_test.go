@@ -21,13 +21,8 @@ import (
 // with its volume's records); none is left without a record, no lock or
 // intent is left behind, and the busy volume is refused as Take refuses it.
 func TestTakeManyBatchesAndFallsBack(t *testing.T) {
-	e := setup(t)
+	e, refs := snapshotSetup(t, store.BatchSize+5)
 	ctx := context.Background()
-	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
-	refs := make([]config.VolumeRef, store.BatchSize+5)
-	for i := range refs {
-		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
-	}
 	// A volume of the second batch is busy with another operation.
 	busy := refs[store.BatchSize+2]
 	if _, err := e.st.BeginOp(ctx, busy, "resize", e.h, false); err != nil {
@@ -77,13 +72,8 @@ func TestTakeManyBatchesAndFallsBack(t *testing.T) {
 // A guard that fails (a deposed leader) stops TakeMany at once: no
 // snapshot is made in any batch, and every result says why.
 func TestTakeManyStopsWhenTheGuardFails(t *testing.T) {
-	e := setup(t)
+	e, refs := snapshotSetup(t, store.BatchSize+3)
 	ctx := context.Background()
-	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
-	refs := make([]config.VolumeRef, store.BatchSize+3)
-	for i := range refs {
-		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
-	}
 	deposed := clientv3.Compare(clientv3.CreateRevision("/no/such/election/key"), ">", 0)
 	for _, r := range e.ops.TakeMany(ctx, refs, e.h, deposed) {
 		if !errors.Is(r.Err, store.ErrNotLeader) {
@@ -100,13 +90,8 @@ func TestTakeManyStopsWhenTheGuardFails(t *testing.T) {
 // volumes of a batch that is refused (one busy) one by one too. Records and
 // backend agree afterwards and no lock or intent is left.
 func TestPruneManyBatchesAndFallsBack(t *testing.T) {
-	e := setup(t)
+	e, refs := snapshotSetup(t, store.BatchSize+4)
 	ctx := context.Background()
-	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
-	refs := make([]config.VolumeRef, store.BatchSize+4)
-	for i := range refs {
-		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
-	}
 	// Three snapshots each, a second apart (names are timestamps).
 	clock := time.Now()
 	e.ops.Now = func() time.Time { return clock }
@@ -169,4 +154,17 @@ func TestPruneManyBatchesAndFallsBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// snapshotSetup is setup with the local backend taking snapshots and n
+// volumes, v00 onwards: more than a batch when n > store.BatchSize.
+func snapshotSetup(t *testing.T, n int) (*env, []config.VolumeRef) {
+	t.Helper()
+	e := setup(t)
+	e.ops.Backends = map[string]storage.Snapshotter{config.BackendLocal: e.lb}
+	refs := make([]config.VolumeRef, n)
+	for i := range refs {
+		refs[i] = e.volume(t, fmt.Sprintf("v%02d", i), "")
+	}
+	return e, refs
 }
