@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -32,6 +33,11 @@ type Cache struct {
 	// encoded holds volumes already rendered as JSON for GET; an entry is
 	// dropped whenever its volume or runtime changes.
 	encoded map[config.VolumeRef][]byte
+	// sorted is every volume's name in order, built at the first list after
+	// the set of volumes changed (nil until then): a list of 100,000
+	// volumes then costs a copy, not a sort. Built under the read lock, so
+	// two lists may build it at once; they build the same.
+	sorted atomic.Pointer[[]config.VolumeRef]
 }
 
 // cacheData is what the cache holds, replaced whole on a reload.
@@ -90,6 +96,7 @@ func (c *Cache) runOnce(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.cacheData = d
+	c.sorted.Store(nil)
 	c.encoded = map[config.VolumeRef][]byte{}
 	c.mu.Unlock()
 	c.advance(resp.Header.Revision, true)
@@ -155,7 +162,11 @@ func (c *Cache) apply(d *cacheData, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		if del {
 			delete(vols, ref)
 			delete(d.runtimeRevs, ref)
+			c.sorted.Store(nil)
 		} else if v, err := DecodeVolume(kv.Value, nil); err == nil {
+			if _, had := vols[ref]; !had {
+				c.sorted.Store(nil)
+			}
 			vols[ref] = v
 			d.runtimeRevs[ref] = max(d.runtimeRevs[ref], kv.ModRevision)
 		}
@@ -369,19 +380,33 @@ func (c *Cache) VolumeRefs(policy string) ([]config.VolumeRef, error) {
 
 // refs lists the volume names of policy, sorted; the caller holds c.mu.
 func (c *Cache) refs(policy string) []config.VolumeRef {
-	out := make([]config.VolumeRef, 0, len(c.volumes))
-	for ref := range c.volumes {
-		if policy == "" || ref.Policy == policy {
-			out = append(out, ref)
+	all := c.sorted.Load()
+	if all == nil {
+		s := make([]config.VolumeRef, 0, len(c.volumes))
+		for ref := range c.volumes {
+			s = append(s, ref)
+		}
+		slices.SortFunc(s, compareRefs)
+		all = &s
+		c.sorted.Store(all)
+	}
+	from, to := 0, len(*all)
+	if policy != "" {
+		// Sorted by policy first: its volumes are one run.
+		from, _ = slices.BinarySearchFunc(*all, config.VolumeRef{Policy: policy}, compareRefs)
+		to = from
+		for to < len(*all) && (*all)[to].Policy == policy {
+			to++
 		}
 	}
-	slices.SortFunc(out, func(a, b config.VolumeRef) int {
-		if d := strings.Compare(a.Policy, b.Policy); d != 0 {
-			return d
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	return out
+	return slices.Clone((*all)[from:to])
+}
+
+func compareRefs(a, b config.VolumeRef) int {
+	if d := strings.Compare(a.Policy, b.Policy); d != 0 {
+		return d
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // Policy returns the current version of one policy.
