@@ -126,3 +126,65 @@ func TestDamagedFilesystemRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// zeroed, which spares a never-formatted volume the device probes before
+// its first mkfs, holds only for an image without a single allocated
+// object, its parent's included, and only where fast-diff lets librbd tell.
+func TestZeroed(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	b := newBackend(t, "host-a")
+	policy := testPolicy(t)
+	removeImagesOnCleanup(t, policy, b)
+	check := func(v storage.Volume, want bool) {
+		t.Helper()
+		vl, err := b.resolve(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, done, err := b.openVolume(ctx, vl, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		if got := zeroed(img); got != want {
+			t.Fatalf("zeroed(%s) = %v, want %v", vl.image, got, want)
+		}
+	}
+	v := testVol(policy, "v", 64*mib, "ext4")
+	noFastDiff := testVol(policy, "nofd", 64*mib, "ext4")
+	noFastDiff.Options = map[string]string{OptFeatures: "layering,exclusive-lock"}
+	for _, x := range []storage.Volume{v, noFastDiff} {
+		if err := b.Create(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(v, true)
+	check(noFastDiff, false) // blank, but librbd would ask every object
+
+	// One block far past the first MiB and the superblock copies the
+	// device probes read.
+	vl, err := b.resolve(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, done, err := b.openVolume(ctx, vl, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt([]byte{1}, 50*mib); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	check(v, false)
+
+	// A clone holds no object of its own, but reads its parent's data.
+	if _, err := b.CreateSnapshot(ctx, v, "s"); err != nil {
+		t.Fatal(err)
+	}
+	clone := testVol(policy, "clone", 64*mib, "ext4")
+	if err := b.CopySnapshot(ctx, v, "s", clone); err != nil {
+		t.Fatal(err)
+	}
+	check(clone, false)
+}

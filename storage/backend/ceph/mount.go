@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ceph/go-ceph/rbd"
+
 	"github.com/volplugin/volplugin/storage"
 	"github.com/volplugin/volplugin/storage/backend/ceph/mapper"
 	"github.com/volplugin/volplugin/storage/internal/fsutil"
@@ -68,8 +70,10 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 	if dev, err = mp.Device(ctx, img); err != nil {
 		return "", err
 	}
+	zeroed := false
 	if dev == "" {
-		if err := b.claim(ctx, vl); err != nil {
+		zeroed, err = b.claim(ctx, vl)
+		if err != nil {
 			return "", err
 		}
 		// Registered before Map: a map that fails half way (timed out after
@@ -81,7 +85,7 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 	}
 
 	// dev is unmapped again when the mount fails: a repair maps the image.
-	repair := fsutil.Repair{Path: "/dev/rbd/" + vl.pool + "/" + vl.image, Setup: "rbd map " + vl.pool + "/" + vl.image}
+	repair := fsutil.Repair{Path: "/dev/rbd/" + vl.pool + "/" + vl.image, Setup: "rbd map " + vl.pool + "/" + vl.image, Zeroed: zeroed}
 	if err := fsutil.MountDevice(ctx, b.host.timeout, vl.Volume, dev, repair, b.cfg.MountRoot, vl.mount, &undo); err != nil {
 		return "", err
 	}
@@ -91,28 +95,62 @@ func (b *Backend) mount(ctx context.Context, vl vol) (dev string, err error) {
 // claim checks that vl's image exists and that no other client has it open
 // or locked, and records this host as the one mapping it. Between claim and
 // the mapper taking the lock another host could claim too; the caller's
-// cross-host mount lock (etcd) is what excludes that.
-func (b *Backend) claim(ctx context.Context, vl vol) error {
+// cross-host mount lock (etcd) is what excludes that. For a volume never
+// formatted it also reports whether the image is zeroed (see zeroed), which
+// spares the device probes before its first mkfs.
+func (b *Backend) claim(ctx context.Context, vl vol) (bool, error) {
 	conn, err := b.conn(ctx, vl.client)
 	if err != nil {
-		return err
+		return false, err
 	}
 	img, done, err := b.openVolume(ctx, vl, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer done()
 	hs, err := holders(conn, img)
 	if err != nil {
-		return fmt.Errorf("image %s: %w", vl.spec(), err)
+		return false, fmt.Errorf("image %s: %w", vl.spec(), err)
 	}
 	if len(hs) > 0 {
-		return heldErr(img, vl, hs)
+		return false, heldErr(img, vl, hs)
 	}
 	if err := img.SetMetadata(metaHost, b.cfg.Host); err != nil {
-		return fmt.Errorf("record host on %s: %w", vl.spec(), cephErr(err))
+		return false, fmt.Errorf("record host on %s: %w", vl.spec(), cephErr(err))
 	}
-	return nil
+	return !vl.Formatted && zeroed(img), nil
+}
+
+// zeroed reports whether img has no allocated object, its parent's
+// included (a clone), so that it reads as zeros from end to end. Only with
+// fast-diff, where librbd answers from the object map (one read) rather
+// than asking every object; false when it cannot tell, so that the device
+// is probed as before. (With the object map flagged invalid librbd asks
+// every object after all: slow on a big image, but only on its first mount.)
+func zeroed(img *rbd.Image) bool {
+	features, err := img.GetFeatures()
+	if err != nil || features&rbd.FeatureFastDiff == 0 {
+		return false
+	}
+	size, err := img.GetSize()
+	if err != nil {
+		return false
+	}
+	found := false
+	err = img.DiffIterate(rbd.DiffIterateConfig{
+		SnapName:      rbd.NoSnapshot,
+		Length:        size,
+		IncludeParent: rbd.IncludeParent,
+		WholeObject:   rbd.EnableWholeObject,
+		Callback: func(_, _ uint64, exists int, _ any) int {
+			if exists != 0 {
+				found = true
+				return -1 // stop: one is enough
+			}
+			return 0
+		},
+	})
+	return err == nil && !found
 }
 
 // Unmount unmounts v, unmaps its image and removes the mount point. A volume

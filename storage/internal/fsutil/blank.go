@@ -26,6 +26,10 @@ type Repair struct {
 	File bool
 	// Setup is a command to run first (e.g. rbd map pool/image), or "".
 	Setup string
+	// Zeroed is set by a backend that proved the device reads as zeros
+	// from end to end (an RBD image without a single allocated object):
+	// blank beyond doubt, with no blkid or block scan to run.
+	Zeroed bool
 }
 
 func (r Repair) on(dev string) Repair {

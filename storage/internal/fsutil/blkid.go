@@ -91,7 +91,7 @@ func FormatIfBlank(ctx context.Context, timeout time.Duration, v storage.Volume,
 	r = r.on(dev)
 	// An image file without a single data extent reads as zeros from end to
 	// end: blank beyond doubt, with no blkid or block scan to run.
-	proven := r.File && holdsNoData(r.Path)
+	proven := r.Zeroed || (r.File && holdsNoData(r.Path))
 	c := Content{Blank: true}
 	if !proven {
 		var err error

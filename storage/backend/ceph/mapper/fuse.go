@@ -280,13 +280,29 @@ func (f *fuse) terminate(ctx context.Context, dir, pidFile string) error {
 		if sig == syscall.SIGKILL {
 			wctx = context.WithoutCancel(ctx)
 		}
-		if err := waitFor(wctx, fuseStopTimeout, fmt.Sprintf("rbd-fuse %d to exit after %s", p.pid, sig), exited); err == nil {
+		if err := p.wait(wctx, fmt.Sprintf("rbd-fuse %d to exit after %s", p.pid, sig), exited); err == nil {
 			return nil
 		} else if sig == syscall.SIGKILL {
 			return err
 		}
 	}
 	return nil
+}
+
+// wait waits up to fuseStopTimeout for p to exit: on done when p was
+// started here (its exit is an event), else by polling exited.
+func (p *fuseProc) wait(ctx context.Context, what string, exited func() (bool, error)) error {
+	if p.done == nil {
+		return waitFor(ctx, fuseStopTimeout, what, exited)
+	}
+	ctx, cancel := context.WithTimeout(ctx, fuseStopTimeout)
+	defer cancel()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+	}
 }
 
 // recordedPID returns the PID in pidFile if that process is alive and is the

@@ -238,8 +238,15 @@ func (e Env) haveModule(ctx context.Context, module, sysPath string) error {
 	return nil
 }
 
-// pollInterval is how often waitFor re-checks its condition.
-const pollInterval = 50 * time.Millisecond
+// waitFor re-checks its condition after an eighth of the time it has
+// waited so far, between minPoll and maxPoll: a condition that comes true
+// after d is seen by about 1.125 d (a FUSE mount appears within tens of
+// milliseconds, so a fixed 50 ms tick roughly doubled that wait), and one
+// that takes seconds costs a check every maxPoll.
+const (
+	minPoll = time.Millisecond
+	maxPoll = 50 * time.Millisecond
+)
 
 // waitFor calls cond until it reports done, returns an error, or ctx or
 // timeout ends. It is for conditions the kernel or a daemon makes true
@@ -248,17 +255,19 @@ const pollInterval = 50 * time.Millisecond
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
+	start := time.Now()
+	t := time.NewTimer(minPoll)
+	defer t.Stop()
 	for {
 		done, err := cond()
 		if err != nil || done {
 			return err
 		}
+		t.Reset(max(minPoll, min(maxPoll, time.Since(start)/8)))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-		case <-tick.C:
+		case <-t.C:
 		}
 	}
 }
