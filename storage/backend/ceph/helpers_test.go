@@ -31,7 +31,7 @@ const mib = 1 << 20
 
 // cephConf is the test cluster's conf. Without one the test is skipped, or
 // fails under CI, where `make test` must have started the cluster.
-func cephConf(t *testing.T) string {
+func cephConf(t testing.TB) string {
 	t.Helper()
 	conf := os.Getenv("CEPH_CONF")
 	if conf == "" {
@@ -45,7 +45,7 @@ func cephConf(t *testing.T) string {
 }
 
 // needRoot skips tests that attach loop devices and mount.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for FUSE, loop devices and mount")
@@ -59,7 +59,7 @@ func needRoot(t *testing.T) {
 
 // testPolicy is a policy name no other test run uses, so that runs sharing
 // the cluster do not see each other's images.
-func testPolicy(t *testing.T) string {
+func testPolicy(t testing.TB) string {
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func testPolicy(t *testing.T) string {
 // newBackend returns a fuse-mapper Backend on temporary directories for
 // host; cleanup tears down, whatever the test did, its mounts, loop devices
 // and rbd-fuse processes, in that order.
-func newBackend(t *testing.T, host string, mod ...func(*Config)) *Backend {
+func newBackend(t testing.TB, host string, mod ...func(*Config)) *Backend {
 	t.Helper()
 	cfg := Config{
 		Conf:      cephConf(t),
@@ -95,7 +95,7 @@ func newBackend(t *testing.T, host string, mod ...func(*Config)) *Backend {
 	return b
 }
 
-func cleanupHost(t *testing.T, cfg Config) {
+func cleanupHost(t testing.TB, cfg Config) {
 	ctx := context.Background()
 	// Any rbd-fuse still running is a leak; it goes first, because a fenced
 	// one never answers and would hang every unmount below.
@@ -128,7 +128,7 @@ func cleanupHost(t *testing.T, cfg Config) {
 }
 
 // detachLoops detaches the loop devices backed by files under dir.
-func detachLoops(t *testing.T, dir string) {
+func detachLoops(t testing.TB, dir string) {
 	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -161,7 +161,7 @@ func rbdFusePID(pidFile string) int {
 }
 
 // adminConn is a client.admin connection for checks behind the backend's back.
-func adminConn(t *testing.T) *rados.Conn {
+func adminConn(t testing.TB) *rados.Conn {
 	t.Helper()
 	conn, err := rados.NewConn()
 	if err != nil {
@@ -183,7 +183,7 @@ func adminConn(t *testing.T) *rados.Conn {
 }
 
 // policyImages lists the images of policy in pool rbd, straight from Ceph.
-func policyImages(t *testing.T, conn *rados.Conn, policy string) []string {
+func policyImages(t testing.TB, conn *rados.Conn, policy string) []string {
 	t.Helper()
 	io, err := conn.OpenIOContext("rbd")
 	if err != nil {
@@ -206,7 +206,7 @@ func policyImages(t *testing.T, conn *rados.Conn, policy string) []string {
 // removeImagesOnCleanup removes whatever images of policy a failed test left
 // (unmounting them on every host first; clones go before their parents on a
 // later pass), so that the shared pool does not fill up.
-func removeImagesOnCleanup(t *testing.T, policy string, hosts ...*Backend) {
+func removeImagesOnCleanup(t testing.TB, policy string, hosts ...*Backend) {
 	conn := adminConn(t)
 	b := hosts[0]
 	t.Cleanup(func() {
