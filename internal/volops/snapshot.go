@@ -113,7 +113,10 @@ func (t *Ops) snapshotLocked(ctx context.Context, ref config.VolumeRef, v config
 
 // finishLocked records a snapshot made under its volume's operation lock
 // and releases the lock; if the record cannot be written, the backend
-// snapshot is removed again, so nothing is left without a record.
+// snapshot is removed again, so nothing is left without a record. A finish
+// whose answer was lost may have been written all the same (a timeout after
+// etcd committed, or a batched finish that committed): the record is looked
+// for first, so a recorded snapshot is never removed from under it.
 func (t *Ops) finishLocked(ctx context.Context, m madeSnapshot, h store.Holder, guard []clientv3.Cmp) error {
 	err := t.Store.FinishSnapshot(ctx, m.ref, m.snap, h, guard...)
 	if err == nil {
@@ -121,6 +124,10 @@ func (t *Ops) finishLocked(ctx context.Context, m madeSnapshot, h store.Holder, 
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	if snaps, lerr := t.Store.ListSnapshots(cctx, m.ref); lerr == nil &&
+		slices.ContainsFunc(snaps, func(s config.Snapshot) bool { return s.Name == m.snap.Name }) {
+		return nil // recorded, its lock released by the same transaction
+	}
 	if rerr := m.b.RemoveSnapshot(cctx, m.sv, m.snap.Name); rerr != nil && !errors.Is(rerr, storage.ErrNotFound) {
 		err = errors.Join(err, fmt.Errorf("removing the unrecorded snapshot %s: %w", m.snap.Name, rerr))
 	}

@@ -168,3 +168,32 @@ func snapshotSetup(t *testing.T, n int) (*env, []config.VolumeRef) {
 	}
 	return e, refs
 }
+
+// A finish whose answer was lost after etcd committed it (simulated here by
+// finishing twice: the second finds its lock gone) leaves the recorded
+// snapshot alone instead of removing it as unrecorded.
+func TestFinishAfterALostAnswerKeepsTheRecordedSnapshot(t *testing.T) {
+	e, refs := snapshotSetup(t, 1)
+	ctx := context.Background()
+	ref := refs[0]
+	now := time.Now().UTC()
+	snap := config.Snapshot{Name: config.SnapshotName(now), Time: now}
+	v, err := e.st.BeginIntent(ctx, ref, store.Intent{Op: "snapshot", Snapshot: snap.Name}, e.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.ops.snapshotLocked(ctx, ref, v, snap, e.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.FinishSnapshot(ctx, ref, m.snap, e.h); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ops.finishLocked(ctx, m, e.h, nil); err != nil {
+		t.Errorf("finish of a recorded snapshot = %v, want done", err)
+	}
+	made, _ := e.lb.ListSnapshots(ctx, storage.Volume{Policy: ref.Policy, Name: ref.Name})
+	if !slices.Equal(made, []string{snap.Name}) {
+		t.Fatalf("backend snapshots %v, want the recorded %s kept", made, snap.Name)
+	}
+}
