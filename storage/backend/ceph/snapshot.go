@@ -21,7 +21,10 @@ import (
 // there. A volume mounted on this host is frozen (fsfreeze) meanwhile, so
 // the snapshot holds a clean filesystem; one mounted elsewhere gets a
 // crash-consistent snapshot. While another client holds the image's lock,
-// librbd has that client take the snapshot.
+// librbd has that client take the snapshot. The freeze lasts mostly as
+// long as the monitors take to allocate the snapshot's id (up to their
+// paxos_propose_interval), during which librbd holds the image's writes
+// anyway; docs/performance.md has the figures.
 func (b *Backend) CreateSnapshot(ctx context.Context, v storage.Volume, snap string) (storage.SnapshotInfo, error) {
 	vl, err := b.resolve(v)
 	if err != nil {
