@@ -31,9 +31,12 @@ func samples(t *testing.T, reg prometheus.Gatherer, name string) map[string]floa
 func TestMetricsReportEtcdSizeAndQuota(t *testing.T) {
 	h := start(t)
 	eps := h.srv.store.Client().Endpoints()
-	size := samples(t, h.srv.metrics.reg, "volmaster_etcd_db_size_bytes")
-	quota := samples(t, h.srv.metrics.reg, "volmaster_etcd_quota_bytes")
-	inUse := samples(t, h.srv.metrics.reg, "volmaster_etcd_db_size_in_use_bytes")
+	// One scrape: etcd's size moves between two (a compaction, a write).
+	scrape, err := metrictest.Scrape(h.srv.metrics.reg, "volmaster_etcd_db_size_bytes", "volmaster_etcd_quota_bytes", "volmaster_etcd_db_size_in_use_bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, quota, inUse := scrape["volmaster_etcd_db_size_bytes"], scrape["volmaster_etcd_quota_bytes"], scrape["volmaster_etcd_db_size_in_use_bytes"]
 	for _, ep := range eps {
 		k := "endpoint=" + ep
 		if size[k] <= 0 || inUse[k] <= 0 || inUse[k] > size[k] {

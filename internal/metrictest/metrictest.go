@@ -13,13 +13,28 @@ import (
 // Samples returns the samples of family name by their labels, written
 // k=v,k=v in the registry's order ("" for none).
 func Samples(g prometheus.Gatherer, name string) (map[string]float64, error) {
+	all, err := Scrape(g, name)
+	if err != nil {
+		return nil, err
+	}
+	return all[name], nil
+}
+
+// Scrape returns the samples of each family in names, as Samples does,
+// from one gathering: figures read together, like a scraper's, so that two
+// of them taken from one source can be compared.
+func Scrape(g prometheus.Gatherer, names ...string) (map[string]map[string]float64, error) {
 	fams, err := g.Gather()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
+	out := map[string]map[string]float64{}
+	for _, n := range names {
+		out[n] = map[string]float64{}
+	}
 	for _, f := range fams {
-		if f.GetName() != name {
+		samples, ok := out[f.GetName()]
+		if !ok {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -27,7 +42,7 @@ func Samples(g prometheus.Gatherer, name string) (map[string]float64, error) {
 			for _, l := range m.GetLabel() {
 				kv = append(kv, l.GetName()+"="+l.GetValue())
 			}
-			out[strings.Join(kv, ",")] = Value(m)
+			samples[strings.Join(kv, ",")] = Value(m)
 		}
 	}
 	return out, nil
