@@ -286,6 +286,9 @@ func (c controller) ListVolumes(ctx context.Context, req *csipb.ListVolumesReque
 		start++
 	}
 	resp := &csipb.ListVolumesResponse{}
+	// Where a policy's volumes are usable, asked of volmaster once per
+	// policy of the page, as CreateVolume answered it.
+	acc := map[string]*csipb.Topology{}
 	for _, id := range ids[start:] {
 		if req.GetMaxEntries() > 0 && len(resp.Entries) == int(req.GetMaxEntries()) {
 			resp.NextToken = resp.Entries[len(resp.Entries)-1].Volume.VolumeId
@@ -293,8 +296,19 @@ func (c controller) ListVolumes(ctx context.Context, req *csipb.ListVolumesReque
 		}
 		v := byID[id]
 		n, _ := sizeBytes(v)
-		resp.Entries = append(resp.Entries, &csipb.ListVolumesResponse_Entry{Volume: &csipb.Volume{
-			VolumeId: id, CapacityBytes: n, VolumeContext: map[string]string{ParamPolicy: v.Policy, "name": v.Name}}})
+		e := &csipb.Volume{VolumeId: id, CapacityBytes: n, VolumeContext: map[string]string{ParamPolicy: v.Policy, "name": v.Name}}
+		key := v.Policy + "\x00" + v.Backends.Mount
+		t, ok := acc[key]
+		if !ok {
+			if t, err = c.accessibleFrom(ctx, v.Policy, v.Backends); err != nil {
+				return nil, statusError(err)
+			}
+			acc[key] = t
+		}
+		if t != nil {
+			e.AccessibleTopology = []*csipb.Topology{t}
+		}
+		resp.Entries = append(resp.Entries, &csipb.ListVolumesResponse_Entry{Volume: e})
 	}
 	return resp, nil
 }

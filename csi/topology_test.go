@@ -67,6 +67,25 @@ func TestTopology(t *testing.T) {
 			case name == "ceph" && len(acc) != 0:
 				t.Errorf("Ceph volume's topology %v, want none (every node)", acc)
 			}
+			// ListVolumes gives the same topology as CreateVolume did.
+			list, err := cl.ListVolumes(ctx, &csipb.ListVolumesRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, e := range list.GetEntries() {
+				if e.GetVolume().GetVolumeId() != v.GetVolume().GetVolumeId() {
+					continue
+				}
+				found = true
+				got := e.GetVolume().GetAccessibleTopology()
+				if len(got) != len(acc) || (len(acc) == 1 && !maps.Equal(got[0].GetSegments(), acc[0].GetSegments())) {
+					t.Errorf("ListVolumes gives topology %v, CreateVolume gave %v", got, acc)
+				}
+			}
+			if !found {
+				t.Errorf("ListVolumes %v lacks %s", list.GetEntries(), v.GetVolume().GetVolumeId())
+			}
 			// Again, the same answer (idempotent), and with a requisite that
 			// includes another node too.
 			if again, err := create("here", elsewhere, info.GetAccessibleTopology()); err != nil || len(again.GetVolume().GetAccessibleTopology()) != len(acc) {
